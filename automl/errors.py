@@ -1,0 +1,80 @@
+"""Typed errors the user can act on.
+
+Every error carries a stable ``code`` (documented in README.md), the ``field`` it is
+about (a column or a search-space parameter, when there is one) and a one-line message
+saying what is wrong and what to do. The CLI prints ``error CODE: message`` and exits 2.
+"""
+
+from __future__ import annotations
+
+
+class AutoMLError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    code = "E_AUTOML"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+    def one_line(self) -> str:
+        """The message as the CLI prints it: ``error CODE: message``."""
+        return f"error {self.code}: {self.message}"
+
+
+class DataError(AutoMLError):
+    """The dataset cannot be used as given (bad values, types, shape or size)."""
+
+    code = "E_DATA"
+
+
+class NonFiniteError(DataError):
+    code = "E_NONFINITE"
+
+
+class DtypeError(DataError):
+    code = "E_DTYPE"
+
+
+class ShapeError(DataError):
+    code = "E_SHAPE"
+
+
+class ParseError(DataError):
+    code = "E_PARSE"
+
+
+class DegenerateError(DataError):
+    code = "E_DEGENERATE"
+
+
+class TooLargeError(DataError):
+    code = "E_TOO_LARGE"
+
+
+class UnsafeFormatError(DataError):
+    code = "E_UNSAFE_FORMAT"
+
+
+class SpaceError(AutoMLError):
+    """The search space is invalid; ``field`` names the parameter."""
+
+    code = "E_SPACE"
+
+
+class ConfigError(AutoMLError):
+    """A run setting (budget, pruner, device, batch size against the data...) is invalid."""
+
+    code = "E_CONFIG"
+
+
+class StudyUnhealthyError(AutoMLError):
+    """Too many consecutive trials failed the same way: the study was stopped."""
+
+    code = "E_STUDY_UNHEALTHY"
