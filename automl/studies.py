@@ -1,0 +1,125 @@
+"""The Optuna side: storage, study creation and the sampler/pruner every worker rebuilds.
+
+The sampler and pruner settings are stored on the study (as a user attribute), so a
+worker that loads the study builds exactly the same TPE sampler and pruner, whichever
+process or machine it runs on.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import optuna
+from sqlalchemy.engine import make_url
+
+from automl.errors import ConfigError
+
+PRUNERS = ("median", "hyperband", "none")
+SETTINGS_ATTR = "automl_settings"
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """How trials are proposed and pruned; stored on the study for every worker."""
+
+    seed: int = 0
+    pruner: str = "median"
+    tpe_startup_trials: int = 10
+    pruner_startup_trials: int = 10
+    pruner_warmup_epochs: int = 10
+    max_epochs: int = 100
+
+    def __post_init__(self) -> None:
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"unknown pruner '{self.pruner}': use {', '.join(PRUNERS)}",
+                              field="pruner")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_sampler(settings: StudySettings, worker_index: int = 0) -> optuna.samplers.TPESampler:
+    """Parallel-aware TPE: multivariate, grouped for the conditional widths, constant liar.
+
+    Each worker gets its own seed (``seed + worker_index``) so that parallel workers do not
+    draw the same random start-up points.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _tpe(settings, worker_index)
+
+
+def _tpe(settings: StudySettings, worker_index: int) -> optuna.samplers.TPESampler:
+    return optuna.samplers.TPESampler(
+        n_startup_trials=settings.tpe_startup_trials,
+        multivariate=True,
+        group=True,
+        constant_liar=True,
+        seed=settings.seed + worker_index,
+    )
+
+
+def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
+    """Median rule by default (with start-up and warm-up so it does not prune on noise)."""
+    if settings.pruner == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=settings.pruner_startup_trials,
+            n_warmup_steps=settings.pruner_warmup_epochs,
+        )
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=max(1, settings.pruner_warmup_epochs),
+            max_resource=settings.max_epochs,
+        )
+    return optuna.pruners.NopPruner()
+
+
+def make_storage(url: str) -> optuna.storages.RDBStorage:
+    """An RDB storage; SQLite files get WAL mode and a long lock timeout for parallel workers."""
+    kwargs: dict[str, Any] = {}
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        _enable_sqlite_wal(parsed.database)
+        kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+def _enable_sqlite_wal(database: str | None) -> None:
+    if not database or database == ":memory:":
+        return
+    with sqlite3.connect(database, timeout=60) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+
+
+def create_study(url: str, name: str, settings: StudySettings,
+                 attrs: dict[str, Any]) -> optuna.Study:
+    """Create a new minimising study and store the settings and run metadata on it."""
+    study = optuna.create_study(
+        storage=make_storage(url),
+        study_name=name,
+        direction="minimize",
+        sampler=make_sampler(settings),
+        pruner=make_pruner(settings),
+    )
+    study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    return study
+
+
+def load_study(url: str, name: str, worker_index: int = 0) -> optuna.Study:
+    """Load a study with the sampler and pruner rebuilt from its stored settings."""
+    storage = make_storage(url)
+    study_id = storage.get_study_id_from_name(name)
+    settings = StudySettings(**storage.get_study_user_attrs(study_id)[SETTINGS_ATTR])
+    return optuna.load_study(
+        study_name=name,
+        storage=storage,
+        sampler=make_sampler(settings, worker_index),
+        pruner=make_pruner(settings),
+    )
