@@ -1,0 +1,80 @@
+"""Dataset splits as tensors on the trial's device, and batched evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
+
+from automl.configs import Task
+from automl.data import PreparedData
+
+EVAL_BATCH = 8192
+
+
+@dataclass
+class TensorSplits:
+    """Train/validation/test tensors, kept on one device for the whole trial."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    task: Task
+    n_outputs: int
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_train.device
+
+
+def to_tensors(data: PreparedData, device: torch.device | str = "cpu") -> TensorSplits:
+    """Move the prepared arrays to ``device`` once; targets get the dtype the loss wants."""
+    y_dtype = torch.long if data.task == "multiclass" else torch.float32
+
+    def tensor(array: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.as_tensor(array, dtype=dtype, device=device)
+
+    return TensorSplits(
+        tensor(data.x_train), tensor(data.y_train, y_dtype),
+        tensor(data.x_val), tensor(data.y_val, y_dtype),
+        tensor(data.x_test), tensor(data.y_test, y_dtype),
+        data.task, data.n_outputs,
+    )
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Raw outputs (logits or scaled values) in large batches, in eval mode."""
+    model.eval()
+    return torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
+
+
+def validation_loss(task: Task, outputs: torch.Tensor, y: torch.Tensor) -> float:
+    """The fixed objective every trial is compared on, whatever loss it trained with:
+    cross-entropy for classification, MSE on the standardised target for regression."""
+    if task == "multiclass":
+        return float(functional.cross_entropy(outputs, y))
+    if task == "binary":
+        return float(functional.binary_cross_entropy_with_logits(outputs.squeeze(1), y))
+    return float(functional.mse_loss(outputs.squeeze(1), y))
+
+
+def score(task: Task, outputs: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy for classification, R² for regression."""
+    if task == "multiclass":
+        return float((outputs.argmax(dim=1) == y).float().mean())
+    if task == "binary":
+        return float(((outputs.squeeze(1) > 0).float() == y).float().mean())
+    residual = ((outputs.squeeze(1) - y) ** 2).sum()
+    total = ((y - y.mean()) ** 2).sum()
+    return float(1 - residual / total) if float(total) > 0 else 0.0

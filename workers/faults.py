@@ -1,0 +1,52 @@
+"""Deterministic fault injection for the reliability tests.
+
+Set ``AUTOML_FAULT`` to one or more comma-free specs separated by ``;``, each
+``ACTION@trial:N:epoch:E`` (either part optional), for example
+``raise@trial:3:epoch:1`` or ``oom@epoch:1``. Actions: ``raise`` (RuntimeError),
+``oom`` (torch.OutOfMemoryError), ``sigkill`` (kill this process). Unset, it costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+import torch
+
+FAULT_ENV = "AUTOML_FAULT"
+
+
+@dataclass(frozen=True)
+class Fault:
+    action: str
+    trial: int | None = None
+    epoch: int | None = None
+
+    def matches(self, trial: int, epoch: int) -> bool:
+        return (self.trial in (None, trial)) and (self.epoch in (None, epoch))
+
+
+def parse_faults(text: str) -> list[Fault]:
+    faults = []
+    for spec in filter(None, (s.strip() for s in text.split(";"))):
+        action, _, where = spec.partition("@")
+        parts = where.split(":") if where else []
+        fields = dict(zip(parts[::2], (int(v) for v in parts[1::2]), strict=False))
+        faults.append(Fault(action, fields.get("trial"), fields.get("epoch")))
+    return faults
+
+
+def inject(trial: int, epoch: int) -> None:
+    """Raise or kill if a configured fault matches this trial and epoch."""
+    text = os.environ.get(FAULT_ENV)
+    if not text:
+        return
+    for fault in parse_faults(text):
+        if not fault.matches(trial, epoch):
+            continue
+        if fault.action == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if fault.action == "oom":
+            raise torch.OutOfMemoryError("injected CUDA out of memory")
+        raise RuntimeError(f"injected fault at trial {trial}, epoch {epoch}")

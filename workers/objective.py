@@ -1,0 +1,72 @@
+"""The one piece of glue between an Optuna trial and the training loop.
+
+Each trial ends in Optuna as COMPLETE (value = best validation loss), PRUNED (the pruner
+stopped it, or it diverged: a non-finite loss is a bad region of the space, and TPE
+learns from pruned trials but ignores failed ones) or FAIL (an exception, recorded with
+its class and message). Why it stopped is always in the ``stop_reason`` user attribute.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import optuna
+import torch
+
+from automl.configs import count_parameters
+from automl.space import SearchSpace
+from automl.suggest import suggest_trial_config
+from workers.data import TensorSplits
+from workers.evaluate import evaluate_config
+from workers.faults import inject
+
+logger = logging.getLogger(__name__)
+
+
+def make_objective(space: SearchSpace, data: TensorSplits, seed: int):  # type: ignore[no-untyped-def]
+    """An Optuna objective training one MLP per trial and reporting every epoch."""
+
+    def objective(trial: optuna.Trial) -> float:
+        config = suggest_trial_config(trial, space, seed=seed + trial.number)
+        trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("n_parameters",
+                            count_parameters(data.n_inputs, data.n_outputs, config.model))
+        pruned_at: list[int] = []
+
+        def on_epoch(epoch: int, val_loss: float) -> bool:
+            inject(trial.number, epoch)
+            trial.report(val_loss, epoch)
+            if trial.should_prune():
+                pruned_at.append(epoch)
+                return True
+            return False
+
+        try:
+            result = evaluate_config(config, data, on_epoch)
+        except torch.OutOfMemoryError as exc:
+            _record_failure(trial, "out_of_memory", exc)
+            raise
+        except Exception as exc:
+            _record_failure(trial, "error", exc)
+            raise
+        for key in ("val_score", "epochs", "seconds", "stop_reason"):
+            trial.set_user_attr(key, getattr(result, key))
+        if pruned_at:
+            trial.set_user_attr("stop_reason", "pruned")
+            raise optuna.TrialPruned(f"pruned at epoch {pruned_at[0]}")
+        if result.stop_reason == "diverged":
+            trial.set_user_attr("detail", result.detail)
+            raise optuna.TrialPruned(f"diverged: {result.detail}")
+        return result.val_loss
+
+    return objective
+
+
+def _record_failure(trial: optuna.Trial, reason: str, exc: BaseException) -> None:
+    trial.set_user_attr("stop_reason", reason)
+    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+
+
+def run_trial(study: optuna.Study, space: SearchSpace, data: TensorSplits, seed: int) -> None:
+    """Run exactly one trial of ``study``; any exception ends it as FAIL, never escapes."""
+    study.optimize(make_objective(space, data, seed), n_trials=1, catch=(Exception,))

@@ -1,0 +1,65 @@
+"""Optimisers, learning-rate schedules and training losses from a :class:`TrainConfig`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.optim import lr_scheduler
+
+from automl.configs import Task, TrainConfig
+
+EpochScheduler = lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params, lr, wd = model.parameters(), config.lr, config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum,
+                               nesterov=config.nesterov and config.momentum > 0,
+                               weight_decay=wd)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=config.momentum, weight_decay=wd)
+    optimizers: dict[str, Callable[..., torch.optim.Optimizer]] = {
+        "adam": torch.optim.Adam, "nadam": torch.optim.NAdam,
+        "adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW,
+    }
+    return optimizers[config.optimizer](params, lr=lr, weight_decay=wd)
+
+
+def make_schedule(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> tuple[lr_scheduler.LRScheduler | None, EpochScheduler | None]:
+    """Return (per-batch scheduler, per-epoch scheduler); at most one is set."""
+    epochs = config.max_epochs
+    if config.lr_schedule == "onecycle":
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
+                                       total_steps=epochs * steps_per_epoch), None
+    if config.lr_schedule == "step":
+        return None, lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
+    if config.lr_schedule == "exponential":
+        return None, lr_scheduler.ExponentialLR(optimizer, gamma=0.01 ** (1 / epochs))
+    if config.lr_schedule == "plateau":
+        return None, lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
+                                                    patience=max(1, config.patience // 3))
+    return None, None
+
+
+def make_loss(task: Task, config: TrainConfig) -> nn.Module:
+    """The training loss (a hyperparameter for regression)."""
+    if task == "multiclass":
+        return nn.CrossEntropyLoss()
+    if task == "binary":
+        return nn.BCEWithLogitsLoss()
+    if config.loss == "mae":
+        return nn.L1Loss()
+    if config.loss == "huber":
+        return nn.HuberLoss(delta=config.huber_delta)
+    return nn.MSELoss()
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    """Sum of absolute weights of the linear layers (biases and norms excluded)."""
+    weights = [m.weight.abs().sum() for m in model.modules() if isinstance(m, nn.Linear)]
+    return torch.stack(weights).sum()

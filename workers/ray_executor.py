@@ -1,0 +1,124 @@
+"""Run trials and evaluations as Ray tasks (a local Ray by default, or a cluster).
+
+Each trial is one Ray task that loads the study from storage, runs exactly one Optuna
+trial and returns; so the trial budget is exact whatever the number of workers, and the
+same code runs on a laptop and a cluster. The dataset is put in the object store once and
+turned into tensors once per worker process (cached by content hash).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+import torch
+
+from automl.configs import TrialConfig
+from automl.data import PreparedData
+from automl.executor import StudyJob, TrialDone
+from automl.space import SearchSpace
+from automl.studies import load_study
+from workers.data import TensorSplits, to_tensors
+from workers.evaluate import evaluate_config
+from workers.objective import run_trial
+
+_TENSORS: dict[str, TensorSplits] = {}
+
+
+def _worker_tensors(data: PreparedData) -> TensorSplits:
+    """Per-process cache: threads follow the task's CPUs, device follows its GPUs."""
+    resources = ray.get_runtime_context().get_assigned_resources()
+    torch.set_num_threads(max(1, int(resources.get("CPU", 1))))
+    device = "cuda" if resources.get("GPU", 0) > 0 and torch.cuda.is_available() else "cpu"
+    key = f"{data.content_hash}:{device}"
+    if key not in _TENSORS:
+        _TENSORS.clear()
+        _TENSORS[key] = to_tensors(data, device)
+    return _TENSORS[key]
+
+
+@ray.remote(max_retries=0)
+def trial_task(job: StudyJob, data: PreparedData, worker_index: int) -> None:
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    study = load_study(job.storage_url, job.study_name, worker_index)
+    run_trial(study, SearchSpace.from_dict(job.space), _worker_tensors(data), job.seed)
+
+
+@ray.remote(max_retries=0)
+def evaluation_task(config: dict[str, Any], data: PreparedData) -> dict[str, Any]:
+    return evaluate_config(TrialConfig.from_dict(config), _worker_tensors(data)).to_dict()
+
+
+class RayExecutor:
+    """Keeps as many trials in flight as the cluster has room for, and no more."""
+
+    def __init__(self, address: str | None = None, n_workers: int | None = None,
+                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0):
+        self.started_ray = not ray.is_initialized()
+        if self.started_ray:
+            start_ray(address, n_workers)
+        self.options = {"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial}
+        total = ray.cluster_resources().get("CPU", 1.0)
+        self.max_parallel = max(1, n_workers or int(total // cpus_per_trial))
+
+    def run_trials(self, job: StudyJob, data: PreparedData, n_trials: int,
+                   deadline: float | None, on_trial_done: TrialDone) -> list[str]:
+        data_ref = ray.put(data)
+        pending: dict[ray.ObjectRef, int] = {}
+        launched, stop, lost = 0, False, []
+        while pending or (launched < n_trials and not stop):
+            while launched < n_trials and len(pending) < self.max_parallel and not stop:
+                if deadline is not None and time.monotonic() >= deadline:
+                    stop = True
+                    break
+                ref = trial_task.options(**self.options).remote(job, data_ref, launched)
+                pending[ref] = launched
+                launched += 1
+            if not pending:
+                break
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                pending.pop(ref)
+                lost += _task_error(ref)
+                stop = on_trial_done() or stop
+        return lost
+
+    def evaluate(self, configs: list[TrialConfig], data: PreparedData,
+                 on_done: Callable[[], None]) -> list[dict[str, Any]]:
+        data_ref = ray.put(data)
+        refs = [evaluation_task.options(**self.options).remote(c.to_dict(), data_ref)
+                for c in configs]
+        results: dict[ray.ObjectRef, dict[str, Any]] = {}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            results[done[0]] = ray.get(done[0])
+            on_done()
+        return [results[ref] for ref in refs]
+
+    def close(self) -> None:
+        if self.started_ray:
+            ray.shutdown()
+
+
+def start_ray(address: str | None, n_workers: int | None) -> None:
+    """Join ``address``, or start a local Ray bound to loopback with the machine's CPUs."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        return
+    ray.init(num_cpus=n_workers or os.cpu_count() or 1, include_dashboard=False,
+             logging_level=logging.WARNING, log_to_driver=False,
+             _node_ip_address="127.0.0.1")
+
+
+def _task_error(ref: ray.ObjectRef) -> list[str]:
+    try:
+        ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        return [f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]
+    return []
