@@ -1,0 +1,140 @@
+"""What a tuning run gives back: the best model next to every baseline.
+
+``TuneResult.to_dict()`` is the JSON the CLI prints with ``--json``; ``format_report()``
+is the table it prints otherwise.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+METRIC_NAMES = {"accuracy": "test accuracy", "r2": "test R²"}
+
+
+@dataclass
+class ModelScore:
+    """A model trained over several seeds: its test score's mean and spread and its cost."""
+
+    name: str
+    rule: str
+    architecture: dict[str, Any] | None
+    test_score: float
+    test_score_std: float
+    test_scores: list[float]
+    val_score: float | None
+    n_parameters: int
+    train_seconds: float
+    epochs: float
+
+    @classmethod
+    def from_evaluations(cls, name: str, rule: str, architecture: dict[str, Any] | None,
+                         runs: list[dict[str, Any]]) -> ModelScore:
+        scores = [r["test_score"] for r in runs]
+        return cls(
+            name=name, rule=rule, architecture=architecture,
+            test_score=statistics.fmean(scores),
+            test_score_std=statistics.stdev(scores) if len(scores) > 1 else 0.0,
+            test_scores=scores,
+            val_score=statistics.fmean(r["val_score"] for r in runs),
+            n_parameters=int(runs[0]["n_parameters"]),
+            train_seconds=statistics.fmean(r["seconds"] for r in runs),
+            epochs=statistics.fmean(r["epochs"] for r in runs),
+        )
+
+
+@dataclass
+class BestTrial(ModelScore):
+    """The tuned model: the best trial's hyperparameters retrained over the seeds."""
+
+    trial_number: int = -1
+    params: dict[str, Any] = field(default_factory=dict)
+    val_loss: float = float("nan")
+
+
+@dataclass
+class TuneResult:
+    """Everything a finished run reports (see ``to_dict`` for the JSON form)."""
+
+    metric: str
+    task: str
+    dataset: str
+    best: BestTrial
+    baselines: list[ModelScore]
+    n_trials: int
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    n_diverged: int
+    study_name: str
+    storage: str
+    tuning_seconds: float
+    total_seconds: float
+    n_seeds: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def best_baseline(self) -> ModelScore:
+        return max(self.baselines, key=lambda b: b.test_score)
+
+    @property
+    def beats_baselines(self) -> bool:
+        return self.best.test_score > self.best_baseline.test_score
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["best"]["val_score"] = self.best.val_score
+        data["beats_best_baseline"] = self.beats_baselines
+        data["best_baseline"] = self.best_baseline.name
+        return data
+
+    def verdict(self) -> str:
+        """One sentence a newcomer can read: did tuning pay off, by how much, at what cost."""
+        rival = self.best_baseline
+        gap = self.best.test_score - rival.test_score
+        unit = "points" if self.metric == "accuracy" else "R²"
+        scale = 100 if self.metric == "accuracy" else 1
+        outcome = "beat" if gap > 0 else "did not beat"
+        return (f"Tuning {outcome} the best rule of thumb ({rival.name}) by "
+                f"{gap * scale:+.2f} {unit} of {METRIC_NAMES[self.metric]}, after "
+                f"{self.n_trials} trials in {self.tuning_seconds:.0f} s "
+                f"({self.n_pruned} pruned, {self.n_failed} failed).")
+
+
+def format_report(result: TuneResult) -> str:
+    """The best model and every baseline as an aligned text table, plus the verdict."""
+    metric = METRIC_NAMES[result.metric]
+    rows = [_row(result.best, "tuned (best trial)", result.metric)]
+    rows += [_row(b, b.name, result.metric) for b in
+             sorted(result.baselines, key=lambda b: -b.test_score)]
+    header = ("model", "architecture", f"{metric} (mean ± sd)", "params", "train s")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+             for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    intro = (f"{result.dataset}: {result.n_trials} trials ({result.n_complete} complete, "
+             f"{result.n_pruned} pruned, {result.n_failed} failed); scores over "
+             f"{result.n_seeds} seeds on the held-out test split.")
+    return "\n".join([intro, "", *lines, "", result.verdict(), *result.warnings])
+
+
+def _row(model: ModelScore, name: str, metric: str) -> tuple[str, ...]:
+    scale, digits = (100, 2) if metric == "accuracy" else (1, 4)
+    score = f"{model.test_score * scale:.{digits}f} ± {model.test_score_std * scale:.{digits}f}"
+    arch = describe_architecture(model.architecture)
+    return (name, arch, score, f"{model.n_parameters:,}", f"{model.train_seconds:.1f}")
+
+
+def describe_architecture(architecture: dict[str, Any] | None) -> str:
+    if architecture is None:
+        return "no model"
+    units = architecture["hidden_units"]
+    if not units:
+        return "linear"
+    text = "-".join(str(u) for u in units) + f" {architecture['activation']}"
+    if architecture.get("batch_norm"):
+        text += " +bn"
+    if architecture.get("dropout"):
+        text += f" drop {architecture['dropout']:.2f}"
+    return text

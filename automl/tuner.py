@@ -1,0 +1,216 @@
+"""``tune()``: validate everything, run the study, then measure the winner and the baselines.
+
+Order matters: the data and the space are fully checked (typed errors naming the column
+or parameter) before the storage is touched or any worker starts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from automl.baselines import Baseline, constant_score, rule_of_thumb_baselines
+from automl.configs import TrialConfig
+from automl.data import DataLimits, PreparedData, load_dataset
+from automl.errors import ConfigError, StudyUnhealthyError
+from automl.executor import Executor, StudyJob, default_executor
+from automl.progress import Progress
+from automl.result import BestTrial, ModelScore, TuneResult
+from automl.space import Fixed, IntRange, SearchSpace
+from automl.studies import StudySettings, create_study
+from automl.trials import best_trial, count_trials, fail_orphans, repeated_failure, trial_config
+
+DEFAULT_STORAGE = "sqlite:///automl.db"
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """Budget, reproducibility and where things run. Validated on construction."""
+
+    n_trials: int = 30
+    timeout: float | None = None
+    seed: int = 0
+    n_seeds: int = 3
+    pruner: str = "median"
+    pruner_startup_trials: int = 10
+    pruner_warmup_epochs: int = 10
+    storage: str = DEFAULT_STORAGE
+    study_name: str | None = None
+    task: str | None = None
+    n_workers: int | None = None
+    ray_address: str | None = None
+    max_consecutive_failures: int = 10
+    progress: bool = True
+    limits: DataLimits = field(default_factory=DataLimits)
+
+    def __post_init__(self) -> None:
+        _positive_int("n_trials", self.n_trials)
+        _positive_int("n_seeds", self.n_seeds)
+        _positive_int("max_consecutive_failures", self.max_consecutive_failures)
+        if self.n_workers is not None:
+            _positive_int("n_workers", self.n_workers)
+        if self.timeout is not None and not self.timeout > 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, not "
+                              f"{self.timeout!r}", field="timeout")
+        StudySettings(pruner=self.pruner)
+
+
+def tune(data: Any, target: Any = None, *, space: SearchSpace | dict[str, Any] | str | Path |
+         None = None, executor: Executor | None = None, **options: Any) -> TuneResult:
+    """Tune an MLP on ``data`` and compare it with the rule-of-thumb baselines.
+
+    Args:
+        data: a DataFrame, a file path (CSV/TSV[.gz], Parquet, .npz) or a numpy array.
+        target: the target column name (or an array when ``data`` is an array).
+        space: a :class:`SearchSpace`, a dict or a YAML/JSON path; overrides the default
+            space parameter by parameter.
+        executor: what runs the training (default: Ray, local unless ``ray_address``).
+        **options: any field of :class:`TuneOptions` (``n_trials``, ``timeout``, ``seed``...).
+
+    Raises:
+        automl.errors.AutoMLError: with a stable ``code`` for bad data, space or options,
+            before anything is stored or trained.
+    """
+    opts = TuneOptions(**options)
+    started = time.monotonic()
+    user_space = as_space(space)
+    prepared = load_dataset(data, target, task=opts.task, seed=opts.seed, limits=opts.limits)
+    resolved = user_space.resolve(prepared.task, len(prepared.x_train))
+    baselines = _baselines_for(prepared, resolved)
+    executor = executor or default_executor(opts.ray_address, opts.n_workers)
+    progress = Progress(opts.progress)
+    try:
+        study = _run_study(opts, prepared, resolved, executor, progress)
+        result = _measure(opts, prepared, study, baselines, executor, progress)
+    finally:
+        progress.close()
+        executor.close()
+    result.total_seconds = time.monotonic() - started
+    return result
+
+
+def as_space(space: SearchSpace | dict[str, Any] | str | Path | None) -> SearchSpace:
+    if space is None:
+        return SearchSpace({})
+    if isinstance(space, SearchSpace):
+        return space
+    if isinstance(space, (str, Path)):
+        return SearchSpace.from_file(space)
+    return SearchSpace.from_dict(space)
+
+
+def _run_study(opts: TuneOptions, prepared: PreparedData, space: SearchSpace,
+               executor: Executor, progress: Progress) -> optuna.Study:
+    settings = StudySettings(seed=opts.seed, pruner=opts.pruner,
+                             pruner_startup_trials=opts.pruner_startup_trials,
+                             pruner_warmup_epochs=opts.pruner_warmup_epochs,
+                             max_epochs=_upper(space, "max_epochs"))
+    name = opts.study_name or _study_name(prepared)
+    study = create_study(opts.storage, name, settings, {
+        "task": prepared.task, "metric": metric_of(prepared), "dataset_hash":
+        prepared.content_hash, "space": space.to_dict(), "n_trials": opts.n_trials})
+    job = StudyJob(opts.storage, name, space.to_dict(), opts.seed)
+    deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
+    unhealthy: list[str] = []
+
+    def on_trial_done() -> bool:
+        progress.trials(count_trials(study))
+        kind = repeated_failure(study, opts.max_consecutive_failures)
+        if kind:
+            unhealthy.append(kind)
+        return bool(kind)
+
+    progress.start(opts.n_trials, "trials")
+    started = time.monotonic()
+    executor.run_trials(job, prepared, opts.n_trials, deadline, on_trial_done)
+    fail_orphans(study)
+    study.set_user_attr("tuning_seconds", time.monotonic() - started)
+    progress.trials(count_trials(study))
+    if unhealthy:
+        raise StudyUnhealthyError(
+            f"stopped after {opts.max_consecutive_failures} consecutive trials failed the same "
+            f"way ({unhealthy[0]}); check the search space (e.g. the learning-rate range)",
+            field="space")
+    return study
+
+
+def _measure(opts: TuneOptions, prepared: PreparedData, study: optuna.Study,
+             baselines: list[Baseline], executor: Executor, progress: Progress) -> TuneResult:
+    best = best_trial(study)
+    if best is None:
+        raise StudyUnhealthyError("no trial completed: every trial was pruned or failed; "
+                                  "see the study's trials for the reasons", field="study")
+    trained = [b for b in baselines if b.config is not None]
+    configs = [trial_config(best), *(b.config for b in trained)]
+    seeds = [opts.seed + 10_000 + i for i in range(opts.n_seeds)]
+    jobs = [c.with_seed(s) for c in configs if c is not None for s in seeds]
+    progress.start(len(jobs), "baselines and best model over seeds")
+    runs = executor.evaluate(jobs, prepared, progress.step)
+    progress.close()
+    per_config = [runs[i:i + len(seeds)] for i in range(0, len(runs), len(seeds))]
+    best_score = ModelScore.from_evaluations("tuned", "best trial", _arch(configs[0]),
+                                             per_config[0])
+    scores = [ModelScore.from_evaluations(b.name, b.rule, _arch(b.config), r)
+              for b, r in zip(trained, per_config[1:], strict=False)]
+    scores.append(_constant_baseline(prepared, baselines[-1]))
+    counts = count_trials(study)
+    return TuneResult(
+        metric=metric_of(prepared), task=prepared.task, dataset=prepared.describe(),
+        best=BestTrial(**vars(best_score), trial_number=best.number, params=dict(best.params),
+                       val_loss=float(best.value or 0.0)),
+        baselines=scores, n_trials=counts.finished, n_complete=counts.complete,
+        n_pruned=counts.pruned, n_failed=counts.failed, n_diverged=counts.diverged,
+        study_name=study.study_name, storage=_redacted(opts.storage),
+        tuning_seconds=float(study.user_attrs.get("tuning_seconds", 0.0)), total_seconds=0.0,
+        n_seeds=opts.n_seeds, warnings=list(prepared.warnings[:5]),
+    )
+
+
+def _baselines_for(prepared: PreparedData, space: SearchSpace) -> list[Baseline]:
+    return rule_of_thumb_baselines(
+        prepared.n_features, prepared.n_outputs, prepared.task,
+        max_epochs=_upper(space, "max_epochs"), patience=_upper(space, "patience"),
+        n_train_rows=len(prepared.x_train))
+
+
+def _constant_baseline(prepared: PreparedData, baseline: Baseline) -> ModelScore:
+    score = constant_score(prepared.task, prepared.y_train, prepared.y_test)
+    return ModelScore(baseline.name, baseline.rule, None, score, 0.0, [score], None, 0, 0.0, 0.0)
+
+
+def metric_of(prepared: PreparedData) -> str:
+    return "r2" if prepared.task == "regression" else "accuracy"
+
+
+def _upper(space: SearchSpace, name: str) -> int:
+    param = space[name]
+    if isinstance(param, Fixed):
+        return int(param.value)
+    if isinstance(param, IntRange):
+        return int(param.high)
+    return int(max(param.choices))  # type: ignore[union-attr]
+
+
+def _arch(config: TrialConfig | None) -> dict[str, Any] | None:
+    return None if config is None else config.to_dict()["model"]
+
+
+def _study_name(prepared: PreparedData) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    return f"tune-{prepared.content_hash[:10]}-{stamp}"
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be a whole number >= 1, not {value!r}", field=name)
