@@ -1,0 +1,124 @@
+"""End to end: the ``automl`` CLI and ``automl.tune`` with a real local Ray and SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+from sklearn.datasets import load_diabetes
+
+import automl
+from automl.errors import StudyUnhealthyError
+
+pytestmark = pytest.mark.slow
+
+FAST_SPACE = "max_epochs: 15\npatience: 5\nunits: {type: int, low: 8, high: 64, log: true}\n"
+BASELINES = {"two_thirds_rule", "mean_rule", "upper_bound_rule", "textbook_shallow",
+             "textbook_intermediate", "defaults", "linear", "constant"}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "automl", *args], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory, digits_frame: pd.DataFrame) -> Path:
+    folder = tmp_path_factory.mktemp("e2e")
+    digits_frame.to_csv(folder / "digits.csv", index=False)
+    load_diabetes(as_frame=True).frame.to_csv(folder / "diabetes.csv.gz", index=False)
+    (folder / "space.yaml").write_text(FAST_SPACE)
+    return folder
+
+
+def finished_trials(db: Path) -> list[optuna.trial.FrozenTrial]:
+    storage = f"sqlite:///{db}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage).trials
+
+
+def test_cli_tunes_a_classifier_and_reports_json(files: Path) -> None:
+    db = files / "cls.db"
+    proc = run_cli("tune", str(files / "digits.csv"), "--target", "target", "--trials", "6",
+                   "--space", str(files / "space.yaml"), "--storage", f"sqlite:///{db}",
+                   "--seeds", "2", "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["metric"] == "accuracy"
+    assert {"architecture", "params", "val_score", "test_score"} <= set(result["best"])
+    assert {b["name"] for b in result["baselines"]} == BASELINES
+    assert all({"name", "architecture", "test_score"} <= set(b) for b in result["baselines"])
+    assert result["n_trials"] == 6
+    assert result["n_complete"] + result["n_pruned"] + result["n_failed"] == 6
+    assert result["best"]["test_score"] > 0.5  # far above the 10% of chance
+    trials = finished_trials(db)
+    assert len(trials) == 6 and all(t.state.is_finished() for t in trials)
+    assert all("stop_reason" in t.user_attrs for t in trials)
+
+
+def test_cli_regression_reports_r2_table(files: Path) -> None:
+    proc = run_cli("tune", str(files / "diabetes.csv.gz"), "--target", "target", "--trials",
+                   "4", "--space", str(files / "space.yaml"), "--storage",
+                   f"sqlite:///{files / 'reg.db'}", "--seeds", "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "test R²" in proc.stdout and "tuned (best trial)" in proc.stdout
+    assert "mean_rule" in proc.stdout and "rule of thumb" in proc.stdout
+
+
+@pytest.mark.parametrize(("content", "code"), [
+    ("a,b,target\n" + "1,nan,0\n" * 30, "E_NONFINITE"),
+    ("a,b,target\n" + "1,2,0\n" * 30, "E_DEGENERATE"),
+    ("", "E_SHAPE"),
+])
+def test_cli_rejects_bad_data_in_one_line_and_stores_nothing(tmp_path: Path, content: str,
+                                                             code: str) -> None:
+    (tmp_path / "bad.csv").write_text(content)
+    db = tmp_path / "never.db"
+    proc = run_cli("tune", str(tmp_path / "bad.csv"), "--target", "target", "--storage",
+                   f"sqlite:///{db}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(f"error {code}:")
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert not db.exists()
+
+
+def test_cli_rejects_a_bad_space_before_storing(files: Path, tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text("lr: {type: float, low: 0.1, high: 0.01}\n")
+    db = tmp_path / "never.db"
+    proc = run_cli("tune", str(files / "digits.csv"), "--target", "target", "--space",
+                   str(tmp_path / "space.yaml"), "--storage", f"sqlite:///{db}")
+    assert proc.returncode == 2 and proc.stderr.startswith("error E_SPACE: parameter 'lr'")
+    assert not db.exists()
+
+
+def test_a_killed_worker_fails_its_trial_and_the_run_goes_on(files: Path) -> None:
+    db = files / "kill.db"
+    proc = run_cli("tune", str(files / "digits.csv"), "--target", "target", "--trials", "4",
+                   "--space", str(files / "space.yaml"), "--storage", f"sqlite:///{db}",
+                   "--seeds", "1", "--json", "--quiet",
+                   env={"AUTOML_FAULT": "sigkill@trial:1:epoch:1"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["n_failed"] == 1
+    trials = {t.number: t for t in finished_trials(db)}
+    assert trials[1].state == TrialState.FAIL
+    assert trials[1].user_attrs["stop_reason"] == "lost_worker"
+    assert all(t.state != TrialState.RUNNING for t in trials.values())
+
+
+def test_repeated_divergence_stops_the_study_as_unhealthy(tmp_path: Path) -> None:
+    frame = load_diabetes(as_frame=True).frame
+    space = {"optimizer": "sgd", "lr": 9.0, "momentum": 0.99, "activation": "relu",
+             "batch_norm": False, "loss": "mse", "max_epochs": 5}
+    with pytest.raises(StudyUnhealthyError, match="diverged"):
+        automl.tune(frame, "target", space=space, n_trials=12, max_consecutive_failures=3,
+                    storage=f"sqlite:///{tmp_path / 'div.db'}", progress=False)
+    trials = finished_trials(tmp_path / "div.db")
+    assert 3 <= len(trials) < 12
+    assert all(t.user_attrs["stop_reason"] == "diverged" for t in trials)
