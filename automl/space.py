@@ -214,7 +214,11 @@ def parse_param(name: str, value: Any) -> Param:
         return Choice(tuple(choices))
     if kind == "fixed":
         _reject_unknown_keys(name, value, {"type", "value"})
-        return parse_param(name, value.get("value"))
+        fixed = value.get("value")
+        if isinstance(fixed, (list, tuple, Mapping)) or fixed is None:
+            raise SpaceError(f"parameter '{name}': a fixed value must be one number, text or "
+                             "true/false", field=name)
+        return parse_param(name, fixed)
     if kind not in ("int", "float"):
         raise SpaceError(f"parameter '{name}': 'type' must be int, float, categorical or fixed "
                          f"(got {kind!r})", field=name)
@@ -320,6 +324,9 @@ def _check_range(name: str, domain: Domain, param: IntRange | FloatRange) -> Non
 
 def _check_step(name: str, domain: Domain, param: IntRange | FloatRange) -> None:
     if param.step is None:
+        if isinstance(param, IntRange):
+            raise SpaceError(f"parameter '{name}': step must be a whole number >= 1",
+                             field=name)
         return
     _check_number(name, domain, param.step, "step")
     if param.step <= 0:

@@ -77,6 +77,15 @@ def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+def check_storage_url(url: str) -> None:
+    """Refuse a malformed storage URL before anything else happens."""
+    try:
+        make_url(url)
+    except Exception as exc:
+        raise ConfigError("storage is not a database URL (e.g. sqlite:///automl.db or "
+                          "postgresql://host/db)", field="storage") from exc
+
+
 def make_storage(url: str) -> optuna.storages.RDBStorage:
     """An RDB storage; SQLite files get WAL mode and a long lock timeout for parallel workers."""
     kwargs: dict[str, Any] = {}

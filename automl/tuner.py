@@ -6,6 +6,7 @@ or parameter) before the storage is touched or any worker starts.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,7 +23,7 @@ from automl.executor import Executor, StudyJob, default_executor
 from automl.progress import Progress
 from automl.result import BestTrial, ModelScore, TuneResult
 from automl.space import Fixed, IntRange, SearchSpace
-from automl.studies import StudySettings, create_study
+from automl.studies import StudySettings, check_storage_url, create_study
 from automl.trials import best_trial, count_trials, fail_orphans, repeated_failure, trial_config
 
 DEFAULT_STORAGE = "sqlite:///automl.db"
@@ -50,14 +51,20 @@ class TuneOptions:
 
     def __post_init__(self) -> None:
         _positive_int("n_trials", self.n_trials)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"seed must be a whole number >= 0, not {self.seed!r}",
+                              field="seed")
         _positive_int("n_seeds", self.n_seeds)
         _positive_int("max_consecutive_failures", self.max_consecutive_failures)
         if self.n_workers is not None:
             _positive_int("n_workers", self.n_workers)
-        if self.timeout is not None and not self.timeout > 0:
+        if self.timeout is not None and (not isinstance(self.timeout, (int, float))
+                                         or isinstance(self.timeout, bool)
+                                         or not 0 < self.timeout < math.inf):
             raise ConfigError(f"timeout must be a positive number of seconds, not "
                               f"{self.timeout!r}", field="timeout")
         StudySettings(pruner=self.pruner)
+        check_storage_url(self.storage)
 
 
 def tune(data: Any, target: Any = None, *, space: SearchSpace | dict[str, Any] | str | Path |

@@ -11,6 +11,7 @@ from typing import Any
 from automl.data.checks import CheckedDataset, check_dataset
 from automl.data.preprocess import PreparedData, Preprocessor, prepare
 from automl.data.sources import DataLimits, RawDataset, read_dataset
+from automl.errors import ConfigError
 
 __all__ = [
     "CheckedDataset",
@@ -41,6 +42,8 @@ def load_dataset(
         seed: seeds the train/validation/test split.
         limits: size limits; :class:`DataLimits` defaults when omitted.
     """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be a whole number >= 0, not {seed!r}", field="seed")
     raw = read_dataset(data, target, limits or DataLimits())
     checked = check_dataset(raw, task, limits or DataLimits())
     return prepare(checked, seed)

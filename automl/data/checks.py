@@ -84,18 +84,21 @@ def _check_shape(features: pd.DataFrame, limits: DataLimits) -> None:
             field="data",
         )
     if n_rows > limits.max_rows:
-        raise TooLargeError(f"{n_rows:,} rows is over the limit of {limits.max_rows:,}")
+        raise TooLargeError(f"{n_rows:,} rows is over the limit of {limits.max_rows:,}",
+                            field="data")
     if n_cols > limits.max_columns:
-        raise TooLargeError(f"{n_cols:,} columns is over the limit of {limits.max_columns:,}")
+        raise TooLargeError(f"{n_cols:,} columns is over the limit of {limits.max_columns:,}",
+                            field="data")
     if n_rows * n_cols > limits.max_cells:
-        raise TooLargeError(f"{n_rows * n_cols:,} cells is over the limit of {limits.max_cells:,}")
+        raise TooLargeError(f"{n_rows * n_cols:,} cells is over the limit of "
+                            f"{limits.max_cells:,}", field="data")
 
 
 def _column_kind(column: pd.Series, name: str) -> tuple[str, pd.Series]:
     """Return ("numeric" | "categorical", the column converted) or raise."""
     dtype = column.dtype
     if pd.api.types.is_bool_dtype(dtype):
-        return "numeric", column.astype(np.float64)
+        return "numeric", _finite_numeric(column.astype("float64"), name)
     if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
         return "numeric", _finite_numeric(column.astype(np.float64), name)
     if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
@@ -107,7 +110,8 @@ def _column_kind(column: pd.Series, name: str) -> tuple[str, pd.Series]:
     )
 
 
-def _object_kind(column: pd.Series, name: str) -> tuple[str, pd.Series]:
+def _object_kind(column: pd.Series, name: str,
+                 max_levels: int | None = MAX_CATEGORIES) -> tuple[str, pd.Series]:
     values = column.dropna()
     types = Counter(_value_kind(v) for v in values)
     if not types:
@@ -128,14 +132,28 @@ def _object_kind(column: pd.Series, name: str) -> tuple[str, pd.Series]:
         raise NonFiniteError(
             f"column '{name}' has {missing} missing values; fill or drop them first", field=name
         )
+    _reject_numbers_as_text(values, name)
     n_levels = values.nunique()
-    if n_levels > MAX_CATEGORIES:
+    if max_levels is not None and n_levels > max_levels:
         raise DtypeError(
-            f"column '{name}' is text with {n_levels} distinct values (over {MAX_CATEGORIES}): "
+            f"column '{name}' is text with {n_levels} distinct values (over {max_levels}): "
             "it looks like free text or an identifier; drop it or encode it yourself",
             field=name,
         )
     return "categorical", column.astype(str)
+
+
+def _reject_numbers_as_text(values: pd.Series, name: str) -> None:
+    """A text column that is mostly numbers is a numeric column with stray text cells."""
+    numbers = pd.to_numeric(values.astype(str), errors="coerce")
+    n_text = int(numbers.isna().sum())
+    if 0 < n_text <= 0.1 * len(values):
+        example = values[numbers.isna()].iloc[0]
+        raise DtypeError(
+            f"column '{name}' mixes numbers with {n_text} text value(s) such as "
+            f"{example!r}; fix or drop those cells",
+            field=name,
+        )
 
 
 def _value_kind(value: object) -> str:
@@ -180,7 +198,11 @@ def _check_constant(features: pd.DataFrame) -> list[str]:
 def _check_target(target: pd.Series, raw: RawDataset) -> str:
     name = str(target.name)
     try:
-        kind, _ = _column_kind(target.copy(), name)
+        if pd.api.types.is_object_dtype(target.dtype) or pd.api.types.is_string_dtype(
+                target.dtype):
+            kind, _ = _object_kind(target.copy(), name, max_levels=None)
+        else:
+            kind, _ = _column_kind(target.copy(), name)
     except NonFiniteError as exc:
         raise NonFiniteError(str(exc).replace("column", "target", 1), field=name) from exc
     except DtypeError as exc:
@@ -201,10 +223,23 @@ def _resolve_task(target: pd.Series, target_kind: str, task: str | None) -> Task
                 f"target '{name}' is {target_kind}, which cannot be a regression target",
                 field=name,
             )
-        return "regression"
+        return _non_constant(target)
     if task is None and target_kind == "numeric" and _looks_continuous(target):
-        return "regression"
-    return "binary" if target.nunique() == 2 else "multiclass"
+        return _non_constant(target)
+    n_classes = target.nunique()
+    if task == "binary" and n_classes > 2:
+        raise ConfigError(f"task 'binary' needs 2 classes but target '{name}' has {n_classes}; "
+                          "use --task multiclass", field="task")
+    if task == "multiclass" and n_classes == 2:
+        return "binary"
+    return "binary" if n_classes == 2 else "multiclass"
+
+
+def _non_constant(target: pd.Series) -> Task:
+    if target.nunique() <= 1:
+        raise DegenerateError(f"target '{target.name}' is constant: nothing to learn",
+                              field=str(target.name))
+    return "regression"
 
 
 def _looks_continuous(target: pd.Series) -> bool:

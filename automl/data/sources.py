@@ -14,6 +14,7 @@ import csv
 import gzip
 import io
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from automl.errors import (
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib", ".npy", ".ckpt", ".bin")
 TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": None}
 PARQUET_SUFFIXES = (".parquet", ".pq")
+MAX_HEADER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,18 @@ class RawDataset:
     source: str
 
 
+SKLEARN_DATASETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
+
+
 def read_dataset(data: Any, target: Any, limits: DataLimits) -> RawDataset:
     """Read ``data`` and split off the target.
 
     ``target`` is a column name when ``data`` is a frame or a file, and an array when
-    ``data`` is an array of features.
+    ``data`` is an array of features. ``"sklearn:digits"`` (or breast_cancer, wine, iris,
+    diabetes) names a dataset bundled with scikit-learn, whose target column is "target".
     """
+    if isinstance(data, str) and data.startswith("sklearn:"):
+        return _split_target(bundled_dataset(data.removeprefix("sklearn:")), target, data)
     if isinstance(data, (str, os.PathLike)):
         frame = read_file(Path(data), limits)
         return _split_target(frame, target, source=str(data))
@@ -74,6 +82,17 @@ def read_dataset(data: Any, target: Any, limits: DataLimits) -> RawDataset:
         "with target=<array>, or a path to a CSV, TSV, Parquet or .npz file",
         field="data",
     )
+
+
+def bundled_dataset(name: str) -> pd.DataFrame:
+    """A scikit-learn bundled dataset as a frame (no download needed)."""
+    if name not in SKLEARN_DATASETS:
+        raise ConfigError(f"unknown bundled dataset '{name}': use sklearn:"
+                          + ", sklearn:".join(SKLEARN_DATASETS), field="data")
+    import sklearn.datasets
+
+    frame: pd.DataFrame = getattr(sklearn.datasets, f"load_{name}")(as_frame=True).frame
+    return frame
 
 
 def read_file(path: Path, limits: DataLimits) -> pd.DataFrame:
@@ -109,46 +128,82 @@ def read_file(path: Path, limits: DataLimits) -> pd.DataFrame:
     )
 
 
-def _open_text(path: Path, compressed: bool) -> io.TextIOBase:
+class _LimitedReader(io.RawIOBase):
+    """A binary stream that raises TooLargeError once more than ``limit`` bytes are read,
+    so a small gzip file cannot inflate past the byte limit while it is parsed."""
+
+    def __init__(self, inner: Any, limit: int, name: str):
+        self.inner, self.limit, self.name, self.count = inner, limit, name, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.inner.read(len(buffer))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise TooLargeError(f"{self.name} inflates to more than {self.limit:,} bytes, the "
+                                "configured limit", field="data")
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+def _open_binary(path: Path, compressed: bool, limit: int) -> io.BufferedReader:
     raw = gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    return io.BufferedReader(_LimitedReader(raw, limit, path.name))
 
 
-def _read_header(path: Path, sep: str | None, compressed: bool) -> tuple[list[str], str]:
+def _read_header(path: Path, sep: str | None, compressed: bool,
+                 limits: DataLimits) -> tuple[list[str], str]:
     try:
-        with _open_text(path, compressed) as handle:
-            first = handle.readline()
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"{path.name}: the header is not UTF-8 text ({exc.reason})") from exc
+        with _open_binary(path, compressed, limits.max_bytes) as handle:
+            line = handle.readline(MAX_HEADER_BYTES + 1)
     except (OSError, EOFError) as exc:
-        raise ParseError(f"{path.name}: cannot be read ({exc})") from exc
+        raise ParseError(f"{path.name}: cannot be read ({exc})", field="data") from exc
+    if len(line) > MAX_HEADER_BYTES:
+        raise TooLargeError(f"{path.name}: the header row is longer than "
+                            f"{MAX_HEADER_BYTES:,} bytes", field="data")
+    try:
+        first = line.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"{path.name}: the header is not UTF-8 text ({exc.reason})",
+                         field="data") from exc
     if not first.strip():
         raise ShapeError(f"{path.name} has no header row", field="data")
     if sep is None:
         sep = "\t" if first.count("\t") > first.count(",") else ","
-    header = next(csv.reader([first], delimiter=sep))
+    try:
+        header = next(csv.reader([first], delimiter=sep))
+    except csv.Error as exc:
+        raise ParseError(f"{path.name}: the header row cannot be parsed ({exc})",
+                         field="data") from exc
     return [h.strip() for h in header], sep
 
 
 def _read_text(path: Path, sep: str | None, compressed: bool, limits: DataLimits) -> pd.DataFrame:
-    header, sep = _read_header(path, sep, compressed)
+    header, sep = _read_header(path, sep, compressed, limits)
     _check_columns(header, limits, source=path.name)
     try:
-        frame = pd.read_csv(
-            path,
-            sep=sep,
-            nrows=limits.max_rows + 1,
-            encoding="utf-8",
-            compression="gzip" if compressed else None,
-            skipinitialspace=True,
-        )
+        with _open_binary(path, compressed, limits.max_bytes) as stream, \
+                warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(stream, sep=sep, nrows=limits.max_rows + 1,
+                                encoding="utf-8-sig", index_col=False,
+                                skipinitialspace=True)
+    except pd.errors.ParserWarning as exc:
+        raise ParseError(f"{path.name}: some rows have more fields than the header",
+                         field="data") from exc
     except UnicodeDecodeError as exc:
         raise ParseError(f"{path.name}: not UTF-8 text ({exc.reason})", field="data") from exc
     except pd.errors.EmptyDataError as exc:
         raise ShapeError(f"{path.name} has no data", field="data") from exc
     except pd.errors.ParserError as exc:
         raise ParseError(f"{path.name}: malformed rows ({exc})".strip(), field="data") from exc
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, csv.Error) as exc:
         raise ParseError(f"{path.name}: cannot be parsed ({exc})", field="data") from exc
     _check_rows(len(frame), limits, source=path.name)
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -159,45 +214,63 @@ def _read_parquet(path: Path, limits: DataLimits) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
-        meta = pq.ParquetFile(path).metadata
+        parquet = pq.ParquetFile(path)
     except Exception as exc:
-        raise ParseError(f"{path.name}: not a readable Parquet file ({exc})") from exc
-    _check_rows(meta.num_rows, limits, source=path.name)
-    _check_columns([meta.schema.column(i).name for i in range(meta.num_columns)], limits, path.name)
+        raise ParseError(f"{path.name}: not a readable Parquet file ({exc})",
+                         field="data") from exc
+    _check_rows(parquet.metadata.num_rows, limits, source=path.name)
+    _check_columns([str(n) for n in parquet.schema_arrow.names], limits, path.name)
     return pd.read_parquet(path)
 
 
 def _read_npz(path: Path, limits: DataLimits) -> pd.DataFrame:
     try:
         with zipfile.ZipFile(path) as archive:
-            inflated = sum(info.file_size for info in archive.infolist())
+            members = {info.filename: info for info in archive.infolist()}
+            if "X.npy" not in members or "y.npy" not in members:
+                raise ShapeError(f"{path.name} must hold arrays named 'X' and 'y'",
+                                 field="data")
+            declared = sum(_npy_bytes(archive, members[m], path.name) for m in ("X.npy", "y.npy"))
     except zipfile.BadZipFile as exc:
-        raise ParseError(f"{path.name}: not a valid .npz archive") from exc
-    if inflated > limits.max_bytes:
-        raise TooLargeError(
-            f"{path.name} inflates to {inflated:,} bytes, over the limit of "
-            f"{limits.max_bytes:,} bytes",
-            field="data",
-        )
+        raise ParseError(f"{path.name}: not a valid .npz archive", field="data") from exc
+    if declared > limits.max_bytes:
+        raise TooLargeError(f"{path.name} inflates to {declared:,} bytes of arrays, over the limit "
+                            f"of {limits.max_bytes:,} bytes", field="data")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            if "X" not in archive or "y" not in archive:
-                raise ShapeError(f"{path.name} must hold arrays named 'X' and 'y'", field="data")
             x, y = archive["X"], archive["y"]
-    except ValueError as exc:
-        raise UnsafeFormatError(
-            f"{path.name} holds Python objects, which would need unpickling: store plain "
-            "numeric or string arrays",
-            field="data",
-        ) from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ParseError(f"{path.name}: an array cannot be read ({exc})", field="data") from exc
     raw = _from_arrays(x, y)
-    return raw.features.assign(target=raw.target.to_numpy())
+    return raw.features.assign(y=raw.target.to_numpy())
+
+
+def _npy_bytes(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> int:
+    """Size an ``.npy`` member from its header alone; refuse object (pickled) arrays."""
+    try:
+        with archive.open(member) as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(handle)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise ParseError(f"{name}: {member.filename} is not .npy data ({exc})",
+                         field="data") from exc
+    if dtype.hasobject:
+        raise UnsafeFormatError(f"{name}: {member.filename} holds Python objects, which would "
+                                "need unpickling: store plain numeric or string arrays",
+                                field="data")
+    return int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
 
 
 def _from_arrays(x: Any, y: Any) -> RawDataset:
     if y is None:
         raise ConfigError("numpy features need target=<array of labels or values>", field="target")
-    x_arr, y_arr = np.asarray(x), np.asarray(y)
+    try:
+        x_arr, y_arr = np.asarray(x), np.asarray(y)
+    except ValueError as exc:
+        raise ShapeError(f"X is ragged: every row must have the same length ({exc})",
+                         field="X") from exc
     if x_arr.dtype == object and x_arr.ndim == 1:
         raise ShapeError("X is ragged: every row must have the same length", field="X")
     if x_arr.ndim != 2:

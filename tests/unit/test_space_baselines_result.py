@@ -1,0 +1,99 @@
+"""Search-space parsing and merging, the baselines' arithmetic, and the result's report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from automl.baselines import constant_score, rule_of_thumb_baselines
+from automl.errors import ConfigError, SpaceError
+from automl.result import BestTrial, ModelScore, TuneResult, format_report
+from automl.space import Choice, Fixed, FloatRange, IntRange, SearchSpace, default_space
+
+
+def test_yaml_file_with_every_form(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text("lr: {type: float, low: 1e-4, high: 1e-2, log: true}\n"
+                    "activation: [relu, gelu]\nmax_epochs: 20\n"
+                    "dropout: {type: fixed, value: 0.1}\n"
+                    "batch_size: {type: categorical, choices: [16, 32]}\n")
+    space = SearchSpace.from_file(path)
+    assert space["lr"] == FloatRange(1e-4, 1e-2, log=True)
+    assert space["activation"] == Choice(("relu", "gelu"))
+    assert space["max_epochs"] == Fixed(20)
+    assert space["dropout"] == Fixed(0.1)
+    assert space["batch_size"] == Choice((16, 32))
+
+
+def test_json_round_trip_of_the_default_space() -> None:
+    space = default_space("regression")
+    assert SearchSpace.from_dict(space.to_dict()) == space
+
+
+def test_user_space_overrides_defaults_parameter_by_parameter() -> None:
+    resolved = SearchSpace({"n_layers": IntRange(2, 5)}).resolve("multiclass", 1000)
+    assert resolved["n_layers"] == IntRange(2, 5)
+    assert resolved["lr"] == default_space("multiclass")["lr"]
+
+
+def test_default_batch_sizes_shrink_to_fit_small_data() -> None:
+    assert SearchSpace({}).resolve("binary", 100)["batch_size"] == Choice((32, 64))
+    assert SearchSpace({}).resolve("binary", 20)["batch_size"] == Fixed(20)
+
+
+def test_user_batch_size_above_the_training_rows_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="batch_size 256") as info:
+        SearchSpace({"batch_size": Fixed(256)}).resolve("binary", 100)
+    assert info.value.field == "batch_size"
+
+
+def test_loss_must_fit_the_task() -> None:
+    with pytest.raises(SpaceError, match="does not fit a multiclass task"):
+        SearchSpace({"loss": Fixed("mse")}).resolve("multiclass", 100)
+
+
+def test_bad_yaml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("lr: [1, 2\n")
+    with pytest.raises(SpaceError, match=r"broken\.yaml is not valid YAML/JSON"):
+        SearchSpace.from_file(path)
+
+
+def test_neuron_count_rules() -> None:
+    baselines = {b.name: b for b in rule_of_thumb_baselines(
+        30, 3, "multiclass", max_epochs=50, patience=7, n_train_rows=20)}
+    units = {name: b.config.model.hidden_units for name, b in baselines.items() if b.config}
+    assert units["two_thirds_rule"] == (23,)  # 2/3 * 30 + 3
+    assert units["mean_rule"] == (16,)  # (30 + 3) / 2 = 16.5, rounded to even
+    assert units["upper_bound_rule"] == (59,)
+    assert units["textbook_intermediate"] == (64, 64)
+    assert units["linear"] == ()
+    assert baselines["constant"].config is None
+    trained = [b.config for b in baselines.values() if b.config]
+    assert {(c.train.max_epochs, c.train.patience) for c in trained} == {(50, 7)}
+    assert max(c.train.batch_size for c in trained) == 20  # clipped to the training rows
+
+
+def test_constant_floor_scores() -> None:
+    assert constant_score("multiclass", np.array([0, 1, 1]), np.array([1, 1, 0, 1])) == 0.75
+    assert constant_score("regression", np.array([1.0, 3.0]), np.array([2.0, 4.0])) == -1.0
+
+
+def _score(name: str, value: float) -> ModelScore:
+    return ModelScore(name, "rule", {"hidden_units": [8], "activation": "relu"}, value, 0.01,
+                      [value], value, 100, 1.0, 10.0)
+
+
+def test_report_and_json_name_the_winner() -> None:
+    best = BestTrial(**vars(_score("tuned", 0.97)), trial_number=4, params={"lr": 0.01})
+    result = TuneResult("accuracy", "multiclass", "data", best,
+                        [_score("mean_rule", 0.95), _score("linear", 0.90)], 30, 20, 9, 1, 0,
+                        "study", "sqlite:///x.db", 12.0, 20.0, 3)
+    text = format_report(result)
+    assert "Tuning beat the best rule of thumb (mean_rule) by +2.00 points" in text
+    assert text.index("mean_rule") < text.index("linear")
+    data = result.to_dict()
+    assert data["best"]["params"] == {"lr": 0.01} and data["best_baseline"] == "mean_rule"
+    assert data["beats_best_baseline"] is True
