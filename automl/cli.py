@@ -10,11 +10,12 @@ status 2; nothing is stored for them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from automl.data import DataLimits
 from automl.errors import AutoMLError
@@ -68,13 +69,30 @@ def run_tune(args: argparse.Namespace) -> int:
         task=args.task, n_workers=args.workers, ray_address=args.ray_address,
         progress=not args.quiet, limits=limits_from_env(),
     )
-    result = tune(args.data, args.target, space=args.space, **vars(options))
+    with stdout_to_stderr():
+        result = tune(args.data, args.target, space=args.space, **vars(options))
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print(format_report(result))
     return 0
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout while it runs (Ray's notices included, even those
+    written to file descriptor 1 directly) to stderr, so stdout holds only the result."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ is the table it prints otherwise.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -76,7 +77,10 @@ class TuneResult:
 
     @property
     def best_baseline(self) -> ModelScore:
-        return max(self.baselines, key=lambda b: b.test_score)
+        """The baseline with the best *validation* score: chosen the way the tuned model is
+        chosen, so the test split is never used to pick a winner."""
+        return max(self.baselines, key=lambda b: -math.inf if b.val_score is None
+                   else b.val_score)
 
     @property
     def beats_baselines(self) -> bool:
@@ -96,7 +100,7 @@ class TuneResult:
         unit = "points" if self.metric == "accuracy" else "R²"
         scale = 100 if self.metric == "accuracy" else 1
         outcome = "beat" if gap > 0 else "did not beat"
-        return (f"Tuning {outcome} the best rule of thumb ({rival.name}) by "
+        return (f"Tuning {outcome} the best rule of thumb on validation ({rival.name}) by "
                 f"{gap * scale:+.2f} {unit} of {METRIC_NAMES[self.metric]}, after "
                 f"{self.n_trials} trials in {self.tuning_seconds:.0f} s "
                 f"({self.n_pruned} pruned, {self.n_failed} failed).")

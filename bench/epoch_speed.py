@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import multiprocessing as mp
+import os
 import platform
 import resource
 import statistics
@@ -48,7 +49,9 @@ from workers.model import build_mlp
 from workers.optim import make_loss, make_optimizer
 from workers.train import run_epoch
 
-LETTER_PATH = "/work/shared/datasets/pmlb_letter.tsv.gz"
+# shared/ sits beside the repository (as in CI); AUTOML_SHARED overrides it.
+SHARED = Path(os.environ.get("AUTOML_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+LETTER_PATH = str(SHARED / "datasets" / "pmlb_letter.tsv.gz")
 DATASETS = ("letter", "digits")
 VARIANTS = ("ours", "dataloader")
 HIDDEN_UNITS = (64, 64)

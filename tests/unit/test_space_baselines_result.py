@@ -92,8 +92,17 @@ def test_report_and_json_name_the_winner() -> None:
                         [_score("mean_rule", 0.95), _score("linear", 0.90)], 30, 20, 9, 1, 0,
                         "study", "sqlite:///x.db", 12.0, 20.0, 3)
     text = format_report(result)
-    assert "Tuning beat the best rule of thumb (mean_rule) by +2.00 points" in text
+    assert "Tuning beat the best rule of thumb on validation (mean_rule) by +2.00 points" in text
     assert text.index("mean_rule") < text.index("linear")
     data = result.to_dict()
     assert data["best"]["params"] == {"lr": 0.01} and data["best_baseline"] == "mean_rule"
     assert data["beats_best_baseline"] is True
+
+
+def test_the_best_baseline_is_chosen_on_validation_not_test() -> None:
+    lucky = _score("linear", 0.99)
+    lucky.val_score = 0.80  # best on test by luck, poor on validation
+    result = TuneResult("accuracy", "multiclass", "data", BestTrial(**vars(_score("t", 0.97))),
+                        [_score("mean_rule", 0.95), lucky], 30, 30, 0, 0, 0, "s", "u", 1.0,
+                        1.0, 3)
+    assert result.best_baseline.name == "mean_rule"
