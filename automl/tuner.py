@@ -152,18 +152,18 @@ def _measure(opts: TuneOptions, prepared: PreparedData, study: optuna.Study,
     if best is None:
         raise StudyUnhealthyError("no trial completed: every trial was pruned or failed; "
                                   "see the study's trials for the reasons", field="study")
-    trained = [b for b in baselines if b.config is not None]
-    configs = [trial_config(best), *(b.config for b in trained)]
+    trained = [(b, b.config) for b in baselines if b.config is not None]
+    configs = [trial_config(best), *(config for _, config in trained)]
     seeds = [opts.seed + 10_000 + i for i in range(opts.n_seeds)]
-    jobs = [c.with_seed(s) for c in configs if c is not None for s in seeds]
+    jobs = [config.with_seed(s) for config in configs for s in seeds]
     progress.start(len(jobs), "baselines and best model over seeds")
     runs = executor.evaluate(jobs, prepared, progress.step)
     progress.close()
     per_config = [runs[i:i + len(seeds)] for i in range(0, len(runs), len(seeds))]
     best_score = ModelScore.from_evaluations("tuned", "best trial", _arch(configs[0]),
                                              per_config[0])
-    scores = [ModelScore.from_evaluations(b.name, b.rule, _arch(b.config), r)
-              for b, r in zip(trained, per_config[1:], strict=False)]
+    scores = [ModelScore.from_evaluations(b.name, b.rule, _arch(config), runs)
+              for (b, config), runs in zip(trained, per_config[1:], strict=True)]
     scores.append(_constant_baseline(prepared, baselines[-1]))
     counts = count_trials(study)
     return TuneResult(

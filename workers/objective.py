@@ -9,6 +9,7 @@ its class and message). Why it stopped is always in the ``stop_reason`` user att
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import optuna
 import torch
@@ -16,15 +17,20 @@ import torch
 from automl.configs import count_parameters
 from automl.space import SearchSpace
 from automl.suggest import suggest_trial_config
-from workers.data import TensorSplits
-from workers.evaluate import evaluate_config
+from workers.data import TensorSplits, predict, score
+from workers.evaluate import fit
 from workers.faults import inject
 
 logger = logging.getLogger(__name__)
 
 
-def make_objective(space: SearchSpace, data: TensorSplits, seed: int):  # type: ignore[no-untyped-def]
-    """An Optuna objective training one MLP per trial and reporting every epoch."""
+def make_objective(space: SearchSpace, data: TensorSplits,
+                   seed: int) -> Callable[[optuna.Trial], float]:
+    """An Optuna objective training one MLP per trial and reporting every epoch.
+
+    Trials see only the training and validation splits; the test split is used once, by
+    the final comparison.
+    """
 
     def objective(trial: optuna.Trial) -> float:
         config = suggest_trial_config(trial, space, seed=seed + trial.number)
@@ -42,22 +48,23 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int):  # type: 
             return False
 
         try:
-            result = evaluate_config(config, data, on_epoch)
+            model, outcome = fit(config, data, on_epoch)
         except torch.OutOfMemoryError as exc:
             _record_failure(trial, "out_of_memory", exc)
             raise
         except Exception as exc:
             _record_failure(trial, "error", exc)
             raise
-        for key in ("val_score", "epochs", "seconds", "stop_reason"):
-            trial.set_user_attr(key, getattr(result, key))
+        trial.set_user_attr("val_score", score(data.task, predict(model, data.x_val), data.y_val))
+        trial.set_user_attr("epochs", outcome.epochs_run)
+        trial.set_user_attr("seconds", outcome.seconds)
+        trial.set_user_attr("stop_reason", "pruned" if pruned_at else outcome.stop_reason)
         if pruned_at:
-            trial.set_user_attr("stop_reason", "pruned")
             raise optuna.TrialPruned(f"pruned at epoch {pruned_at[0]}")
-        if result.stop_reason == "diverged":
-            trial.set_user_attr("detail", result.detail)
-            raise optuna.TrialPruned(f"diverged: {result.detail}")
-        return result.val_loss
+        if outcome.stop_reason == "diverged":
+            trial.set_user_attr("detail", outcome.detail)
+            raise optuna.TrialPruned(f"diverged: {outcome.detail}")
+        return outcome.best_val_loss
 
     return objective
 

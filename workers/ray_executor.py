@@ -62,12 +62,13 @@ class RayExecutor:
         if self.started_ray:
             start_ray(address, n_workers)
         self.options = {"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial}
+        self._data_refs: dict[str, ray.ObjectRef] = {}
         total = ray.cluster_resources().get("CPU", 1.0)
         self.max_parallel = max(1, n_workers or int(total // cpus_per_trial))
 
     def run_trials(self, job: StudyJob, data: PreparedData, n_trials: int,
                    deadline: float | None, on_trial_done: TrialDone) -> list[str]:
-        data_ref = ray.put(data)
+        data_ref = self._put(data)
         pending: dict[ray.ObjectRef, int] = {}
         launched, stop, lost = 0, False, []
         while pending or (launched < n_trials and not stop):
@@ -89,7 +90,7 @@ class RayExecutor:
 
     def evaluate(self, configs: list[TrialConfig], data: PreparedData,
                  on_done: Callable[[], None]) -> list[dict[str, Any]]:
-        data_ref = ray.put(data)
+        data_ref = self._put(data)
         refs = [evaluation_task.options(**self.options).remote(c.to_dict(), data_ref)
                 for c in configs]
         results: dict[ray.ObjectRef, dict[str, Any]] = {}
@@ -100,7 +101,14 @@ class RayExecutor:
             on_done()
         return [results[ref] for ref in refs]
 
+    def _put(self, data: PreparedData) -> ray.ObjectRef:
+        """Put each dataset in the object store once per executor."""
+        if data.content_hash not in self._data_refs:
+            self._data_refs[data.content_hash] = ray.put(data)
+        return self._data_refs[data.content_hash]
+
     def close(self) -> None:
+        self._data_refs.clear()
         if self.started_ray:
             ray.shutdown()
 
