@@ -38,6 +38,11 @@ def test_user_space_overrides_defaults_parameter_by_parameter() -> None:
     assert resolved["lr"] == default_space("multiclass")["lr"]
 
 
+def test_default_batch_sizes_follow_the_data() -> None:
+    assert SearchSpace({}).resolve("binary", 1000)["batch_size"] == Choice((32, 64))
+    assert SearchSpace({}).resolve("binary", 32_000)["batch_size"] == Choice((128, 256))
+
+
 def test_default_batch_sizes_shrink_to_fit_small_data() -> None:
     assert SearchSpace({}).resolve("binary", 100)["batch_size"] == Choice((32, 64))
     assert SearchSpace({}).resolve("binary", 20)["batch_size"] == Fixed(20)
