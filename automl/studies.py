@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from automl.errors import ConfigError
 
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "hyperband", "successive_halving", "none")
 SETTINGS_ATTR = "automl_settings"
 
 
@@ -74,6 +74,9 @@ def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
             min_resource=max(1, settings.pruner_warmup_epochs),
             max_resource=settings.max_epochs,
         )
+    if settings.pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=max(1, settings.pruner_warmup_epochs))
     return optuna.pruners.NopPruner()
 
 

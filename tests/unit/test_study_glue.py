@@ -42,10 +42,17 @@ def test_default_space_suggests_conditional_widths() -> None:
         study.tell(trial, 0.0)
 
 
-def test_workers_rebuild_the_stored_sampler_and_pruner(tmp_path: Path) -> None:
-    url, _ = new_study(tmp_path, seed=5, pruner="hyperband")
+@pytest.mark.parametrize(("name", "pruner"), [
+    ("median", optuna.pruners.MedianPruner),
+    ("hyperband", optuna.pruners.HyperbandPruner),
+    ("successive_halving", optuna.pruners.SuccessiveHalvingPruner),
+    ("none", optuna.pruners.NopPruner),
+])
+def test_workers_rebuild_the_stored_sampler_and_pruner(tmp_path: Path, name: str,
+                                                       pruner: type) -> None:
+    url, _ = new_study(tmp_path, seed=5, pruner=name)
     loaded = load_study(url, "s", worker_index=2)
-    assert isinstance(loaded.pruner, optuna.pruners.HyperbandPruner)
+    assert isinstance(loaded.pruner, pruner)
     assert isinstance(loaded.sampler, optuna.samplers.TPESampler)
 
 
