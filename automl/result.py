@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 METRIC_NAMES = {"accuracy": "test accuracy", "r2": "test R²"}
+TIE = 1e-6  # score differences below this are float noise between equal accuracies
 
 
 @dataclass
@@ -83,8 +84,14 @@ class TuneResult:
                    else b.val_score)
 
     @property
+    def gap(self) -> float:
+        """Tuned minus best baseline (on validation) test score; exact ties give 0."""
+        gap = self.best.test_score - self.best_baseline.test_score
+        return 0.0 if abs(gap) < TIE else gap
+
+    @property
     def beats_baselines(self) -> bool:
-        return self.best.test_score > self.best_baseline.test_score
+        return self.gap > 0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -95,11 +102,10 @@ class TuneResult:
 
     def verdict(self) -> str:
         """One sentence a newcomer can read: did tuning pay off, by how much, at what cost."""
-        rival = self.best_baseline
-        gap = self.best.test_score - rival.test_score
+        rival, gap = self.best_baseline, self.gap
         unit = "points" if self.metric == "accuracy" else "R²"
         scale = 100 if self.metric == "accuracy" else 1
-        outcome = "beat" if gap > 0 else "did not beat"
+        outcome = "beat" if gap > 0 else "matched" if gap == 0 else "did not beat"
         return (f"Tuning {outcome} the best rule of thumb on validation ({rival.name}) by "
                 f"{gap * scale:+.2f} {unit} of {METRIC_NAMES[self.metric]}, after "
                 f"{self.n_trials} trials in {self.tuning_seconds:.0f} s "

@@ -35,7 +35,7 @@ def run_seed(args: argparse.Namespace, seed: int, folder: Path) -> dict[str, Any
     top = max(result.baselines, key=lambda b: b.test_score)  # the luckiest on test
     return {"seed": seed, "tuned": result.best.test_score, "tuned_sd": result.best.test_score_std,
             "best_baseline": rival.name, "baseline": rival.test_score,
-            "gap": result.best.test_score - rival.test_score, "beats": result.beats_baselines,
+            "gap": result.gap, "beats": result.beats_baselines,
             "top_test_baseline": top.name, "top_test": top.test_score,
             "gap_top_test": result.best.test_score - top.test_score,
             "architecture": result.best.architecture,

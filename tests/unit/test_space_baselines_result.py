@@ -111,3 +111,12 @@ def test_the_best_baseline_is_chosen_on_validation_not_test() -> None:
                         [_score("mean_rule", 0.95), lucky], 30, 30, 0, 0, 0, "s", "u", 1.0,
                         1.0, 3)
     assert result.best_baseline.name == "mean_rule"
+
+
+def test_equal_scores_are_a_tie_not_a_loss() -> None:
+    result = TuneResult("accuracy", "multiclass", "data",
+                        BestTrial(**vars(_score("t", 0.9777777791023254))),
+                        [_score("mean_rule", 0.9777777777777777)], 30, 30, 0, 0, 0, "s", "u",
+                        1.0, 1.0, 3)
+    assert result.gap == 0.0 and not result.beats_baselines
+    assert "Tuning matched the best rule of thumb" in result.verdict()
