@@ -30,6 +30,11 @@ class Progress:
         self.bar.set_postfix(complete=counts.complete, pruned=counts.pruned,
                              failed=counts.failed, best_val_loss=best, refresh=True)
 
+    def set(self, done: int, **fields: Any) -> None:
+        if self.bar is not None:
+            self.bar.n = done
+            self.bar.set_postfix(refresh=True, **fields)
+
     def step(self) -> None:
         if self.bar is not None:
             self.bar.update(1)

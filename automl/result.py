@@ -112,6 +112,15 @@ class TuneResult:
                 f"({self.n_pruned} pruned, {self.n_failed} failed).")
 
 
+def result_from_dict(data: dict[str, Any]) -> TuneResult:
+    """The inverse of :meth:`TuneResult.to_dict` (for results read back from storage)."""
+    fields = {k: v for k, v in data.items()
+              if k not in ("beats_best_baseline", "best_baseline")}
+    fields["best"] = BestTrial(**fields["best"])
+    fields["baselines"] = [ModelScore(**b) for b in fields["baselines"]]
+    return TuneResult(**fields)
+
+
 def format_report(result: TuneResult) -> str:
     """The best model and every baseline as an aligned text table, plus the verdict."""
     metric = METRIC_NAMES[result.metric]

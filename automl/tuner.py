@@ -15,15 +15,15 @@ from typing import Any
 
 import optuna
 
-from automl.baselines import Baseline, constant_score, rule_of_thumb_baselines
-from automl.configs import TrialConfig
+from automl.baselines import Baseline, rule_of_thumb_baselines
 from automl.data import DataLimits, PreparedData, load_dataset
 from automl.errors import ConfigError, StudyUnhealthyError
 from automl.executor import Executor, StudyJob, default_executor
 from automl.progress import Progress
-from automl.result import BestTrial, ModelScore, TuneResult
+from automl.result import ModelScore, TuneResult
 from automl.space import Fixed, IntRange, SearchSpace
 from automl.studies import StudySettings, check_storage_url, create_study
+from automl.summary import architecture, constant_baseline, final_seeds, metric_of, summarize
 from automl.trials import best_trial, count_trials, fail_orphans, repeated_failure, trial_config
 
 DEFAULT_STORAGE = "sqlite:///automl.db"
@@ -88,7 +88,7 @@ def tune(data: Any, target: Any = None, *, space: SearchSpace | dict[str, Any] |
     user_space = as_space(space)
     prepared = load_dataset(data, target, task=opts.task, seed=opts.seed, limits=opts.limits)
     resolved = user_space.resolve(prepared.task, len(prepared.x_train))
-    baselines = _baselines_for(prepared, resolved)
+    baselines = baselines_for(prepared, resolved)
     executor = executor or default_executor(opts.ray_address, opts.n_workers)
     progress = Progress(opts.progress)
     try:
@@ -99,6 +99,14 @@ def tune(data: Any, target: Any = None, *, space: SearchSpace | dict[str, Any] |
         executor.close()
     result.total_seconds = time.monotonic() - started
     return result
+
+
+def settings_of(options: TuneOptions, space: SearchSpace) -> StudySettings:
+    """The sampler and pruner settings stored on the study for every worker."""
+    return StudySettings(seed=options.seed, pruner=options.pruner,
+                         pruner_startup_trials=options.pruner_startup_trials,
+                         pruner_warmup_epochs=options.pruner_warmup_epochs,
+                         max_epochs=upper_bound(space, "max_epochs"))
 
 
 def as_space(space: SearchSpace | dict[str, Any] | str | Path | None) -> SearchSpace:
@@ -113,13 +121,10 @@ def as_space(space: SearchSpace | dict[str, Any] | str | Path | None) -> SearchS
 
 def _run_study(opts: TuneOptions, prepared: PreparedData, space: SearchSpace,
                executor: Executor, progress: Progress) -> optuna.Study:
-    settings = StudySettings(seed=opts.seed, pruner=opts.pruner,
-                             pruner_startup_trials=opts.pruner_startup_trials,
-                             pruner_warmup_epochs=opts.pruner_warmup_epochs,
-                             max_epochs=_upper(space, "max_epochs"))
+    settings = settings_of(opts, space)
     name = opts.study_name or _study_name(prepared)
     study = create_study(opts.storage, name, settings, {
-        "task": prepared.task, "metric": metric_of(prepared), "dataset_hash":
+        "task": prepared.task, "metric": metric_of(prepared.task), "dataset_hash":
         prepared.content_hash, "space": space.to_dict(), "n_trials": opts.n_trials})
     job = StudyJob(opts.storage, name, space.to_dict(), opts.seed)
     deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
@@ -154,47 +159,30 @@ def _measure(opts: TuneOptions, prepared: PreparedData, study: optuna.Study,
                                   "see the study's trials for the reasons", field="study")
     trained = [(b, b.config) for b in baselines if b.config is not None]
     configs = [trial_config(best), *(config for _, config in trained)]
-    seeds = [opts.seed + 10_000 + i for i in range(opts.n_seeds)]
+    seeds = final_seeds(opts.seed, opts.n_seeds)
     jobs = [config.with_seed(s) for config in configs for s in seeds]
     progress.start(len(jobs), "baselines and best model over seeds")
     runs = executor.evaluate(jobs, prepared, progress.step)
     progress.close()
     per_config = [runs[i:i + len(seeds)] for i in range(0, len(runs), len(seeds))]
-    best_score = ModelScore.from_evaluations("tuned", "best trial", _arch(configs[0]),
-                                             per_config[0])
-    scores = [ModelScore.from_evaluations(b.name, b.rule, _arch(config), runs)
+    scores = [ModelScore.from_evaluations(b.name, b.rule, architecture(config), runs)
               for (b, config), runs in zip(trained, per_config[1:], strict=True)]
-    scores.append(_constant_baseline(prepared, baselines[-1]))
-    counts = count_trials(study)
-    return TuneResult(
-        metric=metric_of(prepared), task=prepared.task, dataset=prepared.describe(),
-        best=BestTrial(**vars(best_score), trial_number=best.number, params=dict(best.params),
-                       val_loss=float(best.value or 0.0)),
-        baselines=scores, n_trials=counts.finished, n_complete=counts.complete,
-        n_pruned=counts.pruned, n_failed=counts.failed, n_diverged=counts.diverged,
-        study_name=study.study_name, storage=_redacted(opts.storage),
-        tuning_seconds=float(study.user_attrs.get("tuning_seconds", 0.0)), total_seconds=0.0,
-        n_seeds=opts.n_seeds, warnings=list(prepared.warnings[:5]),
-    )
+    scores.append(constant_baseline(prepared, baselines[-1]))
+    return summarize(study, prepared, best, per_config[0], scores, n_seeds=opts.n_seeds,
+                     storage=opts.storage,
+                     tuning_seconds=float(study.user_attrs.get("tuning_seconds", 0.0)))
 
 
-def _baselines_for(prepared: PreparedData, space: SearchSpace) -> list[Baseline]:
+def baselines_for(prepared: PreparedData, space: SearchSpace) -> list[Baseline]:
+    """The rule-of-thumb baselines for this data, with the space's epoch budget."""
     return rule_of_thumb_baselines(
         prepared.n_features, prepared.n_outputs, prepared.task,
-        max_epochs=_upper(space, "max_epochs"), patience=_upper(space, "patience"),
+        max_epochs=upper_bound(space, "max_epochs"), patience=upper_bound(space, "patience"),
         n_train_rows=len(prepared.x_train))
 
 
-def _constant_baseline(prepared: PreparedData, baseline: Baseline) -> ModelScore:
-    score = constant_score(prepared.task, prepared.y_train, prepared.y_test)
-    return ModelScore(baseline.name, baseline.rule, None, score, 0.0, [score], None, 0, 0.0, 0.0)
-
-
-def metric_of(prepared: PreparedData) -> str:
-    return "r2" if prepared.task == "regression" else "accuracy"
-
-
-def _upper(space: SearchSpace, name: str) -> int:
+def upper_bound(space: SearchSpace, name: str) -> int:
+    """The largest value a whole-number parameter can take in ``space``."""
     param = space[name]
     if isinstance(param, Fixed):
         return int(param.value)
@@ -203,19 +191,9 @@ def _upper(space: SearchSpace, name: str) -> int:
     return int(max(param.choices))  # type: ignore[union-attr]
 
 
-def _arch(config: TrialConfig | None) -> dict[str, Any] | None:
-    return None if config is None else config.to_dict()["model"]
-
-
 def _study_name(prepared: PreparedData) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     return f"tune-{prepared.content_hash[:10]}-{stamp}"
-
-
-def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _positive_int(name: str, value: Any) -> None:

@@ -41,7 +41,7 @@ class CheckedDataset:
     task: Task
     numeric_columns: list[str]
     categorical_columns: list[str]
-    classes: list[str] = field(default_factory=list)
+    classes: list[object] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -249,7 +249,7 @@ def _looks_continuous(target: pd.Series) -> bool:
     return target.nunique() > max(2, min(100, len(target) // 20))
 
 
-def _class_labels(target: pd.Series) -> tuple[pd.Series, list[str]]:
+def _class_labels(target: pd.Series) -> tuple[pd.Series, list[object]]:
     name = str(target.name)
     counts = target.value_counts()
     if len(counts) < 2:
@@ -272,4 +272,9 @@ def _class_labels(target: pd.Series) -> tuple[pd.Series, list[str]]:
         )
     classes = sorted(counts.index, key=lambda v: (str(type(v)), v))
     codes = target.map({label: i for i, label in enumerate(classes)}).astype(np.int64)
-    return codes, [str(c) for c in classes]
+    return codes, [_json_scalar(c) for c in classes]
+
+
+def _json_scalar(value: object) -> object:
+    """A class label as a plain JSON value (numpy ints and floats become Python ones)."""
+    return value.item() if isinstance(value, np.generic) else value

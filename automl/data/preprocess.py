@@ -31,7 +31,7 @@ class Preprocessor:
     means: list[float]
     stds: list[float]
     task: Task
-    classes: list[str] = field(default_factory=list)
+    classes: list[object] = field(default_factory=list)
     target_mean: float = 0.0
     target_std: float = 1.0
 

@@ -1,0 +1,61 @@
+"""Build a :class:`TuneResult` from a study and the final evaluations.
+
+Shared by the embedded ``tune()`` and the service workers, so the CLI's JSON and
+``run.result()`` are the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+from sqlalchemy.engine import make_url
+
+from automl.baselines import Baseline, constant_score
+from automl.configs import TrialConfig
+from automl.data import PreparedData
+from automl.result import BestTrial, ModelScore, TuneResult
+from automl.trials import count_trials
+
+
+def final_seeds(seed: int, n_seeds: int) -> list[int]:
+    """The seeds every model of the final comparison is trained with."""
+    return [seed + 10_000 + i for i in range(n_seeds)]
+
+
+def metric_of(task: str) -> str:
+    return "r2" if task == "regression" else "accuracy"
+
+
+def architecture(config: TrialConfig | None) -> dict[str, Any] | None:
+    return None if config is None else config.to_dict()["model"]
+
+
+def constant_baseline(prepared: PreparedData, baseline: Baseline) -> ModelScore:
+    """The floor: majority class or training mean, no training."""
+    score = constant_score(prepared.task, prepared.y_train, prepared.y_test)
+    return ModelScore(baseline.name, baseline.rule, None, score, 0.0, [score], None, 0, 0.0, 0.0)
+
+
+def summarize(study: optuna.Study, prepared: PreparedData, best: FrozenTrial,
+              best_runs: list[dict[str, Any]], baselines: list[ModelScore], *, n_seeds: int,
+              storage: str, tuning_seconds: float) -> TuneResult:
+    """The run's result: the best trial retrained over seeds next to every baseline."""
+    config = TrialConfig.from_dict(best.user_attrs["config"])
+    score = ModelScore.from_evaluations("tuned", "best trial", architecture(config), best_runs)
+    counts = count_trials(study)
+    return TuneResult(
+        metric=metric_of(prepared.task), task=prepared.task, dataset=prepared.describe(),
+        best=BestTrial(**vars(score), trial_number=best.number, params=dict(best.params),
+                       val_loss=float(best.value or 0.0)),
+        baselines=baselines, n_trials=counts.finished, n_complete=counts.complete,
+        n_pruned=counts.pruned, n_failed=counts.failed, n_diverged=counts.diverged,
+        study_name=study.study_name, storage=redacted(storage), tuning_seconds=tuning_seconds,
+        total_seconds=0.0, n_seeds=n_seeds, warnings=list(prepared.warnings[:5]),
+    )
+
+
+def redacted(url: str) -> str:
+    """The storage URL with any password masked, for results and logs."""
+    return make_url(url).render_as_string(hide_password=True)
