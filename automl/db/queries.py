@@ -1,0 +1,251 @@
+"""Every query the service makes, in one place.
+
+Claiming work is one statement: ``UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE
+SKIP LOCKED) RETURNING ...`` on PostgreSQL; on SQLite the lock clause is dropped and the
+single-writer lock makes the same conditional UPDATE atomic. Leases are renewed by
+heartbeats; an expired lease puts the ticket back in the queue until its attempts run out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, exists, func, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, aliased
+
+from automl.db.models import BaselineResult, Dataset, ModelArtifact, Run, Ticket
+
+ACTIVE_RUN = ("queued", "running")
+TERMINAL_TICKET = ("done", "failed", "skipped", "cancelled")
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A ticket a worker now holds."""
+
+    id: int
+    run_id: str
+    kind: str
+    name: str
+    attempts: int
+    retry_params: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Expired:
+    """A running ticket whose lease ran out, and what became of it."""
+
+    id: int
+    run_id: str
+    kind: str
+    trial_number: int | None
+    requeued: bool
+
+
+def with_retry(action: Callable[[], T], attempts: int = 20) -> T:
+    """Retry on SQLite's 'database is locked' and on dropped connections."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(min(2.0, 0.05 * 2 ** attempt))
+    raise AssertionError("unreachable")
+
+
+def find_dataset(session: Session, content_hash: str) -> Dataset | None:
+    return session.scalars(select(Dataset).where(Dataset.content_hash == content_hash)).first()
+
+
+def add_run(session: Session, run: Run, tickets: Iterable[tuple[str, str]],
+            max_attempts: int) -> None:
+    """Insert a run and its tickets (``(kind, name)`` pairs) in the caller's transaction."""
+    now = utcnow()
+    session.add(run)
+    session.flush()
+    session.add_all(Ticket(run_id=run.id, kind=kind, name=name, status="queued", attempts=0,
+                           max_attempts=max_attempts, created_at=now, updated_at=now)
+                    for kind, name in tickets)
+
+
+def claim_ticket(engine: Engine, worker_id: str, lease_s: float) -> Claim | None:
+    """Take the next queued ticket, fairly across runs; None when there is nothing to do.
+
+    A run's ``best`` ticket waits until none of its trials is queued or running. Among
+    runs, the one with the fewest running tickets goes first.
+    """
+    other, trial = aliased(Ticket), aliased(Ticket)
+    running_in_run = (select(func.count()).where(other.run_id == Ticket.run_id,
+                                                 other.status == "running")
+                      .correlate(Ticket).scalar_subquery())
+    trials_pending = exists().where(trial.run_id == Ticket.run_id, trial.kind == "trial",
+                                    trial.status.in_(("queued", "running")))
+    candidate = (select(Ticket.id).join(Run, Run.id == Ticket.run_id)
+                 .where(Ticket.status == "queued", Run.status.in_(ACTIVE_RUN),
+                        (Ticket.kind != "best") | ~trials_pending)
+                 .order_by(running_in_run, Ticket.id).limit(1)
+                 .with_for_update(skip_locked=True, of=Ticket).scalar_subquery())
+
+    def claim() -> Claim | None:
+        now = utcnow()
+        statement = (update(Ticket).where(Ticket.id == candidate, Ticket.status == "queued")
+                     .values(status="running", worker_id=worker_id,
+                             attempts=Ticket.attempts + 1, heartbeat_at=now, updated_at=now,
+                             leased_until=now + timedelta(seconds=lease_s))
+                     .returning(Ticket.id, Ticket.run_id, Ticket.kind, Ticket.name,
+                                Ticket.attempts, Ticket.retry_params))
+        with engine.begin() as connection:
+            row = connection.execute(statement).first()
+        return None if row is None else Claim(*row)
+
+    return with_retry(claim)
+
+
+def renew_lease(engine: Engine, ticket_id: int, worker_id: str, lease_s: float) -> bool:
+    """Extend a held lease; False if the ticket is no longer this worker's (expired and
+    re-queued, or its run was cancelled)."""
+    now = utcnow()
+    statement = (update(Ticket).where(Ticket.id == ticket_id, Ticket.worker_id == worker_id,
+                                      Ticket.status == "running")
+                 .values(leased_until=now + timedelta(seconds=lease_s), heartbeat_at=now,
+                         updated_at=now))
+    with engine.begin() as connection:
+        return connection.execute(statement).rowcount == 1
+
+
+def release_ticket(engine: Engine, ticket_id: int, worker_id: str, *, status: str,
+                   result: dict[str, Any] | None = None, error: str | None = None) -> bool:
+    """Finish a held ticket as ``done`` or ``failed``; False if the lease was lost."""
+    statement = (update(Ticket).where(Ticket.id == ticket_id, Ticket.worker_id == worker_id,
+                                      Ticket.status == "running")
+                 .values(status=status, result=result, error=error, leased_until=None,
+                         updated_at=utcnow()))
+    with engine.begin() as connection:
+        return connection.execute(statement).rowcount == 1
+
+
+def set_trial_number(engine: Engine, ticket_id: int, number: int) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(Ticket).where(Ticket.id == ticket_id)
+                           .values(trial_number=number))
+
+
+def expire_leases(engine: Engine) -> list[Expired]:
+    """Return expired running tickets to the queue (or fail them after max attempts)."""
+    now = utcnow()
+    with engine.begin() as connection:
+        rows = connection.execute(
+            select(Ticket.id, Ticket.run_id, Ticket.kind, Ticket.trial_number,
+                   Ticket.attempts < Ticket.max_attempts)
+            .where(Ticket.status == "running", Ticket.leased_until < now)
+            .with_for_update(skip_locked=True)).all()
+        for ticket_id, _, _, _, retry in rows:
+            connection.execute(update(Ticket).where(Ticket.id == ticket_id).values(
+                status="queued" if retry else "failed", worker_id=None, leased_until=None,
+                error="lease expired: the worker stopped sending heartbeats",
+                updated_at=now))
+    return [Expired(i, r, k, n, bool(q)) for i, r, k, n, q in rows]
+
+
+def set_retry_params(engine: Engine, ticket_id: int, params: dict[str, Any]) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(Ticket).where(Ticket.id == ticket_id)
+                           .values(retry_params=params, trial_number=None))
+
+
+def start_run(engine: Engine, run_id: str) -> None:
+    """Mark a queued run running and start its clock (deadline from its timeout)."""
+    now = utcnow()
+    with engine.begin() as connection:
+        run = connection.execute(select(Run.status, Run.timeout_s).where(Run.id == run_id)).one()
+        if run.status != "queued":
+            return
+        deadline = None if run.timeout_s is None else now + timedelta(seconds=run.timeout_s)
+        connection.execute(update(Run).where(Run.id == run_id, Run.status == "queued")
+                           .values(status="running", started_at=now, deadline_at=deadline))
+
+
+def skip_overdue_trials(engine: Engine) -> int:
+    """Trials not yet started when their run's timeout passed are skipped."""
+    now = utcnow()
+    overdue = select(Run.id).where(Run.deadline_at < now)
+    with engine.begin() as connection:
+        return connection.execute(
+            update(Ticket).where(Ticket.kind == "trial", Ticket.status == "queued",
+                                 Ticket.run_id.in_(overdue))
+            .values(status="skipped", error="run timeout reached", updated_at=now)).rowcount
+
+
+def cancel_run(engine: Engine, run_id: str) -> bool:
+    """Stop handing out the run's tickets; running ones notice at their next heartbeat."""
+    now = utcnow()
+    with engine.begin() as connection:
+        changed = connection.execute(
+            update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE_RUN))
+            .values(status="cancelled", finished_at=now)).rowcount
+        connection.execute(update(Ticket).where(Ticket.run_id == run_id,
+                                                Ticket.status.in_(("queued", "running")))
+                           .values(status="cancelled", updated_at=now))
+    return changed == 1
+
+
+def ticket_counts(session: Session, run_id: str) -> Counter[tuple[str, str]]:
+    rows = session.execute(select(Ticket.kind, Ticket.status, func.count())
+                           .where(Ticket.run_id == run_id)
+                           .group_by(Ticket.kind, Ticket.status)).all()
+    return Counter({(kind, status): n for kind, status, n in rows})
+
+
+def unfinished_runs_done(session: Session) -> list[str]:
+    """Running runs whose every ticket is terminal: ready for their summary."""
+    open_ticket = exists().where(Ticket.run_id == Run.id,
+                                 Ticket.status.not_in(TERMINAL_TICKET))
+    return list(session.scalars(select(Run.id).where(Run.status == "running", ~open_ticket)))
+
+
+def finish_run(engine: Engine, run_id: str, *, status: str, summary: dict[str, Any] | None,
+               error: str | None = None) -> bool:
+    """Write the run's outcome once; False if another worker already did."""
+    with engine.begin() as connection:
+        return connection.execute(
+            update(Run).where(Run.id == run_id, Run.status == "running")
+            .values(status=status, summary=summary, error=error, finished_at=utcnow())
+        ).rowcount == 1
+
+
+def list_runs(session: Session, limit: int = 50) -> list[Run]:
+    return list(session.scalars(select(Run).order_by(Run.created_at.desc()).limit(limit)))
+
+
+def baselines_of(session: Session, run_id: str) -> list[BaselineResult]:
+    return list(session.scalars(select(BaselineResult).where(BaselineResult.run_id == run_id)
+                                .order_by(BaselineResult.id)))
+
+
+def best_ticket_result(session: Session, run_id: str) -> dict[str, Any] | None:
+    return session.scalars(select(Ticket.result).where(Ticket.run_id == run_id,
+                                                       Ticket.kind == "best",
+                                                       Ticket.status == "done")).first()
+
+
+def model_of(session: Session, run_id: str) -> ModelArtifact | None:
+    return session.get(ModelArtifact, run_id)
+
+
+def table_counts(engine: Engine) -> dict[str, int]:
+    """Row counts of every service table (for tests that check nothing was written)."""
+    with Session(engine) as session:
+        return {model.__tablename__: session.scalar(select(func.count()).select_from(model))
+                or 0 for model in (Dataset, Run, Ticket, BaselineResult, ModelArtifact)}

@@ -1,0 +1,126 @@
+"""The work queue: exactly-once claims, leases, fairness, gating and cancel."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from helpers import make_run
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from automl.db import queries
+from automl.db.engine import make_engine
+from automl.db.models import Ticket
+from automl.db.schema import upgrade
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'queue.db'}"
+        upgrade(url)
+        return url
+    return str(request.getfixturevalue("pg_url"))
+
+
+def drain(url: str, worker: str, out: mp.Queue) -> None:
+    """A worker process: claim and release until the queue is empty."""
+    engine = make_engine(url)
+    claimed = []
+    while (claim := queries.claim_ticket(engine, worker, lease_s=60)) is not None:
+        claimed.append(claim.id)
+        assert queries.release_ticket(engine, claim.id, worker, status="done",
+                                      result={"by": worker})
+    out.put((worker, claimed))
+
+
+def test_two_processes_racing_run_each_ticket_exactly_once(url: str) -> None:
+    engine = make_engine(url)
+    run_id = make_run(engine, [("trial", str(i)) for i in range(50)])
+    context = mp.get_context("spawn")
+    out = context.Queue()
+    workers = [context.Process(target=drain, args=(url, f"w{i}", out)) for i in range(2)]
+    for process in workers:
+        process.start()
+    claims = dict(out.get(timeout=120) for _ in workers)
+    for process in workers:
+        process.join(timeout=60)
+    everything = claims["w0"] + claims["w1"]
+    assert len(everything) == len(set(everything)) == 50
+    with Session(engine) as session:
+        tickets = session.scalars(select(Ticket).where(Ticket.run_id == run_id)).all()
+    assert {t.status for t in tickets} == {"done"} and {t.attempts for t in tickets} == {1}
+    assert Counter(t.result["by"] for t in tickets) == Counter(
+        {worker: len(c) for worker, c in claims.items() if c})
+
+
+def test_an_expired_lease_is_requeued_until_attempts_run_out(url: str) -> None:
+    engine = make_engine(url)
+    make_run(engine, [("trial", "0")], max_attempts=2)
+    first = queries.claim_ticket(engine, "dead", lease_s=0.2)
+    assert first is not None and first.attempts == 1
+    queries.set_trial_number(engine, first.id, 7)
+    time.sleep(0.4)
+    (expired,) = queries.expire_leases(engine)
+    assert expired.requeued and expired.trial_number == 7
+    assert not queries.renew_lease(engine, first.id, "dead", 10)  # the dead worker lost it
+    second = queries.claim_ticket(engine, "alive", lease_s=0.2)
+    assert second is not None and second.id == first.id and second.attempts == 2
+    time.sleep(0.4)
+    (again,) = queries.expire_leases(engine)
+    assert not again.requeued
+    assert queries.claim_ticket(engine, "alive", lease_s=1) is None
+
+
+def test_renewed_leases_do_not_expire(url: str) -> None:
+    engine = make_engine(url)
+    make_run(engine, [("trial", "0")])
+    claim = queries.claim_ticket(engine, "w", lease_s=0.3)
+    assert claim is not None
+    for _ in range(3):
+        time.sleep(0.15)
+        assert queries.renew_lease(engine, claim.id, "w", 0.3)
+    assert queries.expire_leases(engine) == []
+
+
+def test_runs_are_claimed_fairly(url: str) -> None:
+    engine = make_engine(url)
+    first = make_run(engine, [("trial", str(i)) for i in range(4)])
+    second = make_run(engine, [("trial", str(i)) for i in range(4)])
+    order = [queries.claim_ticket(engine, "w", 60) for _ in range(4)]
+    assert [c.run_id for c in order if c] == [first, second, first, second]
+
+
+def test_best_waits_for_every_trial(url: str) -> None:
+    engine = make_engine(url)
+    make_run(engine, [("trial", "0"), ("best", "best")])
+    trial = queries.claim_ticket(engine, "w", 60)
+    assert trial is not None and trial.kind == "trial"
+    assert queries.claim_ticket(engine, "w", 60) is None  # the trial is still running
+    queries.release_ticket(engine, trial.id, "w", status="done")
+    best = queries.claim_ticket(engine, "w", 60)
+    assert best is not None and best.kind == "best"
+
+
+def test_cancel_stops_handing_out_work_and_ends_running_tickets(url: str) -> None:
+    engine = make_engine(url)
+    run_id = make_run(engine, [("trial", "0"), ("trial", "1")])
+    running = queries.claim_ticket(engine, "w", 60)
+    assert running is not None
+    assert queries.cancel_run(engine, run_id)
+    assert queries.claim_ticket(engine, "w", 60) is None
+    assert not queries.renew_lease(engine, running.id, "w", 60)
+    assert not queries.cancel_run(engine, run_id)
+
+
+def test_a_timed_out_run_skips_its_unstarted_trials(url: str) -> None:
+    engine = make_engine(url)
+    run_id = make_run(engine, [("trial", "0"), ("trial", "1")], timeout_s=0.1)
+    queries.start_run(engine, run_id)
+    time.sleep(0.3)
+    assert queries.skip_overdue_trials(engine) == 2
+    assert queries.claim_ticket(engine, "w", 60) is None
