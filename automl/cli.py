@@ -1,7 +1,11 @@
 """The ``automl`` command line. Configuration is read here, once, and passed down.
 
     automl tune DATA --target COL [--space FILE] [--trials N] [--timeout SECONDS]
-                [--storage URL] [--seed N] [--json]
+                [--storage URL] [--seed N] [--json]          # embedded: tune here and now
+    automl db upgrade [--storage URL]                         # service: bring schema to head
+    automl submit DATA --target COL [...] [--json]            # queue a run, print its id
+    automl worker [--storage URL] [--max-tickets N] [--idle-exit SECONDS]
+    automl status RUN | result RUN [--json] | cancel RUN | runs
 
 Errors the user can act on are printed as one line, ``error CODE: message``, with exit
 status 2; nothing is stored for them.
@@ -16,10 +20,13 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 
+from automl.client import Client
 from automl.data import DataLimits
+from automl.db.schema import upgrade
 from automl.errors import AutoMLError
-from automl.result import format_report
+from automl.result import format_report, result_from_dict
 from automl.studies import PRUNERS
 from automl.tuner import DEFAULT_STORAGE, TuneOptions, tune
 
@@ -31,24 +38,57 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     tune_cmd = commands.add_parser("tune", help="tune an MLP on a table and compare it with "
                                    "the rule-of-thumb baselines")
-    tune_cmd.add_argument("data", help="CSV/TSV (optionally .gz), Parquet or .npz file")
-    tune_cmd.add_argument("--target", required=True, help="name of the target column")
-    tune_cmd.add_argument("--space", help="YAML/JSON search space (overrides the default)")
-    tune_cmd.add_argument("--trials", type=int, default=30, help="trial budget (default 30)")
-    tune_cmd.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
-    tune_cmd.add_argument("--storage", help="Optuna storage URL (default: $AUTOML_STORAGE or "
-                          f"{DEFAULT_STORAGE})")
-    tune_cmd.add_argument("--seed", type=int, default=0, help="seed of split, sampler, training")
-    tune_cmd.add_argument("--task", choices=["binary", "multiclass", "classification",
-                                             "regression"], help="override the inferred task")
-    tune_cmd.add_argument("--pruner", choices=PRUNERS, default="median")
+    _run_arguments(tune_cmd)
     tune_cmd.add_argument("--workers", type=int, help="trials in parallel (default: CPUs)")
-    tune_cmd.add_argument("--seeds", type=int, default=3,
-                          help="seeds for the final comparison (default 3)")
     tune_cmd.add_argument("--ray-address", help="join this Ray cluster instead of a local Ray")
-    tune_cmd.add_argument("--json", action="store_true", help="print the result as JSON")
     tune_cmd.add_argument("--quiet", action="store_true", help="no progress bars")
+    submit = commands.add_parser("submit", help="queue a run on the service; print its id")
+    _run_arguments(submit)
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    _storage_argument(db_commands.add_parser("upgrade", help="migrate the service's and "
+                                             "Optuna's tables to head (idempotent)"))
+    worker = commands.add_parser("worker", help="run queued work until stopped or idle")
+    _storage_argument(worker)
+    worker.add_argument("--max-tickets", type=int, help="exit after this many tickets")
+    worker.add_argument("--idle-exit", type=float, help="exit after SECONDS with no work")
+    worker.add_argument("--lease", type=float, default=30.0, help="lease seconds (default 30)")
+    worker.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    for name, text in (("status", "a run's progress"), ("result", "a finished run's result"),
+                       ("cancel", "stop a run")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("run_id")
+        _storage_argument(command)
+        if name == "result":
+            command.add_argument("--json", action="store_true")
+    _storage_argument(commands.add_parser("runs", help="recent runs, newest first"))
     return parser
+
+
+def _storage_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--storage", help="database URL (default: $AUTOML_STORAGE or "
+                         f"{DEFAULT_STORAGE}); prefer no password in it: use ~/.pgpass")
+
+
+def _run_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("data", help="CSV/TSV (optionally .gz), Parquet or .npz file, or "
+                         "sklearn:NAME")
+    command.add_argument("--target", required=True, help="name of the target column")
+    command.add_argument("--space", help="YAML/JSON search space (overrides the default)")
+    command.add_argument("--trials", type=int, default=30, help="trial budget (default 30)")
+    command.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
+    _storage_argument(command)
+    command.add_argument("--seed", type=int, default=0, help="seed of split, sampler, training")
+    command.add_argument("--task", choices=["binary", "multiclass", "classification",
+                                            "regression"], help="override the inferred task")
+    command.add_argument("--pruner", choices=PRUNERS, default="median")
+    command.add_argument("--seeds", type=int, default=3,
+                         help="seeds for the final comparison (default 3)")
+    command.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def storage_of(args: argparse.Namespace) -> str:
+    return str(args.storage or os.environ.get("AUTOML_STORAGE", DEFAULT_STORAGE))
 
 
 def limits_from_env() -> DataLimits:
@@ -64,10 +104,9 @@ def limits_from_env() -> DataLimits:
 def run_tune(args: argparse.Namespace) -> int:
     options = TuneOptions(
         n_trials=args.trials, timeout=args.timeout, seed=args.seed, n_seeds=args.seeds,
-        pruner=args.pruner, storage=args.storage or os.environ.get("AUTOML_STORAGE",
-                                                                   DEFAULT_STORAGE),
-        task=args.task, n_workers=args.workers, ray_address=args.ray_address,
-        progress=not args.quiet, limits=limits_from_env(),
+        pruner=args.pruner, storage=storage_of(args), task=args.task,
+        n_workers=args.workers, ray_address=args.ray_address, progress=not args.quiet,
+        limits=limits_from_env(),
     )
     with stdout_to_stderr():
         result = tune(args.data, args.target, space=args.space, **vars(options))
@@ -100,13 +139,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("optuna").setLevel(logging.WARNING)
     try:
-        return run_tune(args)
+        return COMMANDS[args.command](args)
     except AutoMLError as exc:
         print(exc.one_line(), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    client = Client(storage_of(args))
+    run = client.submit(args.data, args.target, space=args.space, n_trials=args.trials,
+                        timeout=args.timeout, seed=args.seed, n_seeds=args.seeds,
+                        pruner=args.pruner, task=args.task, limits=limits_from_env())
+    print(json.dumps({"run_id": run.id}) if args.json else run.id)
+    return 0
+
+
+def run_db(args: argparse.Namespace) -> int:
+    revision = upgrade(storage_of(args))
+    print(f"schema at {revision} (service tables) and Optuna's tables at head")
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from workers.service_worker import ServiceWorker
+
+    worker = ServiceWorker(storage_of(args), lease_s=args.lease, threads=args.threads)
+    print(f"worker {worker.worker_id} started", file=sys.stderr)
+    done = worker.serve(max_tickets=args.max_tickets, idle_exit=args.idle_exit)
+    print(f"worker {worker.worker_id} stopped after {done} tickets", file=sys.stderr)
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    status = Client(storage_of(args)).run(args.run_id).status()
+    print(json.dumps(asdict(status)))
+    return 0
+
+
+def run_result(args: argparse.Namespace) -> int:
+    result = Client(storage_of(args)).run(args.run_id).result()
+    print(json.dumps(result, indent=2) if args.json else format_report(result_from_dict(result)))
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    cancelled = Client(storage_of(args)).run(args.run_id).cancel()
+    print("cancelled" if cancelled else "already finished")
+    return 0
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    for status in Client(storage_of(args)).runs():
+        print(f"{status.run_id}  {status.status:<9}  trials {status.trials_done}/"
+              f"{status.n_trials}  baselines {status.baselines_done}/{status.n_baselines}")
+    return 0
+
+
+COMMANDS = {"tune": run_tune, "submit": run_submit, "db": run_db, "worker": run_worker,
+            "status": run_status, "result": run_result, "cancel": run_cancel,
+            "runs": run_runs}
 
 
 if __name__ == "__main__":

@@ -108,15 +108,20 @@ def _enable_sqlite_wal(database: str | None) -> None:
         connection.execute("PRAGMA journal_mode=WAL")
 
 
-def create_study(url: str, name: str, settings: StudySettings,
-                 attrs: dict[str, Any]) -> optuna.Study:
-    """Create a new minimising study and store the settings and run metadata on it."""
+def create_study(url: str, name: str, settings: StudySettings, attrs: dict[str, Any], *,
+                 storage: optuna.storages.BaseStorage | None = None,
+                 load_if_exists: bool = False) -> optuna.Study:
+    """Create a minimising study and store the settings and run metadata on it.
+
+    With ``load_if_exists`` several workers may race to create it; one wins.
+    """
     study = optuna.create_study(
-        storage=make_storage(url),
+        storage=storage or make_storage(url),
         study_name=name,
         direction="minimize",
         sampler=make_sampler(settings),
         pruner=make_pruner(settings),
+        load_if_exists=load_if_exists,
     )
     study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
     for key, value in attrs.items():
@@ -124,9 +129,10 @@ def create_study(url: str, name: str, settings: StudySettings,
     return study
 
 
-def load_study(url: str, name: str, worker_index: int = 0) -> optuna.Study:
+def load_study(url: str, name: str, worker_index: int = 0, *,
+               storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
     """Load a study with the sampler and pruner rebuilt from its stored settings."""
-    storage = make_storage(url)
+    storage = storage or make_storage(url)
     study_id = storage.get_study_id_from_name(name)
     settings = StudySettings(**storage.get_study_user_attrs(study_id)[SETTINGS_ATTR])
     return optuna.load_study(

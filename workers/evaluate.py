@@ -41,7 +41,11 @@ def fit(config: TrialConfig, data: TensorSplits,
 def evaluate_config(config: TrialConfig, data: TensorSplits,
                     on_epoch: EpochCallback | None = None) -> Evaluation:
     """Train ``config`` and score its best weights on the validation and test splits."""
-    model, outcome = fit(config, data, on_epoch)
+    return measure(*fit(config, data, on_epoch), data)
+
+
+def measure(model: torch.nn.Module, outcome: TrainOutcome, data: TensorSplits) -> Evaluation:
+    """Score a trained model on the validation and test splits."""
     return Evaluation(
         val_loss=outcome.best_val_loss,
         val_score=score(data.task, predict(model, data.x_val), data.y_val),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import optuna
 import torch
@@ -24,23 +25,43 @@ from workers.faults import inject
 logger = logging.getLogger(__name__)
 
 
-def make_objective(space: SearchSpace, data: TensorSplits,
-                   seed: int) -> Callable[[optuna.Trial], float]:
+class TrialInterrupted(Exception):
+    """The trial was stopped from outside: its run was cancelled or its lease lost."""
+
+
+@dataclass(frozen=True)
+class TrialHooks:
+    """What a service worker needs to hear from, and say to, a running trial."""
+
+    on_start: Callable[[optuna.Trial], None] | None = None
+    stop_reason: Callable[[], str | None] | None = None
+
+
+def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
+                   hooks: TrialHooks | None = None) -> Callable[[optuna.Trial], float]:
     """An Optuna objective training one MLP per trial and reporting every epoch.
 
     Trials see only the training and validation splits; the test split is used once, by
     the final comparison.
     """
+    hooks = hooks or TrialHooks()
 
     def objective(trial: optuna.Trial) -> float:
+        if hooks.on_start is not None:
+            hooks.on_start(trial)
         config = suggest_trial_config(trial, space, seed=seed + trial.number)
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("n_parameters",
                             count_parameters(data.n_inputs, data.n_outputs, config.model))
         pruned_at: list[int] = []
+        interrupted: list[str] = []
 
         def on_epoch(epoch: int, val_loss: float) -> bool:
             inject(trial.number, epoch)
+            reason = hooks.stop_reason() if hooks.stop_reason is not None else None
+            if reason:
+                interrupted.append(reason)
+                return True
             trial.report(val_loss, epoch)
             if trial.should_prune():
                 pruned_at.append(epoch)
@@ -55,6 +76,9 @@ def make_objective(space: SearchSpace, data: TensorSplits,
         except Exception as exc:
             _record_failure(trial, "error", exc)
             raise
+        if interrupted:
+            trial.set_user_attr("stop_reason", interrupted[0])
+            raise TrialInterrupted(interrupted[0])
         trial.set_user_attr("val_score", score(data.task, predict(model, data.x_val), data.y_val))
         trial.set_user_attr("epochs", outcome.epochs_run)
         trial.set_user_attr("seconds", outcome.seconds)
@@ -74,6 +98,15 @@ def _record_failure(trial: optuna.Trial, reason: str, exc: BaseException) -> Non
     trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
 
 
-def run_trial(study: optuna.Study, space: SearchSpace, data: TensorSplits, seed: int) -> None:
-    """Run exactly one trial of ``study``; any exception ends it as FAIL, never escapes."""
-    study.optimize(make_objective(space, data, seed), n_trials=1, catch=(Exception,))
+def run_trial(study: optuna.Study, space: SearchSpace, data: TensorSplits, seed: int,
+              hooks: TrialHooks | None = None) -> None:
+    """Run exactly one trial of ``study``; any exception ends it as FAIL, never escapes.
+
+    A trial that was already ended from outside (its lease expired and the sweeper failed
+    it) rejects the late result; that is logged once and is not an error.
+    """
+    try:
+        study.optimize(make_objective(space, data, seed, hooks), n_trials=1,
+                       catch=(Exception,))
+    except optuna.exceptions.UpdateFinishedTrialError as exc:
+        logger.info("late result ignored, the trial was already finished: %s", exc)

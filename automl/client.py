@@ -1,0 +1,171 @@
+"""The Python client: submit runs, watch them, fetch results and models.
+
+    >>> client = automl.Client("postgresql://automl@db.internal/automl")  # or Client.from_env()
+    >>> run = client.submit("houses.csv", target="price", n_trials=50)
+    >>> result = run.wait(progress=True)      # same content as ``automl tune --json``
+    >>> model = run.model()                   # predicts on raw rows (needs the worker extras)
+
+Submitting needs neither torch nor ray. Nothing is written unless every check passed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from automl.db.engine import make_engine
+from automl.db.queries import cancel_run, list_runs, model_of, ticket_counts
+from automl.db.schema import check_schema
+from automl.errors import AutoMLError, ConfigError
+from automl.progress import Progress
+from automl.service import validate_submission, write_submission
+from automl.tuner import TuneOptions
+
+STORAGE_ENV = "AUTOML_STORAGE"
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+class RunFailedError(AutoMLError):
+    """The run ended without a result (every trial failed, or it was cancelled)."""
+
+    code = "E_RUN_FAILED"
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a run stands: its status and how many of its tickets are where."""
+
+    run_id: str
+    status: str
+    n_trials: int
+    trials_done: int
+    trials_running: int
+    baselines_done: int
+    n_baselines: int
+    error: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+class Client:
+    """A connection to the service's database (PostgreSQL, or SQLite on one machine)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        check_schema(self.engine)
+
+    @classmethod
+    def from_env(cls) -> Client:
+        """Use ``$AUTOML_STORAGE`` (a password-less URL plus ~/.pgpass or PGPASSWORD)."""
+        url = os.environ.get(STORAGE_ENV)
+        if not url:
+            raise ConfigError(f"set {STORAGE_ENV} to the service's database URL",
+                              field="storage")
+        return cls(url)
+
+    def submit(self, data: Any, target: Any = None, *, space: Any = None,
+               **options: Any) -> RunHandle:
+        """Validate ``data``, ``space`` and options, then queue the run.
+
+        Options are those of :class:`automl.TuneOptions` (``n_trials``, ``timeout``,
+        ``seed``, ``n_seeds``, ``pruner``, ``task``...). Raises a typed
+        :class:`~automl.errors.AutoMLError` before anything is written.
+        """
+        opts = TuneOptions(storage=self.url, progress=False, **options)
+        run_id = write_submission(self.engine, validate_submission(data, target, space, opts))
+        return RunHandle(self, run_id)
+
+    def run(self, run_id: str) -> RunHandle:
+        handle = RunHandle(self, run_id)
+        handle.status()  # raises if unknown
+        return handle
+
+    def runs(self, limit: int = 50) -> list[RunStatus]:
+        """The most recent runs, newest first."""
+        with Session(self.engine) as session:
+            ids = [run.id for run in list_runs(session, limit)]
+        return [RunHandle(self, run_id).status() for run_id in ids]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class RunHandle:
+    """One submitted run."""
+
+    def __init__(self, client: Client, run_id: str):
+        self.client, self.id = client, run_id
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.id!r})"
+
+    def status(self) -> RunStatus:
+        from automl.db.models import Run
+
+        with Session(self.client.engine) as session:
+            run = session.get(Run, self.id)
+            if run is None:
+                raise ConfigError(f"no run with id {self.id}", field="run")
+            counts = ticket_counts(session, self.id)
+            return RunStatus(
+                run_id=run.id, status=run.status, n_trials=run.n_trials,
+                trials_done=sum(n for (k, s), n in counts.items()
+                                if k == "trial" and s in ("done", "failed", "skipped")),
+                trials_running=counts[("trial", "running")],
+                baselines_done=counts[("baseline", "done")],
+                n_baselines=sum(n for (k, _), n in counts.items() if k == "baseline"),
+                error=run.error)
+
+    def wait(self, progress: bool = True, poll_s: float = 1.0,
+             timeout: float | None = None) -> dict[str, Any]:
+        """Block until the run ends (showing a progress bar), then return its result."""
+        bar = Progress(progress)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        status = self.status()
+        bar.start(status.n_trials, f"run {self.id[:8]} trials")
+        try:
+            while not status.finished:
+                bar.set(status.trials_done, status=status.status,
+                        baselines=f"{status.baselines_done}/{status.n_baselines}")
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"run {self.id} still {status.status} after {timeout} s")
+                time.sleep(poll_s)
+                status = self.status()
+            bar.set(status.trials_done, status=status.status)
+        finally:
+            bar.close()
+        return self.result()
+
+    def result(self) -> dict[str, Any]:
+        """The finished run's result: the same JSON as ``automl tune --json``."""
+        from automl.db.models import Run
+
+        with Session(self.client.engine) as session:
+            run = session.get(Run, self.id)
+            if run is None:
+                raise ConfigError(f"no run with id {self.id}", field="run")
+            if run.status != "succeeded" or run.summary is None:
+                reason = f": {run.error}" if run.error else ""
+                raise RunFailedError(f"run {self.id} is {run.status}{reason}", field="run")
+            return dict(run.summary)
+
+    def cancel(self) -> bool:
+        """Stop handing out this run's work; running trials stop at their next epoch."""
+        return cancel_run(self.client.engine, self.id)
+
+    def model(self) -> Any:
+        """The best model, ready to predict on raw rows (needs ``automl[worker]``)."""
+        from workers.predictor import Predictor
+
+        with Session(self.client.engine) as session:
+            artifact = model_of(session, self.id)
+            if artifact is None:
+                raise RunFailedError(f"run {self.id} has no model (yet)", field="run")
+            return Predictor.from_artifact(artifact)

@@ -1,0 +1,99 @@
+"""Submitting a run to the service: validate everything, then write it in one transaction.
+
+The dataset (deduplicated by content hash, stored as Parquet bytes), the run and its
+tickets (one per trial, one per trained baseline, one for the final evaluation of the
+best trial) are written together or not at all. The Optuna study is created by the first
+worker that picks the run up, from the settings stored on the run.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from automl.data import PreparedData
+from automl.data.checks import CheckedDataset, check_dataset
+from automl.data.preprocess import prepare
+from automl.data.sources import read_dataset
+from automl.db.models import Dataset, Run
+from automl.db.queries import add_run, find_dataset, utcnow, with_retry
+from automl.space import SearchSpace
+from automl.summary import metric_of
+from automl.tuner import TuneOptions, as_space, baselines_for, settings_of
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class Submission:
+    """A fully validated run, ready to be written."""
+
+    checked: CheckedDataset
+    prepared: PreparedData
+    space: SearchSpace
+    options: TuneOptions
+    target: str
+
+
+def validate_submission(data: Any, target: Any, space: Any, options: TuneOptions) -> Submission:
+    """Every check ``tune()`` makes, without training anything or touching storage."""
+    user_space = as_space(space)
+    raw = read_dataset(data, target, options.limits)
+    checked = check_dataset(raw, options.task, options.limits)
+    prepared = prepare(checked, options.seed)
+    resolved = user_space.resolve(prepared.task, len(prepared.x_train))
+    checked.target = raw.target  # store the target as given, not as class codes
+    return Submission(checked, prepared, resolved, options, str(raw.target.name))
+
+
+def write_submission(engine: Engine, sub: Submission) -> str:
+    """Insert dataset (if new), run and tickets in one transaction; return the run id."""
+    run_id = uuid.uuid4().hex
+    tickets = [("trial", str(i)) for i in range(sub.options.n_trials)]
+    tickets += [("baseline", b.name) for b in baselines_for(sub.prepared, sub.space)
+                if b.config is not None]
+    tickets.append(("best", "best"))
+
+    def write() -> str:
+        with Session(engine) as session, session.begin():
+            dataset = find_dataset(session, sub.prepared.content_hash) or _new_dataset(sub)
+            session.add(dataset)
+            session.flush()
+            add_run(session, _new_run(run_id, dataset.id, sub), tickets, MAX_ATTEMPTS)
+        return run_id
+
+    return with_retry(write)
+
+
+def dataset_frame(checked: CheckedDataset, target: str) -> pd.DataFrame:
+    return checked.features.assign(**{target: checked.target.to_numpy()})
+
+
+def _new_dataset(sub: Submission) -> Dataset:
+    frame = dataset_frame(sub.checked, sub.target)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return Dataset(content_hash=sub.prepared.content_hash, target=sub.target,
+                   task=sub.prepared.task, n_rows=len(frame), n_columns=frame.shape[1],
+                   columns=[str(c) for c in frame.columns], format="parquet",
+                   data=buffer.getvalue(), created_at=utcnow())
+
+
+def _new_run(run_id: str, dataset_id: int, sub: Submission) -> Run:
+    opts = sub.options
+    return Run(id=run_id, study_name=f"automl-{run_id}", dataset_id=dataset_id,
+               status="queued", task=sub.prepared.task, metric=metric_of(sub.prepared.task),
+               space=sub.space.to_dict(), settings=settings_of(opts, sub.space).to_dict(),
+               n_trials=opts.n_trials, timeout_s=opts.timeout, seed=opts.seed,
+               n_seeds=opts.n_seeds, created_at=utcnow())
+
+
+def read_frame(dataset: Dataset) -> pd.DataFrame:
+    """The stored table, read back from its Parquet bytes."""
+    return pd.read_parquet(io.BytesIO(dataset.data))
