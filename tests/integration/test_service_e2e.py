@@ -1,0 +1,106 @@
+"""The service end to end: a client submits, ``automl worker`` processes train."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from automl.client import Client
+from automl.db.queries import table_counts
+from automl.db.schema import upgrade
+from automl.errors import AutoMLError
+
+pytestmark = pytest.mark.slow
+
+FAST = {"max_epochs": 8, "patience": 3, "n_layers": 1, "units": {"type": "int", "low": 8,
+                                                                    "high": 32}}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'service.db'}"
+        upgrade(url)
+        return url
+    return str(request.getfixturevalue("pg_url"))
+
+
+def worker(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "automl", "worker", "--storage", url, *args],
+        env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+
+
+def study_trials(url: str, run_id: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=f"automl-{run_id}", storage=url).trials
+
+
+def test_submit_here_train_there_wait_and_predict(url: str, digits_frame: pd.DataFrame) -> None:
+    client = Client(url)
+    run = client.submit(digits_frame, "target", space=FAST, n_trials=4, n_seeds=1)
+    assert run.status().status == "queued"
+    process = worker(url, "--idle-exit", "3", "--lease", "10")
+    result = run.wait(progress=False, timeout=300)
+    assert process.wait(timeout=60) == 0, process.stdout.read() if process.stdout else ""
+    assert result["metric"] == "accuracy" and result["n_trials"] == 4
+    assert {"architecture", "params", "val_score", "test_score"} <= set(result["best"])
+    assert len(result["baselines"]) == 8
+    rows = digits_frame.sample(50, random_state=1)
+    predicted = run.model().predict(rows.drop(columns="target"))
+    assert isinstance(predicted[0], int)
+    assert np.mean(predicted == rows["target"].to_numpy()) > 0.7
+    assert [r.status for r in client.runs()] == ["succeeded"]
+
+
+def test_a_killed_worker_has_its_trial_rerun_with_the_same_params(
+        url: str, digits_frame: pd.DataFrame) -> None:
+    client = Client(url)
+    run = client.submit(digits_frame, "target", space=FAST, n_trials=5, n_seeds=1)
+    doomed = worker(url, "--lease", "2", env={"AUTOML_FAULT": "sigkill@trial:1:epoch:2"})
+    assert doomed.wait(timeout=120) == -9  # SIGKILL, mid-trial
+    survivor = worker(url, "--idle-exit", "4", "--lease", "2")
+    result = run.wait(progress=False, timeout=300)
+    survivor.wait(timeout=60)
+    trials = study_trials(url, run.id)
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    (lost,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(finished) == 5 and result["n_complete"] + result["n_pruned"] == 5
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert lost.number == 1 and lost.user_attrs["stop_reason"] == "lost_worker"
+    assert any(t.params == lost.params for t in finished)
+
+
+def test_bad_input_through_the_client_writes_nothing(url: str, tmp_path: Path) -> None:
+    client = Client(url)
+    before = table_counts(client.engine)
+    bad = pd.DataFrame({"a": [1.0, float("nan")] * 20, "b": range(40), "y": [0, 1] * 20})
+    with pytest.raises(AutoMLError, match="column 'a'"):
+        client.submit(bad, "y")
+    good = bad.fillna(0.0)
+    with pytest.raises(AutoMLError, match="parameter 'lr'"):
+        client.submit(good, "y", space={"lr": {"type": "float", "low": 1, "high": 0.1}})
+    with pytest.raises(AutoMLError, match="n_trials"):
+        client.submit(good, "y", n_trials=0)
+    assert table_counts(client.engine) == before
+    assert optuna.get_all_study_summaries(url) == []
+
+
+def test_a_cancelled_run_is_not_worked_on(url: str, digits_frame: pd.DataFrame) -> None:
+    client = Client(url)
+    run = client.submit(digits_frame, "target", space=FAST, n_trials=3, n_seeds=1)
+    assert run.cancel()
+    process = worker(url, "--idle-exit", "1")
+    output, _ = process.communicate(timeout=60)
+    assert "after 0 tickets" in output
+    assert run.status().status == "cancelled"
+    with pytest.raises(AutoMLError, match="cancelled"):
+        run.result()
