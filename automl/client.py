@@ -22,6 +22,7 @@ from automl.db.queries import cancel_run, list_runs, model_of, ticket_counts
 from automl.db.schema import check_schema
 from automl.errors import AutoMLError, ConfigError
 from automl.progress import Progress
+from automl.retry import with_retry
 from automl.service import validate_submission, write_submission
 from automl.tuner import TuneOptions
 
@@ -107,6 +108,10 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
     def status(self) -> RunStatus:
+        """The run's status and ticket counts (retried through a database restart)."""
+        return with_retry(self._status)
+
+    def _status(self) -> RunStatus:
         from automl.db.models import Run
 
         with Session(self.client.engine) as session:

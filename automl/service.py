@@ -22,7 +22,8 @@ from automl.data.checks import CheckedDataset, check_dataset
 from automl.data.preprocess import prepare
 from automl.data.sources import read_dataset
 from automl.db.models import Dataset, Run
-from automl.db.queries import add_run, find_dataset, utcnow, with_retry
+from automl.db.queries import add_run, find_dataset, utcnow
+from automl.retry import with_retry
 from automl.space import SearchSpace
 from automl.summary import metric_of
 from automl.tuner import TuneOptions, as_space, baselines_for, settings_of

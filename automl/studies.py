@@ -16,6 +16,7 @@ import optuna
 from sqlalchemy.engine import make_url
 
 from automl.errors import ConfigError
+from automl.retry import RetryingStorage
 
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
 SETTINGS_ATTR = "automl_settings"
@@ -89,8 +90,9 @@ def check_storage_url(url: str) -> None:
                           "postgresql://host/db)", field="storage") from exc
 
 
-def make_storage(url: str) -> optuna.storages.RDBStorage:
-    """An RDB storage; SQLite files get WAL mode and a long lock timeout for parallel workers."""
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage that retries through database restarts (see :mod:`automl.retry`);
+    SQLite files get WAL mode and a long lock timeout for parallel workers."""
     kwargs: dict[str, Any] = {}
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -98,7 +100,8 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
         kwargs = {"connect_args": {"timeout": 60}}
     else:
         kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    return RetryingStorage(rdb)  # type: ignore[abstract]  # methods are generated
 
 
 def _enable_sqlite_wal(database: str | None) -> None:

@@ -31,6 +31,7 @@ from automl.db.engine import make_engine
 from automl.db.models import BaselineResult, Dataset, ModelArtifact, Run
 from automl.db.schema import check_schema
 from automl.result import ModelScore
+from automl.retry import is_transient, with_retry
 from automl.service import read_frame
 from automl.space import SearchSpace
 from automl.studies import StudySettings, create_study, load_study, make_storage
@@ -108,17 +109,29 @@ class ServiceWorker:
         """Run tickets; stop after ``max_tickets`` or ``idle_exit`` seconds with no work."""
         done, idle_since = 0, time.monotonic()
         while max_tickets is None or done < max_tickets:
-            self.sweep()
-            claim = queries.claim_ticket(self.engine, self.worker_id, self.lease_s)
-            if claim is None:
-                if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
-                    break
+            try:
+                worked = self.step()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                logger.warning("database unavailable beyond the retry budget; waiting")
+                worked = False
+            if worked:
+                done, idle_since = done + 1, time.monotonic()
+            elif idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                break
+            else:
                 time.sleep(self.poll_s)
-                continue
-            self.handle(claim)
-            done, idle_since = done + 1, time.monotonic()
-        self.sweep()
         return done
+
+    def step(self) -> bool:
+        """Sweep, then claim and run one ticket; False when there was nothing to do."""
+        self.sweep()
+        claim = queries.claim_ticket(self.engine, self.worker_id, self.lease_s)
+        if claim is None:
+            return False
+        self.handle(claim)
+        return True
 
     def handle(self, claim: queries.Claim) -> None:
         queries.start_run(self.engine, claim.run_id)
@@ -217,9 +230,11 @@ class ServiceWorker:
         return dict(trial.params)
 
     def finish_ready_runs(self) -> None:
-        with Session(self.engine) as session:
-            ready = queries.unfinished_runs_done(session)
-        for run_id in ready:
+        def ready_runs() -> list[str]:
+            with Session(self.engine) as session:
+                return queries.unfinished_runs_done(session)
+
+        for run_id in with_retry(ready_runs):
             self.finish(run_id)
 
     def finish(self, run_id: str) -> None:

@@ -8,22 +8,20 @@ heartbeats; an expired lease puts the ticket back in the queue until its attempt
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Engine, exists, func, select, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from automl.db.models import BaselineResult, Dataset, ModelArtifact, Run, Ticket
+from automl.retry import with_retry
 
 ACTIVE_RUN = ("queued", "running")
 TERMINAL_TICKET = ("done", "failed", "skipped", "cancelled")
-T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -51,18 +49,6 @@ class Expired:
     kind: str
     trial_number: int | None
     requeued: bool
-
-
-def with_retry(action: Callable[[], T], attempts: int = 20) -> T:
-    """Retry on SQLite's 'database is locked' and on dropped connections."""
-    for attempt in range(attempts):
-        try:
-            return action()
-        except OperationalError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(min(2.0, 0.05 * 2 ** attempt))
-    raise AssertionError("unreachable")
 
 
 def find_dataset(session: Session, content_hash: str) -> Dataset | None:
@@ -121,8 +107,12 @@ def renew_lease(engine: Engine, ticket_id: int, worker_id: str, lease_s: float) 
                                       Ticket.status == "running")
                  .values(leased_until=now + timedelta(seconds=lease_s), heartbeat_at=now,
                          updated_at=now))
+    return with_retry(lambda: _rowcount(engine, statement) == 1)
+
+
+def _rowcount(engine: Engine, statement: Any) -> int:
     with engine.begin() as connection:
-        return connection.execute(statement).rowcount == 1
+        return int(connection.execute(statement).rowcount)
 
 
 def release_ticket(engine: Engine, ticket_id: int, worker_id: str, *, status: str,
@@ -132,18 +122,20 @@ def release_ticket(engine: Engine, ticket_id: int, worker_id: str, *, status: st
                                       Ticket.status == "running")
                  .values(status=status, result=result, error=error, leased_until=None,
                          updated_at=utcnow()))
-    with engine.begin() as connection:
-        return connection.execute(statement).rowcount == 1
+    return with_retry(lambda: _rowcount(engine, statement) == 1)
 
 
 def set_trial_number(engine: Engine, ticket_id: int, number: int) -> None:
-    with engine.begin() as connection:
-        connection.execute(update(Ticket).where(Ticket.id == ticket_id)
-                           .values(trial_number=number))
+    statement = update(Ticket).where(Ticket.id == ticket_id).values(trial_number=number)
+    with_retry(lambda: _rowcount(engine, statement))
 
 
 def expire_leases(engine: Engine) -> list[Expired]:
     """Return expired running tickets to the queue (or fail them after max attempts)."""
+    return with_retry(lambda: _expire_leases(engine))
+
+
+def _expire_leases(engine: Engine) -> list[Expired]:
     now = utcnow()
     with engine.begin() as connection:
         rows = connection.execute(
@@ -160,13 +152,17 @@ def expire_leases(engine: Engine) -> list[Expired]:
 
 
 def set_retry_params(engine: Engine, ticket_id: int, params: dict[str, Any]) -> None:
-    with engine.begin() as connection:
-        connection.execute(update(Ticket).where(Ticket.id == ticket_id)
-                           .values(retry_params=params, trial_number=None))
+    statement = (update(Ticket).where(Ticket.id == ticket_id)
+                 .values(retry_params=params, trial_number=None))
+    with_retry(lambda: _rowcount(engine, statement))
 
 
 def start_run(engine: Engine, run_id: str) -> None:
     """Mark a queued run running and start its clock (deadline from its timeout)."""
+    with_retry(lambda: _start_run(engine, run_id))
+
+
+def _start_run(engine: Engine, run_id: str) -> None:
     now = utcnow()
     with engine.begin() as connection:
         run = connection.execute(select(Run.status, Run.timeout_s).where(Run.id == run_id)).one()
@@ -181,11 +177,10 @@ def skip_overdue_trials(engine: Engine) -> int:
     """Trials not yet started when their run's timeout passed are skipped."""
     now = utcnow()
     overdue = select(Run.id).where(Run.deadline_at < now)
-    with engine.begin() as connection:
-        return connection.execute(
-            update(Ticket).where(Ticket.kind == "trial", Ticket.status == "queued",
-                                 Ticket.run_id.in_(overdue))
-            .values(status="skipped", error="run timeout reached", updated_at=now)).rowcount
+    statement = (update(Ticket).where(Ticket.kind == "trial", Ticket.status == "queued",
+                                      Ticket.run_id.in_(overdue))
+                 .values(status="skipped", error="run timeout reached", updated_at=now))
+    return with_retry(lambda: _rowcount(engine, statement))
 
 
 def cancel_run(engine: Engine, run_id: str) -> bool:
@@ -218,11 +213,9 @@ def unfinished_runs_done(session: Session) -> list[str]:
 def finish_run(engine: Engine, run_id: str, *, status: str, summary: dict[str, Any] | None,
                error: str | None = None) -> bool:
     """Write the run's outcome once; False if another worker already did."""
-    with engine.begin() as connection:
-        return connection.execute(
-            update(Run).where(Run.id == run_id, Run.status == "running")
-            .values(status=status, summary=summary, error=error, finished_at=utcnow())
-        ).rowcount == 1
+    statement = (update(Run).where(Run.id == run_id, Run.status == "running")
+                 .values(status=status, summary=summary, error=error, finished_at=utcnow()))
+    return with_retry(lambda: _rowcount(engine, statement) == 1)
 
 
 def list_runs(session: Session, limit: int = 50) -> list[Run]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,26 @@ def test_a_cancelled_run_is_not_worked_on(url: str, digits_frame: pd.DataFrame) 
     assert run.status().status == "cancelled"
     with pytest.raises(AutoMLError, match="cancelled"):
         run.result()
+
+
+def test_postgres_restart_mid_run_crashes_no_worker_and_loses_nothing(
+        pg_server, pg_url: str, digits_frame: pd.DataFrame) -> None:
+    """F3: ``pg_ctl restart -m fast`` while at least two trials are running."""
+    client = Client(pg_url)
+    space = {**FAST, "max_epochs": 60, "patience": 60, "units": 256}
+    run = client.submit(digits_frame, "target", space=space, n_trials=6, n_seeds=1,
+                        pruner="none")
+    workers = [worker(pg_url, "--idle-exit", "5", "--lease", "20") for _ in range(2)]
+    deadline = time.monotonic() + 120
+    while run.status().trials_running < 2:
+        assert time.monotonic() < deadline, "two trials never ran at once"
+        time.sleep(0.1)
+    pg_server.restart("fast")
+    result = run.wait(progress=False, timeout=300)
+    for process in workers:
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, output  # no worker crashed
+    trials = study_trials(pg_url, run.id)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    assert all(len(t.intermediate_values) == t.user_attrs["epochs"] for t in trials)
+    assert result["n_complete"] == 6 and result["n_failed"] == 0

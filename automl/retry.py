@@ -1,0 +1,76 @@
+"""Riding out a database that goes away for a while (a restart, a failover).
+
+One policy for everything that talks to the database: transient connection errors are
+retried with exponential backoff for at most ``BUDGET_S`` seconds, then re-raised.
+Optuna's storage gets the same policy through :class:`RetryingStorage`: plain Optuna
+crashes a worker mid-trial when PostgreSQL restarts and leaves its trial RUNNING.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from optuna.storages import BaseStorage
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+BUDGET_S = 30.0
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """A lost or refused connection, or SQLite's 'database is locked', anywhere in the
+    exception's chain (Optuna wraps SQLAlchemy errors in StorageInternalError)."""
+    while exc is not None:
+        if isinstance(exc, (OperationalError, InterfaceError)):
+            return True
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def with_retry(action: Callable[[], T], budget_s: float = BUDGET_S) -> T:
+    """Run ``action``; on a transient database error wait and try again, within budget."""
+    deadline, delay = time.monotonic() + budget_s, 0.05
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            logger.warning("database unavailable (%s); retrying in %.1f s",
+                           type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
+
+
+class RetryingStorage(BaseStorage):
+    """An Optuna storage whose every call is retried through :func:`with_retry`.
+
+    A call that had committed before the connection dropped may run twice; for Optuna's
+    writes that is harmless (they set values) except ``create_new_trial``, which could
+    add one extra WAITING/RUNNING trial in that narrow window.
+    """
+
+    def __init__(self, inner: BaseStorage, budget_s: float = BUDGET_S):
+        self.inner, self.budget_s = inner, budget_s
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _forward(name: str) -> Callable[..., Any]:
+    def method(self: RetryingStorage, *args: Any, **kwargs: Any) -> Any:
+        return with_retry(lambda: getattr(self.inner, name)(*args, **kwargs), self.budget_s)
+
+    method.__name__ = name
+    return method
+
+
+for _name in [n for n in dir(BaseStorage) if not n.startswith("_")]:
+    setattr(RetryingStorage, _name, _forward(_name))
+RetryingStorage.__abstractmethods__ = frozenset()
