@@ -22,6 +22,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 
+from sqlalchemy.engine import make_url
+
 from automl.client import Client
 from automl.data import DataLimits
 from automl.db.schema import upgrade
@@ -88,6 +90,11 @@ def _run_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def storage_of(args: argparse.Namespace) -> str:
+    """The storage URL from --storage or $AUTOML_STORAGE; warns about a password in it."""
+    if args.storage and make_url(args.storage).password:
+        print("warning: a password in --storage shows in process listings and shell "
+              "history; keep it in ~/.pgpass or PGPASSWORD and leave it out of the URL",
+              file=sys.stderr)
     return str(args.storage or os.environ.get("AUTOML_STORAGE", DEFAULT_STORAGE))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -128,3 +129,47 @@ def test_postgres_restart_mid_run_crashes_no_worker_and_loses_nothing(
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
     assert all(len(t.intermediate_values) == t.user_attrs["epochs"] for t in trials)
     assert result["n_complete"] == 6 and result["n_failed"] == 0
+
+
+def test_cancel_ends_a_running_trial_and_the_worker_goes_on(
+        url: str, digits_frame: pd.DataFrame) -> None:
+    client = Client(url)
+    slow = {**FAST, "max_epochs": 400, "patience": 400, "units": 256}
+    run = client.submit(digits_frame, "target", space=slow, n_trials=2, n_seeds=1,
+                        pruner="none")
+    process = worker(url, "--idle-exit", "2", "--lease", "1.5")
+    deadline = time.monotonic() + 60
+    while run.status().trials_running < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert run.cancel()
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    (trial,) = study_trials(url, run.id)
+    assert trial.state == TrialState.FAIL and trial.user_attrs["stop_reason"] == "cancelled"
+    assert len(trial.intermediate_values) < 400
+
+
+def test_cli_submit_status_result_runs(url: str, tmp_path: Path,
+                                       digits_frame: pd.DataFrame) -> None:
+    digits_frame.to_csv(tmp_path / "digits.csv", index=False)
+    (tmp_path / "space.yaml").write_text("max_epochs: 8\npatience: 3\nn_layers: 1\n")
+    cli = [sys.executable, "-m", "automl"]
+    submitted = subprocess.run(
+        [*cli, "submit", str(tmp_path / "digits.csv"), "--target", "target", "--trials", "3",
+         "--seeds", "1", "--space", str(tmp_path / "space.yaml"), "--storage", url, "--json"],
+        capture_output=True, text=True, timeout=120, check=True)
+    run_id = json.loads(submitted.stdout)["run_id"]
+    assert worker(url, "--idle-exit", "2").wait(timeout=300) == 0
+    status = subprocess.run([*cli, "status", run_id, "--storage", url], capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert json.loads(status.stdout)["status"] == "succeeded"
+    result = subprocess.run([*cli, "result", run_id, "--storage", url, "--json"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(result.stdout)["n_trials"] == 3
+    table = subprocess.run([*cli, "result", run_id, "--storage", url], capture_output=True,
+                           text=True, timeout=60, check=True)
+    assert "tuned (best trial)" in table.stdout
+    runs = subprocess.run([*cli, "runs", "--storage", url], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert run_id in runs.stdout and "succeeded" in runs.stdout
