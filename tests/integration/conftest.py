@@ -82,6 +82,18 @@ def pg_url(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
     yield from _database(pg_server, pg_template)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def service_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated service database: a SQLite file, then a real PostgreSQL one."""
+    if request.param == "sqlite":
+        from automl.db.schema import upgrade
+
+        url = f"sqlite:///{tmp_path / 'service.db'}"
+        upgrade(url)
+        return url
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
 def pg_empty_url(pg_server: PostgresServer) -> Iterator[str]:
     """A fresh database with no tables at all (for migration tests)."""

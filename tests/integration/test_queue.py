@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from helpers import make_run
@@ -15,16 +14,11 @@ from sqlalchemy.orm import Session
 from automl.db import queries
 from automl.db.engine import make_engine
 from automl.db.models import Ticket
-from automl.db.schema import upgrade
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'queue.db'}"
-        upgrade(url)
-        return url
-    return str(request.getfixturevalue("pg_url"))
+@pytest.fixture
+def url(service_url: str) -> str:
+    return service_url
 
 
 def drain(url: str, worker: str, out: mp.Queue) -> None:

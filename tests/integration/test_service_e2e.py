@@ -17,7 +17,6 @@ from optuna.trial import TrialState
 
 from automl.client import Client
 from automl.db.queries import table_counts
-from automl.db.schema import upgrade
 from automl.errors import AutoMLError
 
 pytestmark = pytest.mark.slow
@@ -26,13 +25,9 @@ FAST = {"max_epochs": 8, "patience": 3, "n_layers": 1, "units": {"type": "int", 
                                                                     "high": 32}}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'service.db'}"
-        upgrade(url)
-        return url
-    return str(request.getfixturevalue("pg_url"))
+@pytest.fixture
+def url(service_url: str) -> str:
+    return service_url
 
 
 def worker(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
