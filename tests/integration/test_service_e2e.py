@@ -168,3 +168,13 @@ def test_cli_submit_status_result_runs(url: str, tmp_path: Path,
     runs = subprocess.run([*cli, "runs", "--storage", url], capture_output=True, text=True,
                           timeout=60, check=True)
     assert run_id in runs.stdout and "succeeded" in runs.stdout
+
+
+def test_the_same_data_is_stored_once(url: str, digits_frame: pd.DataFrame) -> None:
+    client = Client(url)
+    first = client.submit(digits_frame, "target", space=FAST, n_trials=2)
+    second = client.submit(digits_frame.copy(), "target", space=FAST, n_trials=3, seed=1)
+    counts = table_counts(client.engine)
+    assert counts["automl_datasets"] == 1 and counts["automl_runs"] == 2
+    assert counts["automl_tickets"] == (2 + 7 + 1) + (3 + 7 + 1)
+    assert first.id != second.id
