@@ -1,0 +1,126 @@
+"""Fault battery for the service worker (RELIABILITY.md F2, F7, F9), on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from test_service_e2e import FAST, study_trials, worker
+
+from automl.client import Client
+from automl.db.models import Ticket
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def running_trial(url: str, run_id: str) -> optuna.trial.FrozenTrial | None:
+    try:
+        trials = study_trials(url, run_id)
+    except KeyError:  # the study is created by the first worker
+        return None
+    return next((t for t in trials if t.state == TrialState.RUNNING), None)
+
+
+def test_f9_a_paused_worker_loses_its_trial_and_carries_on(
+        pg_url: str, digits_frame: pd.DataFrame) -> None:
+    client = Client(pg_url)
+    slow = {**FAST, "max_epochs": 80, "patience": 80, "units": 128}
+    run = client.submit(digits_frame, "target", space=slow, n_trials=3, n_seeds=1,
+                        pruner="none")
+    paused = worker(pg_url, "--lease", "2", "--idle-exit", "5")
+    wait_for(lambda: running_trial(pg_url, run.id) is not None, 90, "a running trial")
+    victim = running_trial(pg_url, run.id)
+    assert victim is not None
+    os.kill(paused.pid, signal.SIGSTOP)
+    other = worker(pg_url, "--lease", "2", "--idle-exit", "5")
+    wait_for(lambda: study_trials(pg_url, run.id)[victim.number].state == TrialState.FAIL,
+             60, "the sweeper to fail the paused worker's trial")
+    os.kill(paused.pid, signal.SIGCONT)
+    result = run.wait(progress=False, timeout=300)
+    for process in (paused, other):
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, output  # the resumed worker did not crash
+    lost = study_trials(pg_url, run.id)[victim.number]
+    assert lost.user_attrs["stop_reason"] == "lost_worker"  # the late writes were rejected
+    complete = [t for t in study_trials(pg_url, run.id) if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3 and result["n_complete"] == 3
+    assert any(t.params == lost.params for t in complete)  # re-run with its parameters
+
+
+def test_f2_a_killed_worker_restarted_resumes_the_run(pg_url: str,
+                                                      digits_frame: pd.DataFrame) -> None:
+    client = Client(pg_url)
+    slow = {**FAST, "max_epochs": 80, "patience": 80, "units": 128}
+    run = client.submit(digits_frame, "target", space=slow, n_trials=3, n_seeds=1,
+                        pruner="none")
+    first = worker(pg_url, "--lease", "2")
+    wait_for(lambda: running_trial(pg_url, run.id) is not None, 90, "a running trial")
+    victim = running_trial(pg_url, run.id)
+    assert victim is not None
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    restarted_at = time.monotonic()
+    second = worker(pg_url, "--lease", "2", "--idle-exit", "5")
+    wait_for(lambda: study_trials(pg_url, run.id)[victim.number].state == TrialState.FAIL,
+             30, "the restarted worker to fail the orphaned trial")
+    assert time.monotonic() - restarted_at < 15  # start-up (~5 s) + lease (2 s) + sweep
+    run.wait(progress=False, timeout=300)
+    second.wait(timeout=120)
+    trials = study_trials(pg_url, run.id)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    assert [t.user_attrs["stop_reason"] for t in trials if t.state == TrialState.FAIL] == \
+        ["lost_worker"]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_f7_eight_workers_four_hundred_trials_exactly(pg_server, pg_url: str) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 256)
+    frame = pd.DataFrame(rng.normal(size=(256, 8)) + y[:, None], columns=list("abcdefgh"))
+    frame["y"] = y
+    client = Client(pg_url)
+    space = {"max_epochs": 5, "patience": 5, "n_layers": 1, "units": 8, "batch_size": 64}
+    run = client.submit(frame, "y", space=space, n_trials=400, n_seeds=1)
+    peak = [0]
+    stop = threading.Event()
+
+    def watch_connections() -> None:
+        while not stop.is_set():
+            (count,), = pg_server.psql("SELECT count(*) FROM pg_stat_activity")
+            peak[0] = max(peak[0], int(count))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch_connections, daemon=True)
+    watcher.start()
+    workers = [worker(pg_url, "--idle-exit", "3") for _ in range(8)]
+    try:
+        result = run.wait(progress=False, timeout=900)
+    finally:
+        stop.set()
+        for process in workers:
+            process.wait(timeout=120)
+    trials = study_trials(pg_url, run.id)
+    assert sorted(t.number for t in trials) == list(range(400))  # unique and contiguous
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert result["n_trials"] == 400
+    with Session(client.engine) as session:
+        ledger = session.scalars(select(Ticket.result).where(Ticket.run_id == run.id,
+                                                             Ticket.kind == "trial")).all()
+    assert sorted(r["trial_number"] for r in ledger) == list(range(400))  # 0 lost, 0 phantom
+    assert peak[0] < 100 - 10
