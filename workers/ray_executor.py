@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -114,14 +115,27 @@ class RayExecutor:
 
 
 def start_ray(address: str | None, n_workers: int | None) -> None:
-    """Join ``address``, or start a local Ray bound to loopback with the machine's CPUs."""
+    """Join ``address``, or start a local Ray bound to loopback with the machine's CPUs.
+
+    Ray's token authentication stays on; the token file it writes (world-readable in Ray
+    2.60) is made readable by its owner only.
+    """
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-        return
-    ray.init(num_cpus=n_workers or os.cpu_count() or 1, include_dashboard=False,
-             logging_level=logging.WARNING, log_to_driver=False,
-             _node_ip_address="127.0.0.1")
+    else:
+        # address="local": a fresh instance even when a `ray start` cluster runs here,
+        # which a plain ray.init() would silently join.
+        ray.init(address="local", num_cpus=n_workers or os.cpu_count() or 1,
+                 include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False, _node_ip_address="127.0.0.1")
+    protect_token_file()
+
+
+def protect_token_file() -> None:
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if token.is_file():
+        token.chmod(0o600)
 
 
 def _task_error(ref: ray.ObjectRef) -> list[str]:

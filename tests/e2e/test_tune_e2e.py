@@ -122,3 +122,18 @@ def test_repeated_divergence_stops_the_study_as_unhealthy(tmp_path: Path) -> Non
     trials = sorted(finished_trials(tmp_path / "div.db"), key=lambda t: t.datetime_complete)
     assert 3 <= len(trials) < 12
     assert [t.user_attrs["stop_reason"] for t in trials[-3:]] == ["diverged"] * 3
+
+
+def test_the_embedded_ray_is_its_own_and_keeps_its_token_private() -> None:
+    import ray
+
+    from workers.ray_executor import RayExecutor
+
+    executor = RayExecutor(n_workers=1)
+    try:  # a fresh one-CPU instance, never a `ray start` cluster that happens to run here
+        assert ray.cluster_resources()["CPU"] == 1 and len(ray.nodes()) == 1
+        token = Path.home() / ".ray" / "auth_token"
+        if token.exists():
+            assert token.stat().st_mode & 0o777 == 0o600
+    finally:
+        executor.close()
