@@ -1,0 +1,160 @@
+"""Run one claimed ticket in this process: a trial, a baseline, or the best model.
+
+A :class:`TicketRunner` loads each run's data once (as tensors on its device) and is
+used both by the in-process worker and inside Ray tasks. ``stop_reason`` is polled every
+epoch; a non-None answer (the run was cancelled, or the lease was lost) stops the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from automl.configs import TrialConfig
+from automl.data import PreparedData, load_dataset
+from automl.db import queries
+from automl.db.engine import make_engine
+from automl.db.models import BaselineResult, Dataset, ModelArtifact, Run
+from automl.result import ModelScore
+from automl.retry import with_retry
+from automl.service import read_frame
+from automl.space import SearchSpace
+from automl.studies import StudySettings, create_study, load_study, make_storage
+from automl.summary import architecture, final_seeds
+from automl.trials import best_trial, trial_config
+from automl.tuner import baselines_for
+from workers.data import TensorSplits, to_tensors
+from workers.evaluate import fit, measure
+from workers.objective import TrialHooks, TrialInterrupted, run_trial
+from workers.predictor import weights_to_bytes
+
+StopReason = Callable[[], str | None]
+
+
+@dataclass
+class RunContext:
+    """What a process keeps per run: its row, data (as tensors) and space."""
+
+    run: Run
+    prepared: PreparedData
+    data: TensorSplits
+    space: SearchSpace
+
+
+class TicketRunner:
+    """Executes tickets against one database; keeps the current run's data loaded."""
+
+    def __init__(self, url: str, device: str = "cpu"):
+        self.url, self.device = url, device
+        self.engine = make_engine(url)
+        self.storage = make_storage(url)
+        self._contexts: dict[str, RunContext] = {}
+
+    def execute(self, claim: queries.Claim, stop_reason: StopReason) -> dict[str, Any]:
+        ctx = self.context(claim.run_id)
+        if claim.kind == "trial":
+            return self.run_trial(claim, ctx, stop_reason)
+        if claim.kind == "baseline":
+            return self.run_baseline(claim.name, ctx, stop_reason)
+        return self.run_best(ctx, stop_reason)
+
+    def run_trial(self, claim: queries.Claim, ctx: RunContext,
+                  stop_reason: StopReason) -> dict[str, Any]:
+        study = self.study(ctx.run, worker_index=claim.id)
+        if claim.retry_params:
+            study.enqueue_trial(claim.retry_params)
+        numbers: list[int] = []
+
+        def on_start(trial: optuna.Trial) -> None:
+            numbers.append(trial.number)
+            queries.set_trial_number(self.engine, claim.id, trial.number)
+
+        run_trial(study, ctx.space, ctx.data, ctx.run.seed, TrialHooks(on_start, stop_reason))
+        return {"trial_number": numbers[0] if numbers else None}
+
+    def run_baseline(self, name: str, ctx: RunContext,
+                     stop_reason: StopReason) -> dict[str, Any]:
+        baseline = next(b for b in baselines_for(ctx.prepared, ctx.space) if b.name == name)
+        assert baseline.config is not None
+        runs = [self.evaluate(baseline.config.with_seed(s), ctx, stop_reason)[0]
+                for s in final_seeds(ctx.run.seed, ctx.run.n_seeds)]
+        score = ModelScore.from_evaluations(name, baseline.rule,
+                                            architecture(baseline.config), runs)
+        with Session(self.engine) as session, session.begin():
+            session.execute(delete(BaselineResult).where(BaselineResult.run_id == ctx.run.id,
+                                                         BaselineResult.name == name))
+            session.add(BaselineResult(run_id=ctx.run.id, **vars(score)))
+        return {"name": name, "test_score": score.test_score}
+
+    def run_best(self, ctx: RunContext, stop_reason: StopReason) -> dict[str, Any]:
+        """Retrain the best trial over the run's seeds; store the first model."""
+        best = best_trial(self.study(ctx.run))
+        if best is None:
+            raise RuntimeError("no trial completed: every trial was pruned or failed")
+        config = trial_config(best)
+        runs, model = [], None
+        for seed in final_seeds(ctx.run.seed, ctx.run.n_seeds):
+            evaluation, trained = self.evaluate(config.with_seed(seed), ctx, stop_reason)
+            runs.append(evaluation)
+            model = model or trained
+        assert model is not None
+        with Session(self.engine) as session, session.begin():
+            session.merge(ModelArtifact(
+                run_id=ctx.run.id, config=config.to_dict(),
+                preprocessor=ctx.prepared.preprocessor.to_dict(), n_inputs=ctx.data.n_inputs,
+                n_outputs=ctx.data.n_outputs, weights=weights_to_bytes(model),
+                created_at=queries.utcnow()))
+        return {"trial_number": best.number, "runs": runs}
+
+    def evaluate(self, config: TrialConfig, ctx: RunContext,
+                 stop_reason: StopReason) -> tuple[dict[str, Any], torch.nn.Module]:
+        model, outcome = fit(config, ctx.data, lambda _e, _v: stop_reason() is not None)
+        reason = stop_reason()
+        if reason:
+            raise TrialInterrupted(reason)
+        return measure(model, outcome, ctx.data).to_dict(), model
+
+    def fail_lost_trial(self, run_id: str, number: int) -> dict[str, Any] | None:
+        """Fail the trial a dead worker left RUNNING; return its params for the retry."""
+        study = self.study(self.context(run_id).run)
+        trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+        if trial is None:
+            return None
+        if trial.state == TrialState.RUNNING:
+            self.storage.set_trial_user_attr(trial._trial_id, "stop_reason", "lost_worker")
+            study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        return dict(trial.params)
+
+    def study(self, run: Run, worker_index: int = 0) -> optuna.Study:
+        """The run's study, created by whichever worker gets there first."""
+        create_study(self.url, run.study_name, StudySettings(**run.settings),
+                     {"task": run.task, "metric": run.metric, "space": run.space,
+                      "run_id": run.id}, storage=self.storage, load_if_exists=True)
+        return load_study(self.url, run.study_name, worker_index, storage=self.storage)
+
+    def context(self, run_id: str) -> RunContext:
+        """Load (once per process) the run, its data as tensors and its space."""
+        if run_id not in self._contexts:
+            run, dataset = with_retry(lambda: self._rows(run_id))
+            prepared = load_dataset(read_frame(dataset), dataset.target, task=run.task,
+                                    seed=run.seed)
+            # One run at a time is kept: a worker moving between runs does not pile up data.
+            self._contexts = {run_id: RunContext(run, prepared, to_tensors(
+                prepared, self.device), SearchSpace.from_dict(run.space))}
+        return self._contexts[run_id]
+
+    def _rows(self, run_id: str) -> tuple[Run, Dataset]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            run = session.get(Run, run_id)
+            assert run is not None, f"no run {run_id}"
+            dataset = session.get(Dataset, run.dataset_id)
+            assert dataset is not None
+            session.expunge_all()
+        return run, dataset
