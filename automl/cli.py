@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--idle-exit", type=float, help="exit after SECONDS with no work")
     worker.add_argument("--lease", type=float, default=30.0, help="lease seconds (default 30)")
     worker.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    worker.add_argument("--ray-address", help="run tickets as Ray tasks on this cluster "
+                        "('local' starts one here)")
+    worker.add_argument("--cpus-per-trial", type=float, default=1.0)
+    worker.add_argument("--gpus-per-trial", type=float, default=0.0,
+                        help="fractions share a GPU between trials, e.g. 0.25")
+    worker.add_argument("--max-parallel", type=int, help="tickets in flight (default: CPUs)")
     for name, text in (("status", "a run's progress"), ("result", "a finished run's result"),
                        ("cancel", "stop a run")):
         command = commands.add_parser(name, help=text)
@@ -173,7 +179,16 @@ def run_db(args: argparse.Namespace) -> int:
 def run_worker(args: argparse.Namespace) -> int:
     from workers.service_worker import ServiceWorker
 
-    worker = ServiceWorker(storage_of(args), lease_s=args.lease, threads=args.threads)
+    worker: ServiceWorker
+    if args.ray_address:
+        from workers.ray_service import RayServiceWorker
+
+        worker = RayServiceWorker(storage_of(args), ray_address=args.ray_address,
+                                  cpus_per_trial=args.cpus_per_trial,
+                                  gpus_per_trial=args.gpus_per_trial,
+                                  max_parallel=args.max_parallel, lease_s=args.lease)
+    else:
+        worker = ServiceWorker(storage_of(args), lease_s=args.lease, threads=args.threads)
     print(f"worker {worker.worker_id} started", file=sys.stderr)
     done = worker.serve(max_tickets=args.max_tickets, idle_exit=args.idle_exit)
     print(f"worker {worker.worker_id} stopped after {done} tickets", file=sys.stderr)

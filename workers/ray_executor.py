@@ -114,21 +114,24 @@ class RayExecutor:
             ray.shutdown()
 
 
-def start_ray(address: str | None, n_workers: int | None) -> None:
+def start_ray(address: str | None, n_workers: int | None,
+              env_vars: dict[str, str] | None = None) -> None:
     """Join ``address``, or start a local Ray bound to loopback with the machine's CPUs.
 
     Ray's token authentication stays on; the token file it writes (world-readable in Ray
     2.60) is made readable by its owner only.
     """
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    runtime_env = {"env_vars": env_vars} if env_vars else None
     if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
+                 runtime_env=runtime_env)
     else:
         # address="local": a fresh instance even when a `ray start` cluster runs here,
         # which a plain ray.init() would silently join.
         ray.init(address="local", num_cpus=n_workers or os.cpu_count() or 1,
                  include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False, _node_ip_address="127.0.0.1")
+                 log_to_driver=False, _node_ip_address="127.0.0.1", runtime_env=runtime_env)
     protect_token_file()
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Engine, exists, func, select, update
+from sqlalchemy import Engine, case, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from automl.db.models import BaselineResult, Dataset, ModelArtifact, Run, Ticket
@@ -149,6 +149,40 @@ def _expire_leases(engine: Engine) -> list[Expired]:
                 error="lease expired: the worker stopped sending heartbeats",
                 updated_at=now))
     return [Expired(i, r, k, n, bool(q)) for i, r, k, n, q in rows]
+
+
+def requeue_lost(engine: Engine, ticket_id: int, worker_id: str,
+                 retry_params: dict[str, Any] | None, error: str) -> None:
+    """The process running a held ticket died: queue it again now (attempts permitting)
+    instead of waiting for its lease to lapse."""
+    statement = (update(Ticket).where(Ticket.id == ticket_id, Ticket.worker_id == worker_id,
+                                      Ticket.status == "running")
+                 .values(status=case((Ticket.attempts < Ticket.max_attempts, "queued"),
+                                     else_="failed"),
+                         worker_id=None, leased_until=None, retry_params=retry_params,
+                         trial_number=None, error=error, updated_at=utcnow()))
+    with_retry(lambda: _rowcount(engine, statement))
+
+
+def trial_number_of(engine: Engine, ticket_id: int) -> int | None:
+    def read() -> int | None:
+        with engine.connect() as connection:
+            return connection.scalar(select(Ticket.trial_number)
+                                     .where(Ticket.id == ticket_id))
+
+    return with_retry(read)
+
+
+def holder_of(engine: Engine, ticket_id: int) -> tuple[str, str | None, str]:
+    """(ticket status, the worker holding it, run status) of one ticket."""
+    def read() -> tuple[str, str | None, str]:
+        with engine.connect() as connection:
+            row = connection.execute(select(Ticket.status, Ticket.worker_id, Run.status)
+                                     .join(Run, Run.id == Ticket.run_id)
+                                     .where(Ticket.id == ticket_id)).one()
+        return row[0], row[1], row[2]
+
+    return with_retry(read)
 
 
 def set_retry_params(engine: Engine, ticket_id: int, params: dict[str, Any]) -> None:

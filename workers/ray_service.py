@@ -1,0 +1,126 @@
+"""``automl worker --ray-address``: claim tickets here, run them as Ray tasks.
+
+The worker process is the driver: it claims as many tickets as the cluster has room for
+(``num_cpus`` and fractional ``num_gpus`` per ticket, so several small trials can share
+a GPU), renews their leases, and releases them as their tasks finish. A task whose Ray
+worker dies (SIGKILL, node lost, host OOM) is handled at once: its trial is failed as
+``lost_worker`` and the ticket re-queued with the trial's parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import ray
+import torch
+
+from automl.db import queries
+from workers.ray_executor import start_ray
+from workers.service_worker import Heartbeat, ServiceWorker, describe
+from workers.tickets import TicketRunner
+
+logger = logging.getLogger(__name__)
+_RUNNER: TicketRunner | None = None
+
+
+class TicketWatch:
+    """Inside a task: checks now and then that the driver still holds the ticket."""
+
+    def __init__(self, engine: Any, ticket_id: int, worker_id: str, every_s: float = 2.0):
+        self.engine, self.ticket_id, self.worker_id, self.every_s = (engine, ticket_id,
+                                                                     worker_id, every_s)
+        self.checked_at = time.monotonic()
+        self.reason: str | None = None
+
+    def stop_reason(self) -> str | None:
+        if self.reason is None and time.monotonic() - self.checked_at >= self.every_s:
+            self.checked_at = time.monotonic()
+            status, holder, run_status = queries.holder_of(self.engine, self.ticket_id)
+            if run_status == "cancelled":
+                self.reason = "cancelled"
+            elif status != "running" or holder != self.worker_id:
+                self.reason = "lease_lost"
+        return self.reason
+
+
+def task_runner(url: str) -> TicketRunner:
+    """One runner per Ray worker process; threads and device follow the task's resources."""
+    global _RUNNER
+    resources = ray.get_runtime_context().get_assigned_resources()
+    torch.set_num_threads(max(1, int(resources.get("CPU", 1))))
+    device = "cuda" if resources.get("GPU", 0) > 0 and torch.cuda.is_available() else "cpu"
+    if _RUNNER is None or (_RUNNER.url, _RUNNER.device) != (url, device):
+        _RUNNER = TicketRunner(url, device)
+    return _RUNNER
+
+
+@ray.remote(max_retries=0)
+def run_ticket(url: str, claim: queries.Claim, worker_id: str) -> dict[str, Any]:
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    runner = task_runner(url)
+    return runner.execute(claim, TicketWatch(runner.engine, claim.id, worker_id).stop_reason)
+
+
+class RayServiceWorker(ServiceWorker):
+    """The service worker loop with tickets running on a Ray cluster."""
+
+    def __init__(self, url: str, *, ray_address: str, cpus_per_trial: float = 1.0,
+                 gpus_per_trial: float = 0.0, max_parallel: int | None = None,
+                 **options: Any):
+        super().__init__(url, **options)
+        start_ray(None if ray_address == "local" else ray_address, None,
+                  env_vars=passthrough_env())
+        self.options = {"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial}
+        capacity = ray.cluster_resources().get("CPU", 1.0) // max(cpus_per_trial, 1e-9)
+        self.max_parallel = max_parallel or max(1, int(capacity))
+        self.inflight: dict[ray.ObjectRef, tuple[queries.Claim, Heartbeat]] = {}
+
+    def idle(self) -> bool:
+        return not self.inflight
+
+    def step(self) -> int:
+        self.sweep()
+        while len(self.inflight) < self.max_parallel:
+            claim = queries.claim_ticket(self.engine, self.worker_id, self.lease_s)
+            if claim is None:
+                break
+            queries.start_run(self.engine, claim.run_id)
+            beat = Heartbeat(self, claim.id, claim.run_id).__enter__()
+            ref = run_ticket.options(**self.options).remote(self.url, claim, self.worker_id)
+            self.inflight[ref] = (claim, beat)
+        if not self.inflight:
+            return 0
+        done, _ = ray.wait(list(self.inflight), num_returns=1, timeout=self.poll_s)
+        for ref in done:
+            self.collect(ref)
+        return len(done)
+
+    def collect(self, ref: ray.ObjectRef) -> None:
+        claim, beat = self.inflight.pop(ref)
+        beat.__exit__(None, None, None)
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # the work raised: the ticket failed
+            self.release(claim, "failed", None, describe(exc.cause or exc))
+        except ray.exceptions.RayError as exc:  # the process running it is gone
+            self.lost(claim, exc)
+        else:
+            self.release(claim, "done", result, None)
+
+    def lost(self, claim: queries.Claim, exc: BaseException) -> None:
+        """Fail the dead task's trial now and re-queue its ticket with the same params."""
+        logger.warning("ticket %s lost its Ray worker: %s", claim.id, type(exc).__name__)
+        number = queries.trial_number_of(self.engine, claim.id)
+        params = None
+        if claim.kind == "trial" and number is not None:
+            params = self.runner.fail_lost_trial(claim.run_id, number)
+        queries.requeue_lost(self.engine, claim.id, self.worker_id, params,
+                             f"lost_worker: {type(exc).__name__}")
+
+
+def passthrough_env() -> dict[str, str]:
+    """Environment the tasks need from the driver (the fault-injection hook in tests)."""
+    return {key: os.environ[key] for key in ("AUTOML_FAULT",) if key in os.environ}
