@@ -28,6 +28,7 @@ from automl.client import Client
 from automl.data import DataLimits
 from automl.db.schema import upgrade
 from automl.errors import AutoMLError
+from automl.executor import single_machine_ray
 from automl.result import format_report, result_from_dict
 from automl.studies import PRUNERS
 from automl.tuner import DEFAULT_STORAGE, TuneOptions, tune
@@ -181,6 +182,8 @@ def run_worker(args: argparse.Namespace) -> int:
 
     worker: ServiceWorker
     if args.ray_address:
+        if args.ray_address == "local":
+            single_machine_ray()
         from workers.ray_service import RayServiceWorker
 
         worker = RayServiceWorker(storage_of(args), ray_address=args.ray_address,

@@ -7,6 +7,7 @@ is reached by :func:`default_executor`, the only place ``automl`` names ``worker
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -43,9 +44,22 @@ class Executor(Protocol):
         """Release what the executor started."""
 
 
+def single_machine_ray() -> None:
+    """Make a Ray started here listen on 127.0.0.1 only.
+
+    Ray 2.60 otherwise binds its servers to every interface and advertises the host's
+    outward address, even when told 127.0.0.1. Its single-machine mode (the switch below,
+    read when ray is first imported) keeps everything on loopback. Clusters are unaffected:
+    this is only called when no cluster address is given.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 def default_executor(ray_address: str | None = None, n_workers: int | None = None,
                      cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0) -> Executor:
     """The Ray executor (a local Ray started in-process unless ``ray_address`` is given)."""
+    if ray_address is None:
+        single_machine_ray()
     try:
         from workers.ray_executor import RayExecutor
     except ImportError as exc:  # pragma: no cover - depends on the installed extras

@@ -124,6 +124,22 @@ def test_repeated_divergence_stops_the_study_as_unhealthy(tmp_path: Path) -> Non
     assert [t.user_attrs["stop_reason"] for t in trials[-3:]] == ["diverged"] * 3
 
 
+def test_the_embedded_ray_listens_on_loopback_only() -> None:
+    """Checked in a fresh interpreter: Ray reads its network mode when first imported."""
+    script = ("from automl.executor import default_executor\n"
+              "executor = default_executor(n_workers=1)\n"
+              "import ray\n"
+              "print(ray.nodes()[0]['NodeManagerAddress'], "
+              "ray.get_runtime_context().gcs_address)\n"
+              "executor.close()\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    node, gcs = proc.stdout.split()[-2:]
+    assert node == "127.0.0.1" and gcs.startswith("127.0.0.1:")
+
+
 def test_the_embedded_ray_is_its_own_and_keeps_its_token_private() -> None:
     import ray
 
