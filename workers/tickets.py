@@ -26,7 +26,13 @@ from automl.result import ModelScore
 from automl.retry import with_retry
 from automl.service import read_frame
 from automl.space import SearchSpace
-from automl.studies import StudySettings, create_study, load_study, make_storage
+from automl.studies import (
+    StudySettings,
+    create_study,
+    load_study,
+    make_sampler,
+    make_storage,
+)
 from automl.summary import architecture, final_seeds
 from automl.trials import best_trial, trial_config
 from automl.tuner import baselines_for
@@ -56,6 +62,7 @@ class TicketRunner:
         self.engine = make_engine(url)
         self.storage = make_storage(url)
         self._contexts: dict[str, RunContext] = {}
+        self._studies: dict[str, optuna.Study] = {}
 
     def execute(self, claim: queries.Claim, stop_reason: StopReason) -> dict[str, Any]:
         ctx = self.context(claim.run_id)
@@ -133,11 +140,17 @@ class TicketRunner:
         return dict(trial.params)
 
     def study(self, run: Run, worker_index: int = 0) -> optuna.Study:
-        """The run's study, created by whichever worker gets there first."""
-        create_study(self.url, run.study_name, StudySettings(**run.settings),
-                     {"task": run.task, "metric": run.metric, "space": run.space,
-                      "run_id": run.id}, storage=self.storage, load_if_exists=True)
-        return load_study(self.url, run.study_name, worker_index, storage=self.storage)
+        """The run's study (created by whichever worker gets there first), kept per
+        process; each ticket gets its own sampler seed."""
+        study = self._studies.get(run.id)
+        if study is None:
+            create_study(self.url, run.study_name, StudySettings(**run.settings),
+                         {"task": run.task, "metric": run.metric, "space": run.space,
+                          "run_id": run.id}, storage=self.storage, load_if_exists=True)
+            study = load_study(self.url, run.study_name, worker_index, storage=self.storage)
+            self._studies = {run.id: study}
+        study.sampler = make_sampler(StudySettings(**run.settings), worker_index)
+        return study
 
     def context(self, run_id: str) -> RunContext:
         """Load (once per process) the run, its data as tensors and its space."""
