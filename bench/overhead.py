@@ -34,7 +34,7 @@ Both sides also count SQL statements and the time spent executing them (a SQLAlc
 ``before/after_cursor_execute`` listener on every engine), per trial.
 
     python bench/overhead.py [--trials N] [--reports R] [--json OUT] [--profile DIR]
-                             [--ours-space JSON] [--timeout SECONDS]
+                             [--ours-space JSON] [--timeout SECONDS] [--settle SECONDS]
 
 ``--profile DIR`` runs each side's timed phase under cProfile, writes ``DIR/plain.prof`` and
 ``DIR/ours.prof`` and prints where the time goes (cumulative ms per trial of the main
@@ -445,6 +445,15 @@ def run_side(side: str, args: tuple, timeout: float) -> dict[str, Any]:
     return payload
 
 
+def settle(limit_s: float) -> float:
+    """Wait (at most ``limit_s``) for the 1-minute load average to fall below 1, so that
+    the previous side's work is not still counted; return the load."""
+    deadline = time.monotonic() + limit_s
+    while os.getloadavg()[0] >= 1.0 and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
 def trials_done(server: Any, database: str, side: str) -> int:
     """How far a side that ran out of time got (read from its database)."""
     sql = ("SELECT count(*) FROM automl_tickets WHERE kind = 'trial' AND status = 'done'"
@@ -535,6 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ours-space", help="inline JSON replacing our side's space")
     parser.add_argument("--timeout", type=float, default=1800,
                         help="seconds each side may take before it is killed (1800)")
+    parser.add_argument("--settle", type=float, default=90,
+                        help="before each side, wait up to this many seconds for the 1-min "
+                             "load average to drop below 1 (90)")
     args = parser.parse_args(argv)
     if args.trials < 1 or args.reports < 1:
         parser.error("--trials and --reports must be at least 1")
@@ -557,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                 call += (space,)
             print(f"{side}: {args.trials} trials x {args.reports} reports ...",
                   file=sys.stderr, flush=True)
-            load_before = os.getloadavg()[0]
+            load_before = settle(args.settle)
             try:
                 results[side] = run_side(side, call, args.timeout)
                 print(f"{side}: {results[side]['wall_s']:.1f} s", file=sys.stderr,

@@ -4,8 +4,9 @@ For each worker count: a fresh database on one throwaway PostgreSQL 15 server
 (``tests/pgserver.py``), migrated with ``automl.db.schema.upgrade``; one run submitted through
 ``automl.client.Client.submit`` on scikit-learn's digits (``load_digits(as_frame=True).frame``,
 target ``target``) with ``pruner="none"``, ``n_seeds=1`` and a space fixed to 10 epochs of a
-one-layer, 32-unit MLP (``max_epochs=10, patience=10``: every trial trains exactly 10
-epochs; the other parameters, batch size included, are still sampled by TPE). The run's
+one-layer, 32-unit MLP with batch size 32 (``max_epochs=10, patience=10``: every trial
+trains exactly 10 epochs of 34 steps; activation, batch norm, dropout, optimiser, learning
+rate, schedule and weight decay are still sampled by TPE). The run's
 baseline and best-model tickets are marked ``skipped`` in the database right after the
 submission, so the workers run the trial tickets only. Then N subprocesses
 ``python -m automl worker --storage URL --idle-exit 3`` start together.
@@ -18,7 +19,7 @@ mean training seconds per trial (trial attribute ``seconds``), which grows once 
 outnumber the cores.
 
     python bench/throughput.py [--trials 40] [--workers 1 2 4 8] [--json OUT]
-                               [--timeout SECONDS]
+                               [--timeout SECONDS] [--settle SECONDS]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-SPACE = {"max_epochs": 10, "patience": 10, "n_layers": 1, "units": 32}
+# Every trial trains exactly 10 epochs of the same number of steps (batch size fixed too).
+SPACE = {"max_epochs": 10, "patience": 10, "n_layers": 1, "units": 32, "batch_size": 32}
 IDLE_EXIT_S = 3
 POLL_S = 0.2
 TERMINAL = ("done", "failed", "skipped", "cancelled")
@@ -164,6 +167,15 @@ def stop(procs: list[subprocess.Popen[bytes]], grace: float) -> list[int | None]
     return [p.poll() for p in procs]
 
 
+def settle(limit_s: float) -> float:
+    """Wait (at most ``limit_s``) for the 1-minute load average to fall below 1, so that
+    the previous measurement's processes are not still counted; return the load."""
+    deadline = time.monotonic() + limit_s
+    while os.getloadavg()[0] >= 1.0 and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     base = next((r["trials_per_min"] for r in rows if r["workers"] == 1), None)
     base_after = next((r["trials_per_min_after_start"] for r in rows if r["workers"] == 1), None)
@@ -190,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the rows as JSON to this file")
     parser.add_argument("--timeout", type=float, default=600,
                         help="seconds one measurement may take before it is stopped (600)")
+    parser.add_argument("--settle", type=float, default=90,
+                        help="before each measurement, wait up to this many seconds for the "
+                             "1-min load average to drop below 1 (90)")
     args = parser.parse_args(argv)
     if args.trials < 1 or any(w < 1 for w in args.workers):
         parser.error("--trials and --workers must be at least 1")
@@ -204,19 +219,24 @@ def main(argv: list[str] | None = None) -> int:
         for n_workers in args.workers:
             print(f"{n_workers} worker(s), {args.trials} trials ...", file=sys.stderr,
                   flush=True)
-            load_before = os.getloadavg()[0]
+            load_before = settle(args.settle)
             row = measure(server, n_workers, args.trials, args.timeout, log_dir)
             row["load_1min_before"] = load_before
             print(f"  {row['seconds']:.1f} s, {row['trials_per_min']:.1f} trials/min, "
                   f"states {row['trial_states']}", file=sys.stderr, flush=True)
             rows.append(row)
+    except BaseException:
+        print(f"worker logs kept in {log_dir}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(log_dir, ignore_errors=True)
     finally:
         server.cleanup()
     print(markdown_table(rows))
     print(f"\nnproc = {os.cpu_count()}: more than {os.cpu_count()} workers share the cores, "
-          "so they cannot scale linearly. 1-min load average before each measurement: "
-          f"{[round(r['load_1min_before'], 2) for r in rows]} (above ~1: something else "
-          f"was running). Worker logs: {log_dir}")
+          "so they cannot scale linearly. 1-min load average before each measurement "
+          f"(after settling): {[round(r['load_1min_before'], 2) for r in rows]} (above ~1: "
+          "something else was still running).")
     if args.json:
         import optuna
         import torch
