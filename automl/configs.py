@@ -36,17 +36,6 @@ class ModelConfig:
     def depth(self) -> int:
         return len(self.hidden_units)
 
-    def describe(self) -> str:
-        """A short human description, e.g. ``64-32 relu, bn, dropout 0.2``."""
-        if not self.hidden_units:
-            return "linear (no hidden layer)"
-        text = "-".join(str(u) for u in self.hidden_units) + f" {self.activation}"
-        if self.batch_norm:
-            text += ", batch norm"
-        if self.dropout > 0:
-            text += f", dropout {self.dropout:.2f}"
-        return text
-
 
 @dataclass(frozen=True)
 class TrainConfig:

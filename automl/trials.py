@@ -63,9 +63,14 @@ def fail_orphans(study: optuna.Study, reason: str = "lost_worker") -> int:
     """Mark trials still RUNNING (their worker is gone) as FAIL with ``reason``."""
     orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in orphans:
-        study._storage.set_trial_user_attr(trial._trial_id, "stop_reason", reason)
-        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        fail_trial(study, trial, reason)
     return len(orphans)
+
+
+def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
+    """End a RUNNING trial whose worker is gone as FAIL, recording why."""
+    study._storage.set_trial_user_attr(trial._trial_id, "stop_reason", reason)
+    study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:

@@ -34,7 +34,7 @@ from automl.studies import (
     make_storage,
 )
 from automl.summary import architecture, final_seeds
-from automl.trials import best_trial, trial_config
+from automl.trials import best_trial, fail_trial, trial_config
 from automl.tuner import baselines_for
 from workers.data import TensorSplits, to_tensors
 from workers.evaluate import fit, measure
@@ -135,8 +135,7 @@ class TicketRunner:
         if trial is None:
             return None
         if trial.state == TrialState.RUNNING:
-            self.storage.set_trial_user_attr(trial._trial_id, "stop_reason", "lost_worker")
-            study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+            fail_trial(study, trial, "lost_worker")
         return dict(trial.params)
 
     def study(self, run: Run, worker_index: int = 0) -> optuna.Study:
