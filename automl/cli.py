@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -71,7 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "result":
             command.add_argument("--json", action="store_true")
     _storage_argument(commands.add_parser("runs", help="recent runs, newest first"))
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
+
+
+def storage_argument(command: argparse.ArgumentParser) -> None:
+    """Add --storage (for command modules in automl/commands/)."""
+    _storage_argument(command)
 
 
 def _storage_argument(command: argparse.ArgumentParser) -> None:
@@ -153,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("optuna").setLevel(logging.WARNING)
     try:
+        if args.command not in COMMANDS:  # a command from automl/commands/
+            return int(args.run(args))
         return COMMANDS[args.command](args)
     except AutoMLError as exc:
         print(exc.one_line(), file=sys.stderr)
@@ -222,6 +232,11 @@ def run_runs(args: argparse.Namespace) -> int:
               f"{status.n_trials}  baselines {status.baselines_done}/{status.n_baselines}")
     return 0
 
+
+# Commands that live in their own modules. Each module has ``register(commands)``, which
+# adds its sub-parser and sets ``run`` (a function of the parsed args returning the exit
+# status) with ``set_defaults(run=...)``.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 COMMANDS = {"tune": run_tune, "submit": run_submit, "db": run_db, "worker": run_worker,
             "status": run_status, "result": run_result, "cancel": run_cancel,

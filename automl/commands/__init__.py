@@ -1,0 +1,1 @@
+"""Sub-commands of ``automl`` that live in their own modules (see ``automl.cli``)."""
