@@ -6,6 +6,10 @@
     automl submit DATA --target COL [...] [--json]            # queue a run, print its id
     automl worker [--storage URL] [--max-tickets N] [--idle-exit SECONDS]
     automl status RUN | result RUN [--json] | cancel RUN | runs
+    automl report RUN --out DIR [--storage URL]               # HTML report with plots
+    automl dashboard [--storage URL] [--host H] [--port P]    # optuna-dashboard, loopback
+    automl export RUN --out DIR [--no-onnx]                   # model bundle + ONNX
+    automl storage-proxy [--storage URL] [--host H] [--port P] # one node's Optuna gateway
 
 Errors the user can act on are printed as one line, ``error CODE: message``, with exit
 status 2; nothing is stored for them.
@@ -30,6 +34,7 @@ from automl.data import DataLimits
 from automl.db.schema import upgrade
 from automl.errors import AutoMLError
 from automl.executor import single_machine_ray
+from automl.explain import stored_diagnostics_text
 from automl.result import format_report, result_from_dict
 from automl.studies import PRUNERS
 from automl.tuner import DEFAULT_STORAGE, TuneOptions, tune
@@ -64,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--gpus-per-trial", type=float, default=0.0,
                         help="fractions share a GPU between trials, e.g. 0.25")
     worker.add_argument("--max-parallel", type=int, help="tickets in flight (default: CPUs)")
+    worker.add_argument("--optuna-proxy", metavar="HOST:PORT",
+                        help="reach Optuna's tables through this `automl storage-proxy` "
+                        "(the queue still uses --storage)")
     for name, text in (("status", "a run's progress"), ("result", "a finished run's result"),
                        ("cancel", "stop a run")):
         command = commands.add_parser(name, help=text)
@@ -137,6 +145,7 @@ def run_tune(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(format_report(result))
+        print(stored_diagnostics_text(result, options.storage))
     return 0
 
 
@@ -199,9 +208,11 @@ def run_worker(args: argparse.Namespace) -> int:
         worker = RayServiceWorker(storage_of(args), ray_address=args.ray_address,
                                   cpus_per_trial=args.cpus_per_trial,
                                   gpus_per_trial=args.gpus_per_trial,
-                                  max_parallel=args.max_parallel, lease_s=args.lease)
+                                  max_parallel=args.max_parallel, lease_s=args.lease,
+                                  optuna_proxy=args.optuna_proxy)
     else:
-        worker = ServiceWorker(storage_of(args), lease_s=args.lease, threads=args.threads)
+        worker = ServiceWorker(storage_of(args), lease_s=args.lease, threads=args.threads,
+                               optuna_proxy=args.optuna_proxy)
     print(f"worker {worker.worker_id} started", file=sys.stderr)
     done = worker.serve(max_tickets=args.max_tickets, idle_exit=args.idle_exit)
     print(f"worker {worker.worker_id} stopped after {done} tickets", file=sys.stderr)
@@ -215,8 +226,14 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_result(args: argparse.Namespace) -> int:
-    result = Client(storage_of(args)).run(args.run_id).result()
-    print(json.dumps(result, indent=2) if args.json else format_report(result_from_dict(result)))
+    storage = storage_of(args)
+    result = Client(storage).run(args.run_id).result()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        parsed = result_from_dict(result)
+        print(format_report(parsed))
+        print(stored_diagnostics_text(parsed, storage))
     return 0
 
 
@@ -236,7 +253,8 @@ def run_runs(args: argparse.Namespace) -> int:
 # Commands that live in their own modules. Each module has ``register(commands)``, which
 # adds its sub-parser and sets ``run`` (a function of the parsed args returning the exit
 # status) with ``set_defaults(run=...)``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("automl.commands.dashboard", "automl.commands.report",
+                                    "automl.commands.export", "automl.commands.proxy")
 
 COMMANDS = {"tune": run_tune, "submit": run_submit, "db": run_db, "worker": run_worker,
             "status": run_status, "result": run_result, "cancel": run_cancel,

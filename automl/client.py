@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from automl.db.engine import make_engine
-from automl.db.queries import cancel_run, list_runs, model_of, ticket_counts
+from automl.db.queries import cancel_run, list_runs, ticket_counts
 from automl.db.schema import check_schema
-from automl.errors import AutoMLError, ConfigError
+from automl.errors import ConfigError, RunFailedError
 from automl.progress import Progress
 from automl.retry import with_retry
 from automl.service import validate_submission, write_submission
@@ -28,12 +28,6 @@ from automl.tuner import TuneOptions
 
 STORAGE_ENV = "AUTOML_STORAGE"
 FINISHED = ("succeeded", "failed", "cancelled")
-
-
-class RunFailedError(AutoMLError):
-    """The run ended without a result (every trial failed, or it was cancelled)."""
-
-    code = "E_RUN_FAILED"
 
 
 @dataclass(frozen=True)
@@ -166,11 +160,12 @@ class RunHandle:
         return cancel_run(self.client.engine, self.id)
 
     def model(self) -> Any:
-        """The best model, ready to predict on raw rows (needs ``automl[worker]``)."""
+        """The best model, ready to predict on raw rows (needs ``automl[worker]``).
+
+        It is read from Optuna's artifact store in the same database (the files
+        ``automl export`` writes); raises a typed error while the run has no model."""
+        from automl.artifacts import read_model
         from workers.predictor import Predictor
 
-        with Session(self.client.engine) as session:
-            artifact = model_of(session, self.id)
-            if artifact is None:
-                raise RunFailedError(f"run {self.id} has no model (yet)", field="run")
-            return Predictor.from_artifact(artifact)
+        files = read_model(self.client.url, self.id, onnx=False, engine=self.client.engine)
+        return Predictor.from_files(files)

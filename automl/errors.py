@@ -78,3 +78,15 @@ class StudyUnhealthyError(AutoMLError):
     """Too many consecutive trials failed the same way: the study was stopped."""
 
     code = "E_STUDY_UNHEALTHY"
+
+
+class RunFailedError(AutoMLError):
+    """The run ended without a result (every trial failed, or it was cancelled)."""
+
+    code = "E_RUN_FAILED"
+
+
+class NoModelError(AutoMLError):
+    """The run or study has no stored model: it has not finished, or it failed."""
+
+    code = "E_NO_MODEL"

@@ -37,8 +37,12 @@ class Executor(Protocol):
         """Run up to ``n_trials`` trials; return the errors of tasks that were lost."""
 
     def evaluate(self, configs: list[TrialConfig], data: PreparedData,
-                 on_done: Callable[[], None]) -> list[dict[str, Any]]:
-        """Train each config (under the common protocol) and return its evaluation."""
+                 on_done: Callable[[], None],
+                 keep_model: int | None = None) -> list[dict[str, Any]]:
+        """Train each config (under the common protocol) and return its evaluation.
+
+        The evaluation of ``configs[keep_model]`` also carries the trained model's bundle
+        under ``"model_files"`` (file name -> bytes, see ``Predictor.to_files``)."""
 
     def close(self) -> None:
         """Release what the executor started."""

@@ -22,15 +22,27 @@ BUDGET_S = 30.0
 
 
 def is_transient(exc: BaseException | None) -> bool:
-    """A lost or refused connection, or SQLite's 'database is locked', anywhere in the
-    exception's chain (Optuna wraps SQLAlchemy errors in StorageInternalError)."""
+    """A lost or refused connection, SQLite's 'database is locked' or an unreachable gRPC
+    storage proxy, anywhere in the exception's chain (Optuna wraps SQLAlchemy errors in
+    StorageInternalError)."""
     while exc is not None:
-        if isinstance(exc, (OperationalError, InterfaceError)):
+        if isinstance(exc, (OperationalError, InterfaceError)) or _proxy_unavailable(exc):
             return True
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def _proxy_unavailable(exc: BaseException) -> bool:
+    """An Optuna gRPC storage proxy that is restarting or not reachable (yet)."""
+    code = getattr(exc, "code", None)
+    if not callable(code) or type(exc).__module__.split(".")[0] != "grpc":
+        return False
+    try:
+        return getattr(code(), "name", "") == "UNAVAILABLE"
+    except Exception:
+        return False
 
 
 def with_retry(action: Callable[[], T], budget_s: float = BUDGET_S) -> T:

@@ -56,10 +56,12 @@ def validate_submission(data: Any, target: Any, space: Any, options: TuneOptions
 def write_submission(engine: Engine, sub: Submission) -> str:
     """Insert dataset (if new), run and tickets in one transaction; return the run id."""
     run_id = uuid.uuid4().hex
-    tickets = [("trial", str(i)) for i in range(sub.options.n_trials)]
-    tickets += [("baseline", b.name) for b in baselines_for(sub.prepared, sub.space)
-                if b.config is not None]
-    tickets.append(("best", "best"))
+    trials = [("trial", str(i)) for i in range(sub.options.n_trials)]
+    baselines = [("baseline", b.name) for b in baselines_for(sub.prepared, sub.space)
+                 if b.config is not None]
+    # Tickets are claimed in id order: baseline pruning needs the baselines' curves first.
+    first, then = (baselines, trials) if sub.options.pruner == "baseline" else (trials, baselines)
+    tickets = [*first, *then, ("best", "best")]
 
     def write() -> str:
         with Session(engine) as session, session.begin():

@@ -17,9 +17,11 @@ from optuna.storages._cached_storage import _CachedStorage
 from sqlalchemy.engine import make_url
 
 from automl.errors import ConfigError
+from automl.pruning import BaselinePruner, PruningPolicy
 from automl.retry import RetryingStorage
+from automl.write_behind import WriteBehindStorage
 
-PRUNERS = ("median", "hyperband", "successive_halving", "none")
+PRUNERS = ("median", "baseline", "hyperband", "successive_halving", "none")
 SETTINGS_ATTR = "automl_settings"
 
 
@@ -33,11 +35,17 @@ class StudySettings:
     pruner_startup_trials: int = 10
     pruner_warmup_epochs: int = 10
     max_epochs: int = 100
+    pruning_audit: float = 0.1  # share of to-be-pruned trials let finish, to audit pruning
 
     def __post_init__(self) -> None:
         if self.pruner not in PRUNERS:
             raise ConfigError(f"unknown pruner '{self.pruner}': use {', '.join(PRUNERS)}",
                               field="pruner")
+        audit = self.pruning_audit
+        if isinstance(audit, bool) or not isinstance(audit, (int, float)) \
+                or not 0 <= audit <= 1:
+            raise ConfigError(f"pruning_audit must be a share between 0 and 1, not {audit!r}",
+                              field="pruning_audit")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,12 +73,18 @@ def _tpe(settings: StudySettings, worker_index: int) -> optuna.samplers.TPESampl
 
 
 def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
-    """Median rule by default (with start-up and warm-up so it does not prune on noise)."""
+    """Median rule by default (with start-up and warm-up so it does not prune on noise);
+    "baseline" prunes trials that stay behind the best rule-of-thumb baseline's curve."""
     if settings.pruner == "median":
         return optuna.pruners.MedianPruner(
             n_startup_trials=settings.pruner_startup_trials,
             n_warmup_steps=settings.pruner_warmup_epochs,
         )
+    if settings.pruner == "baseline":
+        median = optuna.pruners.MedianPruner(n_startup_trials=settings.pruner_startup_trials,
+                                             n_warmup_steps=settings.pruner_warmup_epochs)
+        return BaselinePruner(settings.pruner_warmup_epochs, fallback=median,
+                              startup_trials=settings.pruner_startup_trials)
     if settings.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(
             min_resource=max(1, settings.pruner_warmup_epochs),
@@ -80,6 +94,20 @@ def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
         return optuna.pruners.SuccessiveHalvingPruner(
             min_resource=max(1, settings.pruner_warmup_epochs))
     return optuna.pruners.NopPruner()
+
+
+def pruning_policy(settings: StudySettings) -> PruningPolicy:
+    """From which epoch the pruner is worth asking, and the audit share."""
+    warmup = settings.pruner_warmup_epochs
+    first = {"median": warmup, "baseline": warmup,
+             "none": settings.max_epochs + 1}.get(settings.pruner, 0)
+    return PruningPolicy(first_epoch=first, audit_share=settings.pruning_audit,
+                         seed=settings.seed)
+
+
+def study_settings(study: optuna.Study) -> StudySettings:
+    """The settings stored on a study by :func:`create_study`."""
+    return StudySettings(**study.user_attrs[SETTINGS_ATTR])
 
 
 def check_storage_url(url: str) -> None:
@@ -104,7 +132,24 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     # Optuna wraps an RDBStorage given by URL in its cache of finished trials; without it
     # every should_prune re-reads the whole study (measured: 9x the overhead per trial).
-    return RetryingStorage(_CachedStorage(rdb))  # type: ignore[abstract]  # generated methods
+    # Reports and user attributes of a running trial are written in batches.
+    cached = _CachedStorage(rdb)
+    return RetryingStorage(WriteBehindStorage(cached))  # type: ignore[abstract]
+
+
+def make_proxy_storage(address: str) -> optuna.storages.BaseStorage:
+    """Optuna's storage through an ``automl storage-proxy`` at ``HOST:PORT``.
+
+    Many workers on a node then share the proxy's few database connections instead of
+    opening a pool each; the service's own queue still goes to the database directly.
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"storage proxy address must be HOST:PORT, not {address!r}",
+                          field="optuna_proxy")
+    from optuna.storages import GrpcStorageProxy
+
+    return RetryingStorage(GrpcStorageProxy(host=host, port=int(port)))  # type: ignore[abstract]
 
 
 def _enable_sqlite_wal(database: str | None) -> None:

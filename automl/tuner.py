@@ -15,11 +15,15 @@ from typing import Any
 
 import optuna
 
+from automl.artifacts import store_model
 from automl.baselines import Baseline, rule_of_thumb_baselines
 from automl.data import DataLimits, PreparedData, load_dataset
+from automl.db.schema import ensure_schema
 from automl.errors import ConfigError, StudyUnhealthyError
 from automl.executor import Executor, StudyJob, default_executor
+from automl.notes import write_note
 from automl.progress import Progress
+from automl.pruning import CURVE_PREFIX, BaselineCurve
 from automl.result import ModelScore, TuneResult
 from automl.space import Fixed, IntRange, SearchSpace
 from automl.studies import StudySettings, check_storage_url, create_study
@@ -27,6 +31,7 @@ from automl.summary import architecture, constant_baseline, final_seeds, metric_
 from automl.trials import best_trial, count_trials, fail_orphans, repeated_failure, trial_config
 
 DEFAULT_STORAGE = "sqlite:///automl.db"
+RESULT_ATTR = "result"  # the finished run's TuneResult.to_dict(), as a study user attribute
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class TuneOptions:
     pruner: str = "median"
     pruner_startup_trials: int = 10
     pruner_warmup_epochs: int = 10
+    pruning_audit: float = 0.1  # share of to-be-pruned trials let finish (0 turns it off)
     storage: str = DEFAULT_STORAGE
     study_name: str | None = None
     task: str | None = None
@@ -63,7 +69,7 @@ class TuneOptions:
                                          or not 0 < self.timeout < math.inf):
             raise ConfigError(f"timeout must be a positive number of seconds, not "
                               f"{self.timeout!r}", field="timeout")
-        StudySettings(pruner=self.pruner)
+        StudySettings(pruner=self.pruner, pruning_audit=self.pruning_audit)
         check_storage_url(self.storage)
 
 
@@ -89,15 +95,19 @@ def tune(data: Any, target: Any = None, *, space: SearchSpace | dict[str, Any] |
     prepared = load_dataset(data, target, task=opts.task, seed=opts.seed, limits=opts.limits)
     resolved = user_space.resolve(prepared.task, len(prepared.x_train))
     baselines = baselines_for(prepared, resolved)
+    ensure_schema(opts.storage)  # our tables (the models' artifact store) beside Optuna's
     executor = executor or default_executor(opts.ray_address, opts.n_workers)
     progress = Progress(opts.progress)
     try:
-        study = _run_study(opts, prepared, resolved, executor, progress)
+        curves = _baseline_curves(opts, prepared, baselines, executor, progress)
+        study = _run_study(opts, prepared, resolved, executor, progress, curves)
         result = _measure(opts, prepared, study, baselines, executor, progress)
     finally:
         progress.close()
         executor.close()
     result.total_seconds = time.monotonic() - started
+    study.set_user_attr(RESULT_ATTR, result.to_dict())  # read back by `automl report`
+    write_note(study, result)  # the comparison on the study, in optuna-dashboard
     return result
 
 
@@ -106,6 +116,7 @@ def settings_of(options: TuneOptions, space: SearchSpace) -> StudySettings:
     return StudySettings(seed=options.seed, pruner=options.pruner,
                          pruner_startup_trials=options.pruner_startup_trials,
                          pruner_warmup_epochs=options.pruner_warmup_epochs,
+                         pruning_audit=options.pruning_audit,
                          max_epochs=upper_bound(space, "max_epochs"))
 
 
@@ -119,13 +130,31 @@ def as_space(space: SearchSpace | dict[str, Any] | str | Path | None) -> SearchS
     return SearchSpace.from_dict(space)
 
 
+def _baseline_curves(opts: TuneOptions, prepared: PreparedData, baselines: list[Baseline],
+                     executor: Executor, progress: Progress) -> dict[str, Any]:
+    """For baseline pruning: each trained baseline's validation curve (first final seed),
+    as study attributes, before any trial starts."""
+    if opts.pruner != "baseline":
+        return {}
+    trained = [b for b in baselines if b.config is not None]
+    seed = final_seeds(opts.seed, 1)[0]
+    progress.start(len(trained), "baseline curves (to prune against)")
+    runs = executor.evaluate([b.config.with_seed(seed) for b in trained  # type: ignore[union-attr]
+                              ], prepared, progress.step)
+    progress.close()
+    return {CURVE_PREFIX + b.name: BaselineCurve(b.name, b.rule, r["val_score"],
+                                                 r["history"]).to_attr()
+            for b, r in zip(trained, runs, strict=True)}
+
+
 def _run_study(opts: TuneOptions, prepared: PreparedData, space: SearchSpace,
-               executor: Executor, progress: Progress) -> optuna.Study:
+               executor: Executor, progress: Progress,
+               curves: dict[str, Any]) -> optuna.Study:
     settings = settings_of(opts, space)
     name = opts.study_name or _study_name(prepared)
     study = create_study(opts.storage, name, settings, {
         "task": prepared.task, "metric": metric_of(prepared.task), "dataset_hash":
-        prepared.content_hash, "space": space.to_dict(), "n_trials": opts.n_trials})
+        prepared.content_hash, "space": space.to_dict(), "n_trials": opts.n_trials, **curves})
     job = StudyJob(opts.storage, name, space.to_dict(), opts.seed)
     deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
     unhealthy: list[str] = []
@@ -162,8 +191,11 @@ def _measure(opts: TuneOptions, prepared: PreparedData, study: optuna.Study,
     seeds = final_seeds(opts.seed, opts.n_seeds)
     jobs = [config.with_seed(s) for config in configs for s in seeds]
     progress.start(len(jobs), "baselines and best model over seeds")
-    runs = executor.evaluate(jobs, prepared, progress.step)
+    runs = executor.evaluate(jobs, prepared, progress.step, keep_model=0)
     progress.close()
+    model_files = runs[0].pop("model_files", None)  # the best config's first seed
+    if model_files:
+        store_model(opts.storage, study, best.number, model_files)
     per_config = [runs[i:i + len(seeds)] for i in range(0, len(runs), len(seeds))]
     scores = [ModelScore.from_evaluations(b.name, b.rule, architecture(config), runs)
               for (b, config), runs in zip(trained, per_config[1:], strict=True)]

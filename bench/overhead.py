@@ -6,7 +6,8 @@ Both sides run N trials of 10 reports each on the same throwaway PostgreSQL 15 s
 process start-up, imports and schema creation are not.
 
 * **plain Optuna**: ``optuna.create_study(storage=RDBStorage(url), sampler=TPESampler(seed=0),
-  pruner=MedianPruner(n_startup_trials=10, n_warmup_steps=10))`` then
+  pruner=MedianPruner(n_startup_trials=10, n_warmup_steps=W))`` (W = ``--warmup``, 10 by
+  default like ours; our side gets the same warm-up) then
   ``study.optimize(objective, n_trials=N)``. The objective suggests ``lr`` and
   ``weight_decay`` (log floats, the ranges our side samples), then per epoch runs
   :func:`train_step` (three small matrix multiplies on a 256x8 tensor, timed with
@@ -33,7 +34,7 @@ process start-up, imports and schema creation are not.
 Both sides also count SQL statements and the time spent executing them (a SQLAlchemy
 ``before/after_cursor_execute`` listener on every engine), per trial.
 
-    python bench/overhead.py [--trials N] [--reports R] [--json OUT] [--profile DIR]
+    python bench/overhead.py [--trials N] [--reports R] [--warmup W] [--json OUT] [--profile DIR]
                              [--ours-space JSON] [--timeout SECONDS] [--settle SECONDS]
 
 ``--profile DIR`` runs each side's timed phase under cProfile, writes ``DIR/plain.prof`` and
@@ -244,7 +245,8 @@ def train_step(x: Any, w1: Any, w2: Any, lr: float, weight_decay: float) -> floa
 
 
 # ---- the two sides (each runs in its own spawn child) -------------------------------------
-def plain_side(url: str, n_trials: int, reports: int, profile_dir: str | None) -> dict:
+def plain_side(url: str, n_trials: int, reports: int, profile_dir: str | None,
+               warmup: int) -> dict:
     import optuna
     import torch
     from optuna.pruners import MedianPruner
@@ -282,7 +284,8 @@ def plain_side(url: str, n_trials: int, reports: int, profile_dir: str | None) -
     if profiler is not None:
         profiler.enable()
     study = optuna.create_study(storage=storage, sampler=TPESampler(seed=SEED),
-                                pruner=MedianPruner(n_startup_trials=10, n_warmup_steps=10))
+                                pruner=MedianPruner(n_startup_trials=10,
+                                                    n_warmup_steps=warmup))
     study.optimize(objective, n_trials=n_trials)
     if profiler is not None:
         profiler.disable()
@@ -306,7 +309,7 @@ def plain_side(url: str, n_trials: int, reports: int, profile_dir: str | None) -
 
 
 def ours_side(url: str, n_trials: int, reports: int, profile_dir: str | None,
-              space: dict[str, Any]) -> dict:
+              warmup: int, space: dict[str, Any]) -> dict:
     import numpy as np
     import optuna
     import pandas as pd
@@ -327,7 +330,7 @@ def ours_side(url: str, n_trials: int, reports: int, profile_dir: str | None,
     space = {**space, "max_epochs": reports, "patience": reports}
     client = Client(url)
     run = client.submit(frame, target="y", space=space, n_trials=n_trials, n_seeds=1,
-                        seed=SEED)  # submission: not timed
+                        seed=SEED, pruner_warmup_epochs=warmup)  # submission: not timed
     worker = ServiceWorker(url)  # engine, storage, schema check, torch threads: not timed
     timer, sql = CallTimer(), SqlStats()
     ready_rss = current_rss_mib()
@@ -431,10 +434,19 @@ def run_side(side: str, args: tuple, timeout: float) -> dict[str, Any]:
     results = context.Queue()
     child = context.Process(target=_child, args=(side, args, results), daemon=True)
     child.start()
+    deadline = time.monotonic() + timeout
     try:
-        status, payload = results.get(timeout=timeout)
-    except queue.Empty:
-        raise TimeoutError(f"{side} side did not finish within {timeout:.0f} s") from None
+        while True:
+            try:
+                status, payload = results.get(timeout=5)
+                break
+            except queue.Empty:
+                if not child.is_alive():
+                    raise RuntimeError(f"{side} side died (exit code {child.exitcode}) "
+                                       "without a result") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{side} side did not finish within {timeout:.0f} s"
+                                       ) from None
     finally:
         child.join(timeout=30)
         if child.is_alive():
@@ -538,6 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=1000, help="trials per side (1000)")
     parser.add_argument("--reports", type=int, default=10,
                         help="intermediate values per trial (= our max_epochs; 10)")
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="median pruner warm-up epochs on both sides (10, our default: "
+                             "with 10 reports nothing can be pruned; 5 makes pruning live)")
     parser.add_argument("--json", help="also write the results as JSON to this file")
     parser.add_argument("--profile", metavar="DIR",
                         help="run under cProfile, write DIR/plain.prof and DIR/ours.prof")
@@ -564,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         for side in ("plain", "ours"):
             name = f"bench_{side}_{uuid.uuid4().hex[:8]}"
             server.create_database(name, template="template0")
-            call = (server.url(name), args.trials, args.reports, args.profile)
+            call = (server.url(name), args.trials, args.reports, args.profile, args.warmup)
             if side == "ours":
                 call += (space,)
             print(f"{side}: {args.trials} trials x {args.reports} reports ...",

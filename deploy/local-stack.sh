@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole automl service on ONE machine, without containers, on loopback only:
-# PostgreSQL 15, `automl db upgrade`, a Ray head, N `automl worker` processes and (if
-# installed) optuna-dashboard. Everything it starts is recorded in the state directory,
+# PostgreSQL 15, `automl db upgrade`, a Ray head, N `automl worker` processes and
+# `automl dashboard` (optuna-dashboard, as the read-only role). Everything it starts is recorded in the state directory,
 # and `down` stops exactly that, nothing else.
 #
 #   deploy/local-stack.sh up [--workers N] [--dir DIR] [--no-ray]
@@ -12,8 +12,7 @@
 # `source <state dir>/env` gives clients AUTOML_STORAGE (a URL without a password) and
 # PGPASSFILE (a 0600 file with it). See deploy/README.md.
 #
-# Environment: PYTHON (default python3), AUTOML (automl), RAY (ray), OPTUNA_DASHBOARD
-# (optuna-dashboard), PGSERVER_BINDIR (PostgreSQL server binaries; default: pg_config
+# Environment: PYTHON (default python3), AUTOML (automl), RAY (ray), PGSERVER_BINDIR (PostgreSQL server binaries; default: pg_config
 # --bindir or /usr/lib/postgresql/15/bin, else the newest /usr/lib/postgresql/*/bin),
 # AUTOML_STACK_TIMEOUT (seconds for each wait; default 120).
 set -euo pipefail
@@ -22,7 +21,6 @@ PROG=${0##*/}
 PYTHON=${PYTHON:-python3}
 AUTOML=${AUTOML:-automl}
 RAY=${RAY:-ray}
-OPTUNA_DASHBOARD=${OPTUNA_DASHBOARD:-optuna-dashboard}
 TIMEOUT=${AUTOML_STACK_TIMEOUT:-120}
 PG_SERVER_USER=postgres # the OS user PostgreSQL runs as when this script runs as root
 HOST=127.0.0.1
@@ -456,16 +454,13 @@ start_workers() {
 }
 
 start_dashboard() {
-    if ! command -v "$OPTUNA_DASHBOARD" >/dev/null; then
-        log "note: optuna-dashboard is not installed; no dashboard (pip install optuna-dashboard, then up again)"
-        return 0
-    fi
     DASH_PORT=$(free_ports 1)
     local logfile=$LOG_DIR/dashboard.log
     : >"$logfile"
-    start_bg dashboard "$logfile" env "PGPASSFILE=$PGPASS_READER" "$OPTUNA_DASHBOARD" \
+    # `automl dashboard`: optuna-dashboard with the run notes and the model artifacts.
+    start_bg dashboard "$logfile" env "PGPASSFILE=$PGPASS_READER" "$AUTOML" dashboard \
         --host "$HOST" --port "$DASH_PORT" \
-        "postgresql+psycopg2://automl_reader@$HOST:$PG_PORT/automl"
+        --storage "postgresql+psycopg2://automl_reader@$HOST:$PG_PORT/automl"
     local deadline=$((SECONDS + TIMEOUT))
     until port_open "$DASH_PORT"; do
         recorded_pid "$RUN_DIR/dashboard.pid" >/dev/null || {

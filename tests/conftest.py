@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes, load_digits
 
 from automl.data import PreparedData, load_dataset
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dataset_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Workers' per-node dataset cache in a temporary folder, not the user's home."""
+    saved = os.environ.get("AUTOML_CACHE_DIR")
+    os.environ["AUTOML_CACHE_DIR"] = str(tmp_path_factory.mktemp("automl-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("AUTOML_CACHE_DIR", None)
+    else:
+        os.environ["AUTOML_CACHE_DIR"] = saved
 
 
 @pytest.fixture(scope="session")

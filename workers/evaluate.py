@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -25,6 +25,7 @@ class Evaluation:
     seconds: float
     stop_reason: str
     detail: str = ""
+    history: list[float] = field(default_factory=list)  # validation loss per epoch
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,4 +56,5 @@ def measure(model: torch.nn.Module, outcome: TrainOutcome, data: TensorSplits) -
         seconds=outcome.seconds,
         stop_reason=outcome.stop_reason,
         detail=outcome.detail,
+        history=[float(v) for v in outcome.val_losses],
     )

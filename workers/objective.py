@@ -16,6 +16,7 @@ import optuna
 import torch
 
 from automl.configs import count_parameters
+from automl.pruning import AUDIT_ATTR, REASON_ATTR, PruningPolicy, prune_reason
 from automl.space import SearchSpace
 from automl.suggest import suggest_trial_config
 from workers.data import TensorSplits, predict, score
@@ -38,13 +39,16 @@ class TrialHooks:
 
 
 def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
-                   hooks: TrialHooks | None = None) -> Callable[[optuna.Trial], float]:
+                   hooks: TrialHooks | None = None,
+                   pruning: PruningPolicy | None = None) -> Callable[[optuna.Trial], float]:
     """An Optuna objective training one MLP per trial and reporting every epoch.
 
     Trials see only the training and validation splits; the test split is used once, by
-    the final comparison.
+    the final comparison. ``pruning`` says from which epoch the pruner is asked and which
+    trials it wants to stop are let finish as an audit (:mod:`automl.pruning`).
     """
     hooks = hooks or TrialHooks()
+    policy = pruning or PruningPolicy()
 
     def objective(trial: optuna.Trial) -> float:
         if hooks.on_start is not None:
@@ -55,6 +59,8 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
                             count_parameters(data.n_inputs, data.n_outputs, config.model))
         pruned_at: list[int] = []
         interrupted: list[str] = []
+        audited: list[int] = []
+        losses: list[float] = []
 
         def on_epoch(epoch: int, val_loss: float) -> bool:
             inject(trial.number, epoch)
@@ -63,10 +69,19 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
                 interrupted.append(reason)
                 return True
             trial.report(val_loss, epoch)
-            if trial.should_prune():
-                pruned_at.append(epoch)
-                return True
-            return False
+            losses.append(val_loss)
+            if audited or not policy.worth_asking(epoch) or not trial.should_prune():
+                return False
+            if policy.audits(trial.number):  # let it finish: was pruning right?
+                audited.append(epoch)
+                trial.set_user_attr(AUDIT_ATTR, epoch)
+                return False
+            pruned_at.append(epoch)
+            anchor_at = getattr(trial.study.pruner, "anchor_at", None)
+            anchor = anchor_at(trial.study, epoch) if anchor_at is not None else None
+            trial.set_user_attr(REASON_ATTR,
+                                prune_reason(trial.study, epoch, min(losses), anchor))
+            return True
 
         try:
             model, outcome = fit(config, data, on_epoch)
@@ -99,14 +114,27 @@ def _record_failure(trial: optuna.Trial, reason: str, exc: BaseException) -> Non
 
 
 def run_trial(study: optuna.Study, space: SearchSpace, data: TensorSplits, seed: int,
-              hooks: TrialHooks | None = None) -> None:
+              hooks: TrialHooks | None = None, pruning: PruningPolicy | None = None) -> None:
     """Run exactly one trial of ``study``; any exception ends it as FAIL, never escapes.
 
     A trial that was already ended from outside (its lease expired and the sweeper failed
     it) rejects the late result; that is logged once and is not an error.
     """
+    objective = make_objective(space, data, seed, hooks, pruning)
+    started: list[optuna.Trial] = []
+
+    def tracked(trial: optuna.Trial) -> float:
+        started.append(trial)
+        return objective(trial)
+
     try:
-        study.optimize(make_objective(space, data, seed, hooks), n_trials=1,
-                       catch=(Exception,))
-    except optuna.exceptions.UpdateFinishedTrialError as exc:
+        study.optimize(tracked, n_trials=1, catch=(Exception,))
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+        # Optuna refuses to tell (ValueError) or to write to a finished trial.
+        if not started or not _finished_elsewhere(study, started[0]):
+            raise
         logger.info("late result ignored, the trial was already finished: %s", exc)
+
+
+def _finished_elsewhere(study: optuna.Study, trial: optuna.Trial) -> bool:
+    return study._storage.get_trial(trial._trial_id).state.is_finished()

@@ -1,7 +1,17 @@
-"""A trained model plus its preprocessing: predicts on raw rows, loads without pickles."""
+"""A trained model plus its preprocessing: predicts on raw rows, loads without pickles.
+
+Saved as a bundle of files (see :meth:`Predictor.to_files`): ``model.json`` (format
+version, task, classes, the architecture and training settings, the fitted
+preprocessing), ``model.safetensors`` (the weights) and ``model.onnx`` (the same
+predictions under any ONNX runtime; see :mod:`workers.export`).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +25,11 @@ from automl.data import Preprocessor
 from workers.data import predict
 from workers.model import build_mlp
 
+FORMAT = "automl-model"
+FORMAT_VERSION = 1
+JSON_FILE, WEIGHTS_FILE, ONNX_FILE = "model.json", "model.safetensors", "model.onnx"
+logger = logging.getLogger(__name__)
+
 
 def weights_to_bytes(model: torch.nn.Module) -> bytes:
     """safetensors bytes of the model's weights (never pickle)."""
@@ -25,16 +40,64 @@ def weights_to_bytes(model: torch.nn.Module) -> bytes:
 class Predictor:
     """Applies the training preprocessing to raw rows, then the MLP."""
 
-    def __init__(self, model: torch.nn.Module, preprocessor: Preprocessor):
-        self.model, self.preprocessor = model.eval(), preprocessor
+    def __init__(self, model: torch.nn.Module, preprocessor: Preprocessor,
+                 config: TrialConfig | None = None):
+        self.model, self.preprocessor, self.config = model.eval(), preprocessor, config
+
+    def describe(self) -> dict[str, Any]:
+        """The content of ``model.json`` (without the ONNX section)."""
+        if self.config is None:
+            raise ValueError("a Predictor needs its TrialConfig to be saved")
+        pre = self.preprocessor
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "task": pre.task,
+                "classes": list(pre.classes), "n_inputs": pre.n_features,
+                "n_outputs": pre.n_outputs, "config": self.config.to_dict(),
+                "preprocessor": pre.to_dict(), "weights": WEIGHTS_FILE}
+
+    def to_files(self, onnx: bool = True) -> dict[str, bytes]:
+        """The bundle: file name -> content. An ONNX export that fails is logged and left
+        out (``model.json`` says why); ``automl export`` can retry it where torch runs."""
+        info: dict[str, Any] = {**self.describe(), "onnx": None}
+        files = {WEIGHTS_FILE: weights_to_bytes(self.model)}
+        if onnx:
+            from workers.export import onnx_bytes, onnx_description
+
+            try:
+                files[ONNX_FILE] = onnx_bytes(self)
+                info["onnx"] = onnx_description(self.preprocessor)
+            except Exception as exc:  # the weights are what matters; ONNX is a convenience
+                logger.warning("ONNX export failed, model saved without it: %r", exc)
+                info["onnx"] = {"error": f"{type(exc).__name__}: {exc}"}
+        return {JSON_FILE: json.dumps(info, indent=2).encode(), **files}
+
+    def save(self, folder: str | Path, onnx: bool = True) -> list[Path]:
+        """Write the bundle into ``folder`` (created if needed); returns the paths."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, content in self.to_files(onnx).items():
+            (folder / name).write_bytes(content)
+            paths.append(folder / name)
+        return paths
 
     @classmethod
-    def from_artifact(cls, artifact: Any) -> Predictor:
-        """From a stored artifact: config and preprocessor as JSON, weights as safetensors."""
-        config = TrialConfig.from_dict(artifact.config)
-        model = build_mlp(config.model, artifact.n_inputs, artifact.n_outputs)
-        model.load_state_dict(load_safetensors(artifact.weights))
-        return cls(model, Preprocessor(**artifact.preprocessor))
+    def from_files(cls, files: Mapping[str, bytes]) -> Predictor:
+        """From a bundle's ``model.json`` and ``model.safetensors`` (no pickles)."""
+        info = json.loads(files[JSON_FILE])
+        if info.get("format") != FORMAT or info.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"not an {FORMAT} bundle of version {FORMAT_VERSION}: "
+                             f"{info.get('format')!r} {info.get('format_version')!r}")
+        config = TrialConfig.from_dict(info["config"])
+        model = build_mlp(config.model, int(info["n_inputs"]), int(info["n_outputs"]))
+        model.load_state_dict(load_safetensors(files[WEIGHTS_FILE]))
+        return cls(model, Preprocessor(**info["preprocessor"]), config)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Predictor:
+        """From a folder :meth:`save` or ``automl export`` wrote."""
+        folder = Path(folder)
+        return cls.from_files({name: (folder / name).read_bytes()
+                               for name in (JSON_FILE, WEIGHTS_FILE)})
 
     def _outputs(self, rows: pd.DataFrame) -> torch.Tensor:
         return predict(self.model, torch.as_tensor(self.preprocessor.transform(rows)))

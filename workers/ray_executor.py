@@ -22,10 +22,11 @@ from automl.configs import TrialConfig
 from automl.data import PreparedData
 from automl.executor import StudyJob, TrialDone
 from automl.space import SearchSpace
-from automl.studies import load_study
+from automl.studies import load_study, pruning_policy, study_settings
 from workers.data import TensorSplits, to_tensors
-from workers.evaluate import evaluate_config
+from workers.evaluate import fit, measure
 from workers.objective import run_trial
+from workers.predictor import Predictor
 
 _TENSORS: dict[str, TensorSplits] = {}
 
@@ -46,12 +47,21 @@ def _worker_tensors(data: PreparedData) -> TensorSplits:
 def trial_task(job: StudyJob, data: PreparedData, worker_index: int) -> None:
     logging.getLogger("optuna").setLevel(logging.WARNING)
     study = load_study(job.storage_url, job.study_name, worker_index)
-    run_trial(study, SearchSpace.from_dict(job.space), _worker_tensors(data), job.seed)
+    run_trial(study, SearchSpace.from_dict(job.space), _worker_tensors(data), job.seed,
+              pruning=pruning_policy(study_settings(study)))
 
 
 @ray.remote(max_retries=0)
-def evaluation_task(config: dict[str, Any], data: PreparedData) -> dict[str, Any]:
-    return evaluate_config(TrialConfig.from_dict(config), _worker_tensors(data)).to_dict()
+def evaluation_task(config: dict[str, Any], data: PreparedData,
+                    keep_model: bool = False) -> dict[str, Any]:
+    trial_config = TrialConfig.from_dict(config)
+    tensors = _worker_tensors(data)
+    model, outcome = fit(trial_config, tensors)
+    evaluation = measure(model, outcome, tensors).to_dict()
+    if keep_model:  # the bundle's bytes: the driver uploads them, torch-free
+        evaluation["model_files"] = Predictor(model, data.preprocessor,
+                                              trial_config).to_files()
+    return evaluation
 
 
 class RayExecutor:
@@ -90,10 +100,12 @@ class RayExecutor:
         return lost
 
     def evaluate(self, configs: list[TrialConfig], data: PreparedData,
-                 on_done: Callable[[], None]) -> list[dict[str, Any]]:
+                 on_done: Callable[[], None],
+                 keep_model: int | None = None) -> list[dict[str, Any]]:
         data_ref = self._put(data)
-        refs = [evaluation_task.options(**self.options).remote(c.to_dict(), data_ref)
-                for c in configs]
+        refs = [evaluation_task.options(**self.options).remote(c.to_dict(), data_ref,
+                                                               i == keep_model)
+                for i, c in enumerate(configs)]
         results: dict[ray.ObjectRef, dict[str, Any]] = {}
         pending = list(refs)
         while pending:

@@ -46,21 +46,23 @@ class TicketWatch:
         return self.reason
 
 
-def task_runner(url: str) -> TicketRunner:
+def task_runner(url: str, optuna_proxy: str | None = None) -> TicketRunner:
     """One runner per Ray worker process; threads and device follow the task's resources."""
     global _RUNNER
     resources = ray.get_runtime_context().get_assigned_resources()
     torch.set_num_threads(max(1, int(resources.get("CPU", 1))))
     device = "cuda" if resources.get("GPU", 0) > 0 and torch.cuda.is_available() else "cpu"
-    if _RUNNER is None or (_RUNNER.url, _RUNNER.device) != (url, device):
-        _RUNNER = TicketRunner(url, device)
+    if _RUNNER is None or (_RUNNER.url, _RUNNER.device, _RUNNER.optuna_proxy) != (
+            url, device, optuna_proxy):
+        _RUNNER = TicketRunner(url, device, optuna_proxy)
     return _RUNNER
 
 
 @ray.remote(max_retries=0)
-def run_ticket(url: str, claim: queries.Claim, worker_id: str) -> dict[str, Any]:
+def run_ticket(url: str, claim: queries.Claim, worker_id: str,
+               optuna_proxy: str | None = None) -> dict[str, Any]:
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    runner = task_runner(url)
+    runner = task_runner(url, optuna_proxy)
     return runner.execute(claim, TicketWatch(runner.engine, claim.id, worker_id).stop_reason)
 
 
@@ -82,16 +84,18 @@ class RayServiceWorker(ServiceWorker):
         return not self.inflight
 
     def step(self) -> int:
-        self.sweep()
+        self.sweep_if_due()
         while len(self.inflight) < self.max_parallel:
             claim = queries.claim_ticket(self.engine, self.worker_id, self.lease_s)
             if claim is None:
                 break
             queries.start_run(self.engine, claim.run_id)
             beat = Heartbeat(self, claim.id, claim.run_id).__enter__()
-            ref = run_ticket.options(**self.options).remote(self.url, claim, self.worker_id)
+            ref = run_ticket.options(**self.options).remote(self.url, claim, self.worker_id,
+                                                            self.optuna_proxy)
             self.inflight[ref] = (claim, beat)
         if not self.inflight:
+            self.sweep()  # nothing to do here: look for lost work and finished runs
             return 0
         done, _ = ray.wait(list(self.inflight), num_returns=1, timeout=self.poll_s)
         for ref in done:

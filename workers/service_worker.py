@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from automl.db import queries
 from automl.db.models import Run
 from automl.db.schema import check_schema
+from automl.notes import write_note
 from automl.result import ModelScore
 from automl.retry import is_transient, with_retry
 from automl.summary import constant_baseline, summarize
@@ -70,10 +71,14 @@ class ServiceWorker:
     """One worker process. ``serve()`` runs tickets until told to stop or idle."""
 
     def __init__(self, url: str, *, worker_id: str | None = None, lease_s: float = 30.0,
-                 poll_s: float = 1.0, threads: int = 1):
+                 poll_s: float = 1.0, threads: int = 1, optuna_proxy: str | None = None):
         self.url, self.lease_s, self.poll_s = url, lease_s, poll_s
+        # Sweeping costs three queries; once every few seconds is soon enough for leases.
+        self.sweep_s, self._swept_at = min(5.0, lease_s / 3), -float("inf")
         torch.set_num_threads(threads)
-        self.runner = TicketRunner(url, "cuda" if torch.cuda.is_available() else "cpu")
+        self.optuna_proxy = optuna_proxy
+        self.runner = TicketRunner(url, "cuda" if torch.cuda.is_available() else "cpu",
+                                   optuna_proxy)
         self.engine = self.runner.engine
         check_schema(self.engine)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -103,10 +108,11 @@ class ServiceWorker:
         return True
 
     def step(self) -> int:
-        """Sweep, then claim and run one ticket; the number of tickets finished."""
-        self.sweep()
+        """Sweep (when due), then claim and run one ticket; the number of tickets finished."""
+        self.sweep_if_due()
         claim = queries.claim_ticket(self.engine, self.worker_id, self.lease_s)
         if claim is None:
+            self.sweep()  # nothing to do here: look for lost work and finished runs
             return 0
         queries.start_run(self.engine, claim.run_id)
         status, result, error = "done", None, None
@@ -124,11 +130,17 @@ class ServiceWorker:
                 error: str | None) -> None:
         queries.release_ticket(self.engine, claim.id, self.worker_id, status=status,
                                result=result, error=error)
-        self.finish_ready_runs()
+        if claim.kind != "trial":  # a run ends with its best or baseline tickets, never a trial
+            self.finish_ready_runs()
+
+    def sweep_if_due(self) -> None:
+        if time.monotonic() - self._swept_at >= self.sweep_s:
+            self.sweep()
 
     def sweep(self) -> None:
         """Re-queue expired leases (failing their lost trials), skip overdue trials and
         write the summary of every run whose work is all done."""
+        self._swept_at = time.monotonic()
         for expired in queries.expire_leases(self.engine):
             if expired.kind == "trial" and expired.trial_number is not None:
                 params = self.runner.fail_lost_trial(expired.run_id, expired.trial_number)
@@ -168,6 +180,7 @@ class ServiceWorker:
         result = summarize(study, ctx.prepared, trial, best["runs"], scores,
                            n_seeds=ctx.run.n_seeds, storage=self.url,
                            tuning_seconds=elapsed.total_seconds())
+        write_note(study, result)  # before "succeeded", so a finished run has its note
         queries.finish_run(self.engine, run_id, status="succeeded", summary=result.to_dict())
 
     def run_status(self, run_id: str) -> str | None:

@@ -17,29 +17,33 @@ from optuna.trial import TrialState
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from automl.artifacts import DatabaseArtifactStore, upload_model
 from automl.configs import TrialConfig
 from automl.data import PreparedData, load_dataset
 from automl.db import queries
 from automl.db.engine import make_engine
-from automl.db.models import BaselineResult, Dataset, ModelArtifact, Run
+from automl.db.models import BaselineResult, Run
+from automl.pruning import BaselineCurve, record_curve
 from automl.result import ModelScore
 from automl.retry import with_retry
-from automl.service import read_frame
 from automl.space import SearchSpace
 from automl.studies import (
     StudySettings,
     create_study,
     load_study,
+    make_proxy_storage,
     make_sampler,
     make_storage,
+    pruning_policy,
 )
 from automl.summary import architecture, final_seeds
 from automl.trials import best_trial, fail_trial, trial_config
 from automl.tuner import baselines_for
 from workers.data import TensorSplits, to_tensors
+from workers.dataset_cache import cached_frame
 from workers.evaluate import fit, measure
 from workers.objective import TrialHooks, TrialInterrupted, run_trial
-from workers.predictor import weights_to_bytes
+from workers.predictor import Predictor
 
 StopReason = Callable[[], str | None]
 
@@ -57,10 +61,11 @@ class RunContext:
 class TicketRunner:
     """Executes tickets against one database; keeps the current run's data loaded."""
 
-    def __init__(self, url: str, device: str = "cpu"):
-        self.url, self.device = url, device
+    def __init__(self, url: str, device: str = "cpu", optuna_proxy: str | None = None):
+        self.url, self.device, self.optuna_proxy = url, device, optuna_proxy
         self.engine = make_engine(url)
-        self.storage = make_storage(url)
+        self.storage = make_proxy_storage(optuna_proxy) if optuna_proxy else make_storage(url)
+        self.artifacts = DatabaseArtifactStore(self.engine)
         self._contexts: dict[str, RunContext] = {}
         self._studies: dict[str, optuna.Study] = {}
 
@@ -83,7 +88,8 @@ class TicketRunner:
             numbers.append(trial.number)
             queries.set_trial_number(self.engine, claim.id, trial.number)
 
-        run_trial(study, ctx.space, ctx.data, ctx.run.seed, TrialHooks(on_start, stop_reason))
+        run_trial(study, ctx.space, ctx.data, ctx.run.seed, TrialHooks(on_start, stop_reason),
+                  pruning_policy(StudySettings(**ctx.run.settings)))
         return {"trial_number": numbers[0] if numbers else None}
 
     def run_baseline(self, name: str, ctx: RunContext,
@@ -94,6 +100,9 @@ class TicketRunner:
                 for s in final_seeds(ctx.run.seed, ctx.run.n_seeds)]
         score = ModelScore.from_evaluations(name, baseline.rule,
                                             architecture(baseline.config), runs)
+        # Its learning curve anchors baseline pruning and is drawn by the report.
+        record_curve(self.study(ctx.run), BaselineCurve(
+            name, baseline.rule, runs[0]["val_score"], runs[0]["history"]))
         with Session(self.engine) as session, session.begin():
             session.execute(delete(BaselineResult).where(BaselineResult.run_id == ctx.run.id,
                                                          BaselineResult.name == name))
@@ -101,7 +110,8 @@ class TicketRunner:
         return {"name": name, "test_score": score.test_score}
 
     def run_best(self, ctx: RunContext, stop_reason: StopReason) -> dict[str, Any]:
-        """Retrain the best trial over the run's seeds; store the first model."""
+        """Retrain the best trial over the run's seeds; upload the first seed's model to
+        the artifact store (as artifacts of the run's study)."""
         best = best_trial(self.study(ctx.run))
         if best is None:
             raise RuntimeError("no trial completed: every trial was pruned or failed")
@@ -112,13 +122,9 @@ class TicketRunner:
             runs.append(evaluation)
             model = model or trained
         assert model is not None
-        with Session(self.engine) as session, session.begin():
-            session.merge(ModelArtifact(
-                run_id=ctx.run.id, config=config.to_dict(),
-                preprocessor=ctx.prepared.preprocessor.to_dict(), n_inputs=ctx.data.n_inputs,
-                n_outputs=ctx.data.n_outputs, weights=weights_to_bytes(model),
-                created_at=queries.utcnow()))
-        return {"trial_number": best.number, "runs": runs}
+        files = Predictor(model, ctx.prepared.preprocessor, config).to_files()
+        artifacts = upload_model(self.artifacts, self.study(ctx.run), best.number, files)
+        return {"trial_number": best.number, "runs": runs, "model_artifacts": artifacts}
 
     def evaluate(self, config: TrialConfig, ctx: RunContext,
                  stop_reason: StopReason) -> tuple[dict[str, Any], torch.nn.Module]:
@@ -154,19 +160,18 @@ class TicketRunner:
     def context(self, run_id: str) -> RunContext:
         """Load (once per process) the run, its data as tensors and its space."""
         if run_id not in self._contexts:
-            run, dataset = with_retry(lambda: self._rows(run_id))
-            prepared = load_dataset(read_frame(dataset), dataset.target, task=run.task,
-                                    seed=run.seed)
+            run, content_hash, target = with_retry(lambda: self._run(run_id))
+            frame = cached_frame(content_hash, lambda: with_retry(
+                lambda: queries.dataset_bytes(self.engine, content_hash)))
+            prepared = load_dataset(frame, target, task=run.task, seed=run.seed)
             # One run at a time is kept: a worker moving between runs does not pile up data.
             self._contexts = {run_id: RunContext(run, prepared, to_tensors(
                 prepared, self.device), SearchSpace.from_dict(run.space))}
         return self._contexts[run_id]
 
-    def _rows(self, run_id: str) -> tuple[Run, Dataset]:
+    def _run(self, run_id: str) -> tuple[Run, str, str]:
         with Session(self.engine, expire_on_commit=False) as session:
-            run = session.get(Run, run_id)
-            assert run is not None, f"no run {run_id}"
-            dataset = session.get(Dataset, run.dataset_id)
-            assert dataset is not None
+            found = queries.run_and_dataset(session, run_id)
+            assert found is not None, f"no run {run_id}"
             session.expunge_all()
-        return run, dataset
+        return found

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -122,14 +123,12 @@ class BaselineResult(Base):
     epochs: Mapped[float] = mapped_column(Float)
 
 
-class ModelArtifact(Base):
-    """The best model of a run: safetensors weights plus architecture and preprocessing."""
+class ArtifactBlob(Base):
+    """One file of Optuna's artifact store (:mod:`automl.artifacts`), e.g. a best model's
+    ``model.safetensors``. Which study or trial it belongs to is Optuna's metadata."""
 
-    __tablename__ = f"{PREFIX}models"
-    run_id: Mapped[str] = mapped_column(ForeignKey(f"{PREFIX}runs.id"), primary_key=True)
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)
-    preprocessor: Mapped[dict[str, Any]] = mapped_column(JSON)
-    n_inputs: Mapped[int] = mapped_column(Integer)
-    n_outputs: Mapped[int] = mapped_column(Integer)
-    weights: Mapped[bytes] = mapped_column(LargeBinary)
+    __tablename__ = f"{PREFIX}artifacts"
+    artifact_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

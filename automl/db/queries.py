@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Engine, case, exists, func, select, update
+from sqlalchemy import Engine, case, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
-from automl.db.models import BaselineResult, Dataset, ModelArtifact, Run, Ticket
+from automl.db.models import ArtifactBlob, BaselineResult, Dataset, Run, Ticket
 from automl.retry import with_retry
 
 ACTIVE_RUN = ("queued", "running")
@@ -267,12 +267,63 @@ def best_ticket_result(session: Session, run_id: str) -> dict[str, Any] | None:
                                                        Ticket.status == "done")).first()
 
 
-def model_of(session: Session, run_id: str) -> ModelArtifact | None:
-    return session.get(ModelArtifact, run_id)
-
-
 def table_counts(engine: Engine) -> dict[str, int]:
     """Row counts of every service table (for tests that check nothing was written)."""
     with Session(engine) as session:
         return {model.__tablename__: session.scalar(select(func.count()).select_from(model))
-                or 0 for model in (Dataset, Run, Ticket, BaselineResult, ModelArtifact)}
+                or 0 for model in (Dataset, Run, Ticket, BaselineResult, ArtifactBlob)}
+
+
+def write_artifact(engine: Engine, artifact_id: str, data: bytes) -> None:
+    """Store (or replace) one artifact's bytes."""
+    def write() -> None:
+        with engine.begin() as connection:
+            connection.execute(delete(ArtifactBlob)
+                               .where(ArtifactBlob.artifact_id == artifact_id))
+            connection.execute(insert(ArtifactBlob).values(
+                artifact_id=artifact_id, data=data, size=len(data), created_at=utcnow()))
+
+    with_retry(write)
+
+
+def read_artifact(engine: Engine, artifact_id: str) -> bytes | None:
+    def read() -> bytes | None:
+        with engine.connect() as connection:
+            return connection.scalar(select(ArtifactBlob.data)
+                                     .where(ArtifactBlob.artifact_id == artifact_id))
+
+    return with_retry(read)
+
+
+def delete_artifact(engine: Engine, artifact_id: str) -> bool:
+    """Remove one artifact; False if there was none."""
+    statement = delete(ArtifactBlob).where(ArtifactBlob.artifact_id == artifact_id)
+    return with_retry(lambda: _rowcount(engine, statement) == 1)
+
+
+def run_and_dataset(session: Session, run_id: str) -> tuple[Run, str, str] | None:
+    """A run, its dataset's content hash and target column (not the dataset's bytes)."""
+    row = session.execute(select(Run, Dataset.content_hash, Dataset.target)
+                          .join(Dataset, Dataset.id == Run.dataset_id)
+                          .where(Run.id == run_id)).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def dataset_bytes(engine: Engine, content_hash: str) -> bytes:
+    """The stored Parquet bytes of a dataset."""
+    with Session(engine) as session:
+        data = session.scalar(select(Dataset.data).where(Dataset.content_hash == content_hash))
+    if data is None:
+        raise LookupError(f"no dataset with hash {content_hash}")
+    return bytes(data)
+
+
+def run_of(engine: Engine, run_id: str) -> Run | None:
+    """The run with this id (detached), or None."""
+    def read() -> Run | None:
+        with Session(engine, expire_on_commit=False) as session:
+            run = session.get(Run, run_id)
+            session.expunge_all()
+            return run
+
+    return with_retry(read)

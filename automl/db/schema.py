@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
-from automl.db.engine import make_engine
+from automl.db.engine import is_sqlite, make_engine
 from automl.db.models import VERSION_TABLE
 from automl.errors import AutoMLError
 
@@ -71,6 +71,22 @@ def upgrade(url: str) -> str:
         storage.upgrade()
     storage.engine.dispose()
     return head_revision()
+
+
+def ensure_schema(url: str) -> None:
+    """For embedded runs: create our tables in a database that has none, and migrate a
+    SQLite file; a server database at an older revision must go through ``automl db
+    upgrade`` (:class:`SchemaError`), as the service requires."""
+    engine = make_engine(url)
+    try:
+        current = current_revision(engine)
+        if current == head_revision():
+            return
+        if current is not None and not is_sqlite(url):
+            check_schema(engine)
+    finally:
+        engine.dispose()
+    upgrade(url)
 
 
 def check_schema(engine: Engine) -> None:

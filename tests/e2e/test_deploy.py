@@ -358,7 +358,7 @@ def test_local_stack_up_submit_down(tmp_path: Path, stack_env: dict[str, str],
         up = run_script("up", "--workers", "1", env=stack_env, log=log, timeout=300)
         started = recorded(state / "run")
         assert up.returncode == 0, up.stdout
-        assert set(started) == {"ray-head", "worker-1"}, started
+        assert set(started) == {"ray-head", "worker-1", "dashboard"}, started
         assert all(running(*p) for p in started.values()), started
 
         env = read_env_file(state / "env")

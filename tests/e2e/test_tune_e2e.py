@@ -12,6 +12,7 @@ import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
+from optuna_dashboard import get_note
 from sklearn.datasets import load_diabetes
 
 import automl
@@ -61,6 +62,9 @@ def test_cli_tunes_a_classifier_and_reports_json(files: Path) -> None:
     trials = finished_trials(db)
     assert len(trials) == 6 and all(t.state.is_finished() for t in trials)
     assert all("stop_reason" in t.user_attrs for t in trials)
+    study = optuna.load_study(study_name=result["study_name"], storage=f"sqlite:///{db}")
+    note = get_note(study)  # optuna-dashboard's note on the study: the table and verdict
+    assert "Verdict" in note and all(f"| {name} |" in note for name in BASELINES)
 
 
 def test_cli_regression_reports_r2_table(files: Path) -> None:

@@ -178,3 +178,25 @@ def test_the_same_data_is_stored_once(url: str, digits_frame: pd.DataFrame) -> N
     assert counts["automl_datasets"] == 1 and counts["automl_runs"] == 2
     assert counts["automl_tickets"] == (2 + 7 + 1) + (3 + 7 + 1)
     assert first.id != second.id
+
+
+def test_baseline_pruning_trains_the_baselines_first_and_prunes_against_them(
+        url: str, digits_frame: pd.DataFrame) -> None:
+    client = Client(url)
+    space = {**FAST, "max_epochs": 12, "patience": 12,
+             "lr": {"type": "float", "low": 1e-6, "high": 1e-1, "log": True}}
+    run = client.submit(digits_frame, "target", space=space, n_trials=8, n_seeds=1,
+                        pruner="baseline", pruner_startup_trials=2, pruner_warmup_epochs=3)
+    process = worker(url, "--idle-exit", "3", "--lease", "10")
+    result = run.wait(progress=False, timeout=300)
+    assert process.wait(timeout=60) == 0
+    study = optuna.load_study(study_name=f"automl-{run.id}", storage=url)
+    curves = [k for k in study.user_attrs if k.startswith("automl_baseline_curve:")]
+    assert len(curves) == 7  # every trained baseline, recorded before the first trial
+    first_trial = min(t.datetime_start for t in study.trials if t.datetime_start)
+    assert all(study.user_attrs[k]["val_loss"] for k in curves)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED
+              and t.user_attrs.get("stop_reason") == "pruned"]
+    for trial in pruned:
+        assert " baseline" in trial.user_attrs["prune_reason"], trial.user_attrs
+    assert result["n_trials"] == 8 and first_trial is not None

@@ -8,8 +8,15 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from automl.pruning import (
+    BaselineCurve,
+    BaselinePruner,
+    PruningPolicy,
+    prune_reason,
+    record_curve,
+)
 from automl.space import Fixed, FloatRange, IntRange, SearchSpace
-from automl.studies import StudySettings, create_study, load_study
+from automl.studies import StudySettings, create_study, load_study, pruning_policy
 from automl.suggest import suggest_trial_config
 from automl.trials import count_trials, fail_orphans, repeated_failure
 from workers.data import to_tensors
@@ -138,3 +145,106 @@ def test_fault_specs_parse() -> None:
     (fault,) = parse_faults("sigkill@trial:3:epoch:2")
     assert (fault.action, fault.trial, fault.epoch) == ("sigkill", 3, 2)
     assert fault.matches(3, 2) and not fault.matches(3, 1)
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    """Says "prune" every time it is asked, and remembers at which epochs it was."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        self.asked.append(trial.last_step or 0)
+        return True
+
+
+def test_the_pruner_is_not_asked_during_its_warm_up(tmp_path: Path, blobs) -> None:
+    _, study = new_study(tmp_path)
+    study.pruner = pruner = AlwaysPrune()
+    run_trial(study, small_space(), to_tensors(blobs), seed=0,
+              pruning=PruningPolicy(first_epoch=5))
+    trial = study.trials[0]
+    assert pruner.asked == [5]
+    assert trial.state == TrialState.PRUNED and len(trial.intermediate_values) == 6
+    assert trial.user_attrs["prune_reason"].startswith("pruned at epoch 5: best val loss ")
+
+
+def test_audited_trials_finish_and_say_when_they_would_have_been_pruned(
+        tmp_path: Path, blobs) -> None:
+    _, study = new_study(tmp_path)
+    study.pruner = pruner = AlwaysPrune()
+    run_trial(study, small_space(), to_tensors(blobs), seed=0,
+              pruning=PruningPolicy(first_epoch=2, audit_share=1.0))
+    trial = study.trials[0]
+    assert pruner.asked == [2]  # asked once; after that the trial runs to its end
+    assert trial.state == TrialState.COMPLETE
+    assert trial.user_attrs["audit_would_prune_at"] == 2
+    assert "prune_reason" not in trial.user_attrs
+
+
+def test_prune_reason_names_the_median_it_was_compared_with(tmp_path: Path) -> None:
+    _, study = new_study(tmp_path)
+    for loss in (0.2, 0.3, 0.4):
+        trial = study.ask()
+        trial.report(loss, 3)
+        study.tell(trial, loss)
+    assert prune_reason(study, 3, 0.55) == (
+        "pruned at epoch 3: best val loss 0.55 against median 0.3 of 3 completed trials")
+    assert prune_reason(study, 3, 0.55, ("2/3-rule MLP", 0.25)).endswith(
+        "against 0.25 for the 2/3-rule MLP and median 0.3 of 3 completed trials")
+
+
+def test_pruning_policy_follows_the_pruner() -> None:
+    assert pruning_policy(StudySettings(pruner_warmup_epochs=7)).first_epoch == 7
+    assert pruning_policy(StudySettings(pruner="none", max_epochs=50)).first_epoch == 51
+    assert pruning_policy(StudySettings(pruner="hyperband")).first_epoch == 0
+    audit = PruningPolicy(audit_share=0.1, seed=3)
+    share = sum(audit.audits(n) for n in range(2000)) / 2000
+    assert 0.07 < share < 0.13
+    assert [audit.audits(n) for n in range(50)] == [audit.audits(n) for n in range(50)]
+
+
+def _curve_study(tmp_path: Path, curves: dict[str, tuple[float, list[float]]]) -> optuna.Study:
+    _, study = new_study(tmp_path, pruner="baseline", pruner_warmup_epochs=2,
+                         pruner_startup_trials=0)
+    for name, (score, losses) in curves.items():
+        record_curve(study, BaselineCurve(name, f"rule {name}", score, losses))
+    return study
+
+
+def _frozen(values: list[float]) -> optuna.trial.FrozenTrial:
+    return optuna.trial.create_trial(
+        state=TrialState.RUNNING, intermediate_values=dict(enumerate(values)))
+
+
+def test_baseline_pruning_anchors_on_the_best_baseline_on_validation(tmp_path: Path) -> None:
+    study = _curve_study(tmp_path, {"two_thirds_rule": (0.90, [0.6, 0.4, 0.3, 0.3, 0.3]),
+                                    "linear": (0.80, [0.9, 0.8, 0.7, 0.7, 0.7])})
+    pruner = study.pruner
+    assert isinstance(pruner, BaselinePruner)
+    assert pruner.anchor(study).name == "two_thirds_rule"  # type: ignore[union-attr]
+    behind = [0.8, 0.7, 0.6, 0.5, 0.5]  # worse than 0.3-0.4 at every epoch
+    assert not pruner.prune(study, _frozen(behind[:2]))  # warm-up
+    assert pruner.prune(study, _frozen(behind[:5]))
+    # Behind at epochs 2-3 but level at epoch 4: it caught up, so it goes on.
+    assert not pruner.prune(study, _frozen([0.8, 0.7, 0.6, 0.5, 0.3]))
+    # Never better than the linear model but ahead of nothing: judged against the best only.
+    assert pruner.prune(study, _frozen([0.9, 0.8, 0.69, 0.65, 0.6]))
+    assert pruner.anchor_at(study, 1) == ("two_thirds_rule baseline", 0.4)
+
+
+def test_baseline_pruning_uses_the_median_until_a_baseline_is_trained(tmp_path: Path) -> None:
+    study = _curve_study(tmp_path, {})
+    assert study.pruner.anchor(study) is None  # type: ignore[attr-defined]
+    assert not study.pruner.prune(study, _frozen([9.0] * 6))  # median: no completed trials
+
+
+def test_a_pruned_trial_says_which_baseline_it_lost_to(tmp_path: Path, blobs) -> None:
+    study = _curve_study(tmp_path, {"mean_rule": (0.99, [1e-4] * 12)})  # unbeatable
+    run_trial(study, small_space(), to_tensors(blobs), seed=0,
+              pruning=pruning_policy(StudySettings(pruner="baseline",
+                                                   pruner_warmup_epochs=2, pruning_audit=0)))
+    trial = study.trials[0]
+    assert trial.state == TrialState.PRUNED
+    assert "against 0.0001 for the mean_rule baseline" in trial.user_attrs["prune_reason"]
+    assert trial.user_attrs["prune_reason"].startswith("pruned at epoch 2:")
