@@ -106,6 +106,7 @@ def test_ten_reports_cost_no_round_trip_until_the_end(tmp_path: Path) -> None:
     assert _write_behind(study._storage)._pending == {}
 
 
+@pytest.mark.filterwarnings("ignore:The reported value is ignored")
 def test_batched_rows_read_back_exactly_like_optunas_own(tmp_path: Path) -> None:
     """Infinities, NaN, a step reported twice and an attribute set twice (in two batches)."""
     url, study = _study(tmp_path)
