@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from automl.configs import TrialConfig
 from automl.data import PreparedData
 from automl.errors import ConfigError
+from automl.pruning import PruningPolicy
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class StudyJob:
     study_name: str
     space: dict[str, Any]
     seed: int
+    pruning: PruningPolicy = field(default_factory=PruningPolicy)
 
 
 TrialDone = Callable[[], bool]

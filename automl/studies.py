@@ -105,11 +105,6 @@ def pruning_policy(settings: StudySettings) -> PruningPolicy:
                          seed=settings.seed)
 
 
-def study_settings(study: optuna.Study) -> StudySettings:
-    """The settings stored on a study by :func:`create_study`."""
-    return StudySettings(**study.user_attrs[SETTINGS_ATTR])
-
-
 def check_storage_url(url: str) -> None:
     """Refuse a malformed storage URL before anything else happens."""
     try:

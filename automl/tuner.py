@@ -26,7 +26,7 @@ from automl.progress import Progress
 from automl.pruning import CURVE_PREFIX, BaselineCurve
 from automl.result import ModelScore, TuneResult
 from automl.space import Fixed, IntRange, SearchSpace
-from automl.studies import StudySettings, check_storage_url, create_study
+from automl.studies import StudySettings, check_storage_url, create_study, pruning_policy
 from automl.summary import architecture, constant_baseline, final_seeds, metric_of, summarize
 from automl.trials import best_trial, count_trials, fail_orphans, repeated_failure, trial_config
 
@@ -152,15 +152,15 @@ def _baseline_curves(opts: TuneOptions, prepared: PreparedData, baselines: list[
     as study attributes, before any trial starts."""
     if opts.pruner != "baseline":
         return {}
-    trained = [b for b in baselines if b.config is not None]
+    trained = [(b, b.config) for b in baselines if b.config is not None]
     seed = final_seeds(opts.seed, 1)[0]
     progress.start(len(trained), "baseline curves (to prune against)")
-    runs = executor.evaluate([b.config.with_seed(seed) for b in trained  # type: ignore[union-attr]
-                              ], prepared, progress.step)
+    runs = executor.evaluate([config.with_seed(seed) for _, config in trained], prepared,
+                             progress.step)
     progress.close()
     return {CURVE_PREFIX + b.name: BaselineCurve(b.name, b.rule, r["val_score"],
                                                  r["history"]).to_attr()
-            for b, r in zip(trained, runs, strict=True)}
+            for (b, _), r in zip(trained, runs, strict=True)}
 
 
 def _run_study(opts: TuneOptions, prepared: PreparedData, space: SearchSpace,
@@ -171,7 +171,7 @@ def _run_study(opts: TuneOptions, prepared: PreparedData, space: SearchSpace,
     study = create_study(opts.storage, name, settings, {
         "task": prepared.task, "metric": metric_of(prepared.task), "dataset_hash":
         prepared.content_hash, "space": space.to_dict(), "n_trials": opts.n_trials, **curves})
-    job = StudyJob(opts.storage, name, space.to_dict(), opts.seed)
+    job = StudyJob(opts.storage, name, space.to_dict(), opts.seed, pruning_policy(settings))
     deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
     unhealthy: list[str] = []
 

@@ -22,7 +22,7 @@ from automl.configs import TrialConfig
 from automl.data import PreparedData
 from automl.executor import StudyJob, TrialDone
 from automl.space import SearchSpace
-from automl.studies import load_study, pruning_policy, study_settings
+from automl.studies import load_study
 from workers.data import TensorSplits, to_tensors
 from workers.evaluate import fit, measure
 from workers.objective import run_trial
@@ -48,7 +48,7 @@ def trial_task(job: StudyJob, data: PreparedData, worker_index: int) -> None:
     logging.getLogger("optuna").setLevel(logging.WARNING)
     study = load_study(job.storage_url, job.study_name, worker_index)
     run_trial(study, SearchSpace.from_dict(job.space), _worker_tensors(data), job.seed,
-              pruning=pruning_policy(study_settings(study)))
+              pruning=job.pruning)
 
 
 @ray.remote(max_retries=0)

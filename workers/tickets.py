@@ -161,8 +161,8 @@ class TicketRunner:
         """Load (once per process) the run, its data as tensors and its space."""
         if run_id not in self._contexts:
             run, content_hash, target = with_retry(lambda: self._run(run_id))
-            frame = cached_frame(content_hash, lambda: with_retry(
-                lambda: queries.dataset_bytes(self.engine, content_hash)))
+            frame = cached_frame(content_hash,
+                                 lambda: queries.dataset_bytes(self.engine, content_hash))
             prepared = load_dataset(frame, target, task=run.task, seed=run.seed)
             # One run at a time is kept: a worker moving between runs does not pile up data.
             self._contexts = {run_id: RunContext(run, prepared, to_tensors(

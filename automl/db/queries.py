@@ -164,13 +164,17 @@ def requeue_lost(engine: Engine, ticket_id: int, worker_id: str,
     with_retry(lambda: _rowcount(engine, statement))
 
 
-def trial_number_of(engine: Engine, ticket_id: int) -> int | None:
-    def read() -> int | None:
+def _scalar(engine: Engine, statement: Any) -> Any:
+    """One value read in its own connection, retried through outages."""
+    def read() -> Any:
         with engine.connect() as connection:
-            return connection.scalar(select(Ticket.trial_number)
-                                     .where(Ticket.id == ticket_id))
+            return connection.scalar(statement)
 
     return with_retry(read)
+
+
+def trial_number_of(engine: Engine, ticket_id: int) -> int | None:
+    return _scalar(engine, select(Ticket.trial_number).where(Ticket.id == ticket_id))
 
 
 def holder_of(engine: Engine, ticket_id: int) -> tuple[str, str | None, str]:
@@ -287,12 +291,8 @@ def write_artifact(engine: Engine, artifact_id: str, data: bytes) -> None:
 
 
 def read_artifact(engine: Engine, artifact_id: str) -> bytes | None:
-    def read() -> bytes | None:
-        with engine.connect() as connection:
-            return connection.scalar(select(ArtifactBlob.data)
-                                     .where(ArtifactBlob.artifact_id == artifact_id))
-
-    return with_retry(read)
+    return _scalar(engine, select(ArtifactBlob.data)
+                   .where(ArtifactBlob.artifact_id == artifact_id))
 
 
 def delete_artifact(engine: Engine, artifact_id: str) -> bool:
@@ -311,8 +311,7 @@ def run_and_dataset(session: Session, run_id: str) -> tuple[Run, str, str] | Non
 
 def dataset_bytes(engine: Engine, content_hash: str) -> bytes:
     """The stored Parquet bytes of a dataset."""
-    with Session(engine) as session:
-        data = session.scalar(select(Dataset.data).where(Dataset.content_hash == content_hash))
+    data = _scalar(engine, select(Dataset.data).where(Dataset.content_hash == content_hash))
     if data is None:
         raise LookupError(f"no dataset with hash {content_hash}")
     return bytes(data)
