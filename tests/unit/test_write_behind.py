@@ -9,6 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
 from automl.studies import StudySettings, create_study, make_storage
 from automl.write_behind import WriteBehindStorage
@@ -141,15 +142,121 @@ def test_a_batch_that_fails_to_write_is_kept_for_the_retry(tmp_path: Path,
     trial.report(0.5, 0)
     real_write, calls = wb._write, []
 
-    def flaky_write(trial_id: int, pending: object) -> None:
+    def flaky_write(*args: object) -> bool:
         calls.append(1)
-        if len(calls) == 1:
-            raise OSError("connection reset")  # the database restarted mid-flush
-        real_write(trial_id, pending)  # type: ignore[arg-type]
+        if len(calls) == 1:  # the database restarted mid-flush
+            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+        return real_write(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(wb, "_write", flaky_write)
-    with pytest.raises(OSError):
+    with pytest.raises(OperationalError):
         wb.flush()
     trial.report(0.4, 1)  # reported while the database was away
     study.tell(trial, 0.4)
     assert _from_disk(url).intermediate_values == {0: 0.5, 1: 0.4}
+
+
+def _statements(engine: object) -> list[str]:
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_a: seen.append(statement))
+    return seen
+
+
+def test_suggested_params_are_written_with_the_next_attribute(tmp_path: Path) -> None:
+    """Parameters wait for the trial's first attribute (our objective writes "config"
+    right after suggesting), then land exactly as Optuna's own set_trial_param writes them."""
+    url, study = _study(tmp_path)
+    plain = optuna.create_study(storage=optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path / 'plain.db'}"))
+    for target in (study, plain):
+        trial = target.ask()
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        trial.suggest_int("units", 4, 64)
+        trial.suggest_categorical("activation", ["relu", "tanh"])
+        if target is study:
+            assert _from_disk(url).params == {}  # buffered ...
+            assert study._storage.get_trial(trial._trial_id).params == trial.params
+        trial.set_user_attr("config", {"n": 1})
+        if target is study:
+            assert _from_disk(url).params == trial.params  # ... until the next write
+    ours, theirs = _from_disk(url), plain.trials[0]
+    assert ours.distributions == theirs.distributions
+    assert set(ours.params) == set(theirs.params) == {"lr", "units", "activation"}
+
+
+def test_a_changed_distribution_is_refused_at_the_suggestion(tmp_path: Path) -> None:
+    _url, study = _study(tmp_path)
+    first = study.ask()
+    first.suggest_categorical("activation", ["relu", "tanh"])
+    study.tell(first, 1.0)
+    second = study.ask()
+    with pytest.raises(ValueError, match="Cannot set different distribution kind"):
+        second.suggest_float("activation", 0.0, 1.0)
+
+
+def test_reading_the_running_trial_back_costs_no_query(tmp_path: Path) -> None:
+    _url, study = _study(tmp_path)
+    statements = _statements(_write_behind(study._storage)._rdb.engine)
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    trial.report(0.5, 0)
+    before = len(statements)
+    mine = study._storage.get_trial(trial._trial_id)
+    assert len(statements) == before
+    assert mine.state == TrialState.RUNNING and mine.intermediate_values == {0: 0.5}
+    assert "lr" in mine.params
+    study.tell(trial, 0.5)
+    assert study._storage.get_trial(trial._trial_id).state == TrialState.COMPLETE
+
+
+def test_an_enqueued_trial_is_still_run_with_its_params(tmp_path: Path) -> None:
+    url, study = _study(tmp_path)
+    assert study._storage.get_all_trials(study._study_id, states=(TrialState.WAITING,)) == []
+    study.enqueue_trial({"lr": 0.01})
+    trial = study.ask()
+    assert trial.suggest_float("lr", 1e-4, 1e-1, log=True) == 0.01
+    study.tell(trial, 0.2)
+    assert _from_disk(url).params == {"lr": 0.01}
+
+
+def test_a_trial_failed_elsewhere_is_not_served_from_the_mirror_after_tell(
+        tmp_path: Path) -> None:
+    url, study = _study(tmp_path)
+    trial = study.ask()
+    optuna.storages.RDBStorage(url).set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        study.tell(trial, 0.3)
+    assert study._storage.get_trial(trial._trial_id).state == TrialState.FAIL
+
+
+def test_recent_reads_of_all_trials_are_shared_until_this_process_writes(
+        tmp_path: Path) -> None:
+    url, study = _study(tmp_path)
+    wb = _write_behind(study._storage)
+    study.tell(study.ask(), 1.0)
+    statements = _statements(wb._rdb.engine)
+    first = wb.get_all_trials(study._study_id)
+    after_first = len(statements)
+    assert wb.get_all_trials(study._study_id) == first and len(statements) == after_first
+    study.tell(study.ask(), 2.0)  # a write of ours: the next read is fresh
+    assert len(wb.get_all_trials(study._study_id)) == 2
+    other = optuna.load_study(study_name="s", storage=optuna.storages.RDBStorage(url))
+    other.tell(other.ask(), 3.0)  # another process: seen once the snapshot is older
+    wb.snapshot_s = 0.0
+    assert len(wb.get_all_trials(study._study_id)) == 3
+
+
+def test_the_last_batch_and_the_state_are_one_transaction(tmp_path: Path) -> None:
+    url, study = _study(tmp_path)
+    commits: list[int] = []
+    event.listen(_write_behind(study._storage)._rdb.engine, "commit",
+                 lambda _conn: commits.append(1))
+    trial = study.ask()
+    trial.report(0.5, 0)
+    before = len(commits)
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [0.5])
+    assert len(commits) - before == 1
+    stored = _from_disk(url)
+    assert stored.state == TrialState.COMPLETE and stored.value == 0.5
+    assert stored.intermediate_values == {0: 0.5} and stored.datetime_complete is not None

@@ -1,0 +1,182 @@
+"""The rows :mod:`automl.write_behind` writes to (and reads from) Optuna's own tables.
+
+Everything here goes through Optuna's ORM models, value encodings and sessions, so the
+rows are exactly those Optuna's ``RDBStorage`` would write; it relies on RDBStorage
+internals, which is why optuna is pinned below 5 and tests compare rows with Optuna's own.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Container, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import insert
+
+Final = tuple[TrialState, Sequence[float] | None]  # a trial's last state and values
+
+
+@dataclass
+class Batch:
+    """What one trial has buffered since its last write."""
+
+    values: dict[int, float] = field(default_factory=dict)
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+    system_attrs: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, tuple[float, BaseDistribution]] = field(default_factory=dict)
+    since: float = field(default_factory=time.monotonic)
+
+    def is_empty(self) -> bool:
+        return not (self.values or self.user_attrs or self.system_attrs or self.params)
+
+    def is_urgent(self) -> bool:
+        """Parameters are for other workers' samplers: they go with the next write."""
+        return bool(self.params or self.system_attrs)
+
+    def absorb(self, newer: Batch) -> None:
+        self.values.update(newer.values)
+        self.user_attrs.update(newer.user_attrs)
+        self.system_attrs.update(newer.system_attrs)
+        self.params.update(newer.params)
+
+    def apply_to(self, trial: FrozenTrial) -> FrozenTrial:
+        """A copy of ``trial`` with this batch on top."""
+        merged = copy.copy(trial)
+        merged.intermediate_values = {**trial.intermediate_values, **self.values}
+        merged.user_attrs = {**trial.user_attrs, **self.user_attrs}
+        merged.system_attrs = {**trial.system_attrs, **self.system_attrs}
+        if self.params:
+            merged.params = {**trial.params, **{
+                name: dist.to_external_repr(value)
+                for name, (value, dist) in self.params.items()}}
+            merged.distributions = {**trial.distributions, **{
+                name: dist for name, (_value, dist) in self.params.items()}}
+        return merged
+
+
+def write_batch(rdb: RDBStorage, trial_id: int, batch: Batch, known: FrozenTrial | None,
+                final: Final | None) -> None:
+    """One transaction: check the trial is still running (its row locked, as ``tell``
+    does), write the batch, and with ``final`` its values and state as Optuna's
+    ``set_trial_state_values`` would. ``known`` is what this process last wrote to the
+    trial: rows it does not have are inserted (in one statement per table) without first
+    reading which exist."""
+    with _create_scoped_session(rdb.scoped_session) as session:
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+        rdb.check_trial_is_updatable(trial_id, cast(TrialState, trial.state))
+        _insert(session, models.TrialParamModel, [
+            {"trial_id": trial_id, "param_name": name, "param_value": value,
+             "distribution_json": distribution_to_json(dist)}
+            for name, (value, dist) in batch.params.items()])
+        _upsert_attrs(session, models.TrialSystemAttributeModel, trial_id,
+                      batch.system_attrs, None if known is None else known.system_attrs)
+        _upsert_values(session, trial_id, batch.values,
+                       None if known is None else known.intermediate_values)
+        _upsert_attrs(session, models.TrialUserAttributeModel, trial_id,
+                      batch.user_attrs, None if known is None else known.user_attrs)
+        if final is not None:
+            state, values = final
+            if known is not None and not known.values:  # ours, and it has none yet
+                _insert(session, models.TrialValueModel, [
+                    _value_row(trial_id, objective, value)
+                    for objective, value in enumerate(values or ())])
+            else:
+                for objective, value in enumerate(values or ()):
+                    rdb._set_trial_value_without_commit(session, trial, objective, value)
+            trial.state = state
+            trial.datetime_complete = datetime.now()
+
+
+def any_waiting(rdb: RDBStorage, study_id: int) -> bool:
+    """Whether the study has an enqueued (WAITING) trial: one narrow query."""
+    model = models.TrialModel
+    with _create_scoped_session(rdb.scoped_session) as session:
+        return session.query(model.trial_id).filter(
+            model.study_id == study_id, model.state == TrialState.WAITING).first() is not None
+
+
+def first_distribution(rdb: RDBStorage, study_id: int, name: str) -> BaseDistribution | None:
+    """The distribution of the study's first stored record of parameter ``name``."""
+    with _create_scoped_session(rdb.scoped_session) as session:
+        first = (session.query(models.TrialParamModel).join(models.TrialModel)
+                 .filter(models.TrialModel.study_id == study_id)
+                 .filter(models.TrialParamModel.param_name == name).first())
+        return None if first is None else json_to_distribution(str(first.distribution_json))
+
+
+def only_waiting(states: Container[TrialState] | None) -> bool:
+    return isinstance(states, (tuple, list, set, frozenset)) and \
+        list(states) == [TrialState.WAITING]
+
+
+def cached_copy(storage: BaseStorage, trial_id: int) -> FrozenTrial | None:
+    """The trial as Optuna's ``_CachedStorage`` holds it right after creating it (its
+    ``create_new_trial`` keeps the new row), or None for any other storage."""
+    index = getattr(storage, "_trial_id_to_study_id_and_number", None)
+    studies = getattr(storage, "_studies", None)
+    lock = getattr(storage, "_lock", None)
+    if index is None or studies is None or lock is None:
+        return None
+    with lock:
+        if trial_id not in index:
+            return None
+        study_id, number = index[trial_id]
+        trial = studies[study_id].trials.get(number)
+        return None if trial is None else copy.deepcopy(trial)
+
+
+def _upsert_values(session: Any, trial_id: int, values: dict[int, float],
+                   known: dict[int, float] | None) -> None:
+    """Insert or update intermediate values; ``known``: the steps this process knows are
+    stored (None: read which are)."""
+    model = models.TrialIntermediateValueModel
+    existing = list(values) if known is None else [s for s in values if s in known]
+    stored = {row.step: row for row in
+              session.query(model).filter(model.trial_id == trial_id,
+                                          model.step.in_(existing))} if existing else {}
+    new = []
+    for step, value in sorted(values.items()):
+        number, kind = model.intermediate_value_to_stored_repr(value)
+        row = stored.get(step)
+        if row is None:
+            new.append({"trial_id": trial_id, "step": step, "intermediate_value": number,
+                        "intermediate_value_type": kind})
+        else:
+            row.intermediate_value, row.intermediate_value_type = number, kind
+    _insert(session, model, new)
+
+
+def _upsert_attrs(session: Any, model: Any, trial_id: int, attrs: dict[str, Any],
+                  known: dict[str, Any] | None) -> None:
+    existing = list(attrs) if known is None else [k for k in attrs if k in known]
+    stored = {row.key: row for row in
+              session.query(model).filter(model.trial_id == trial_id,
+                                          model.key.in_(existing))} if existing else {}
+    new = []
+    for key, value in attrs.items():
+        row = stored.get(key)
+        if row is None:
+            new.append({"trial_id": trial_id, "key": key, "value_json": json.dumps(value)})
+        else:
+            row.value_json = json.dumps(value)
+    _insert(session, model, new)
+
+
+def _value_row(trial_id: int, objective: int, value: float) -> dict[str, Any]:
+    stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+    return {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
+
+
+def _insert(session: Any, model: Any, rows: list[dict[str, Any]]) -> None:
+    """New rows of one table in one statement (SQLAlchemy's bulk INSERT)."""
+    if rows:
+        session.execute(insert(model), rows)
