@@ -82,6 +82,7 @@ class ServiceWorker:
         self.engine = self.runner.engine
         check_schema(self.engine)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._started_runs: set[str] = set()
 
     def serve(self, max_tickets: int | None = None, idle_exit: float | None = None) -> int:
         """Run tickets; stop after ``max_tickets`` or ``idle_exit`` seconds with no work."""
@@ -114,7 +115,9 @@ class ServiceWorker:
         if claim is None:
             self.sweep()  # nothing to do here: look for lost work and finished runs
             return 0
-        queries.start_run(self.engine, claim.run_id)
+        if claim.run_id not in self._started_runs:  # once per run and worker is enough
+            queries.start_run(self.engine, claim.run_id)
+            self._started_runs.add(claim.run_id)
         status, result, error = "done", None, None
         with Heartbeat(self, claim.id, claim.run_id) as beat:
             try:

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Engine, case, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    String,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
 from automl.db.models import ArtifactBlob, BaselineResult, Dataset, Run, Ticket
@@ -66,12 +77,9 @@ def add_run(session: Session, run: Run, tickets: Iterable[tuple[str, str]],
                     for kind, name in tickets)
 
 
-def claim_ticket(engine: Engine, worker_id: str, lease_s: float) -> Claim | None:
-    """Take the next queued ticket, fairly across runs; None when there is nothing to do.
-
-    A run's ``best`` ticket waits until none of its trials is queued or running. Among
-    runs, the one with the fewest running tickets goes first.
-    """
+def _claim_statement() -> Any:
+    """``UPDATE ... WHERE id = (the next claimable ticket) RETURNING ...``, built once
+    (building it cost more than running it); bound: worker_id, now, leased_until."""
     other, trial = aliased(Ticket), aliased(Ticket)
     running_in_run = (select(func.count()).where(other.run_id == Ticket.run_id,
                                                  other.status == "running")
@@ -83,17 +91,30 @@ def claim_ticket(engine: Engine, worker_id: str, lease_s: float) -> Claim | None
                         (Ticket.kind != "best") | ~trials_pending)
                  .order_by(running_in_run, Ticket.id).limit(1)
                  .with_for_update(skip_locked=True, of=Ticket).scalar_subquery())
+    now = bindparam("b_now", type_=Ticket.updated_at.type)
+    return (update(Ticket).where(Ticket.id == candidate, Ticket.status == "queued")
+            .values(status="running", worker_id=bindparam("b_worker_id", type_=String),
+                    attempts=Ticket.attempts + 1, heartbeat_at=now, updated_at=now,
+                    leased_until=bindparam("b_leased_until", type_=Ticket.leased_until.type))
+            .returning(Ticket.id, Ticket.run_id, Ticket.kind, Ticket.name,
+                       Ticket.attempts, Ticket.retry_params))
 
+
+_CLAIM = _claim_statement()
+
+
+def claim_ticket(engine: Engine, worker_id: str, lease_s: float) -> Claim | None:
+    """Take the next queued ticket, fairly across runs; None when there is nothing to do.
+
+    A run's ``best`` ticket waits until none of its trials is queued or running. Among
+    runs, the one with the fewest running tickets goes first.
+    """
     def claim() -> Claim | None:
         now = utcnow()
-        statement = (update(Ticket).where(Ticket.id == candidate, Ticket.status == "queued")
-                     .values(status="running", worker_id=worker_id,
-                             attempts=Ticket.attempts + 1, heartbeat_at=now, updated_at=now,
-                             leased_until=now + timedelta(seconds=lease_s))
-                     .returning(Ticket.id, Ticket.run_id, Ticket.kind, Ticket.name,
-                                Ticket.attempts, Ticket.retry_params))
         with engine.begin() as connection:
-            row = connection.execute(statement).first()
+            row = connection.execute(_CLAIM, {
+                "b_worker_id": worker_id, "b_now": now,
+                "b_leased_until": now + timedelta(seconds=lease_s)}).first()
         return None if row is None else Claim(*row)
 
     return with_retry(claim)
@@ -110,24 +131,34 @@ def renew_lease(engine: Engine, ticket_id: int, worker_id: str, lease_s: float) 
     return with_retry(lambda: _rowcount(engine, statement) == 1)
 
 
-def _rowcount(engine: Engine, statement: Any) -> int:
+def _rowcount(engine: Engine, statement: Any, values: dict[str, Any] | None = None) -> int:
     with engine.begin() as connection:
-        return int(connection.execute(statement).rowcount)
+        return int(connection.execute(statement, values).rowcount)
+
+
+# Built once: per ticket, building a statement cost more than running it.
+_RELEASE = (update(Ticket)
+            .where(Ticket.id == bindparam("b_ticket_id"),
+                   Ticket.worker_id == bindparam("b_worker_id"), Ticket.status == "running")
+            .values(status=bindparam("b_status", type_=String),
+                    result=bindparam("b_result", type_=Ticket.result.type),
+                    error=bindparam("b_error", type_=String), leased_until=None,
+                    updated_at=bindparam("b_now", type_=Ticket.updated_at.type)))
+_SET_TRIAL_NUMBER = (update(Ticket).where(Ticket.id == bindparam("b_ticket_id"))
+                     .values(trial_number=bindparam("b_number")))
 
 
 def release_ticket(engine: Engine, ticket_id: int, worker_id: str, *, status: str,
                    result: dict[str, Any] | None = None, error: str | None = None) -> bool:
     """Finish a held ticket as ``done`` or ``failed``; False if the lease was lost."""
-    statement = (update(Ticket).where(Ticket.id == ticket_id, Ticket.worker_id == worker_id,
-                                      Ticket.status == "running")
-                 .values(status=status, result=result, error=error, leased_until=None,
-                         updated_at=utcnow()))
-    return with_retry(lambda: _rowcount(engine, statement) == 1)
+    values = {"b_ticket_id": ticket_id, "b_worker_id": worker_id, "b_status": status,
+              "b_result": result, "b_error": error, "b_now": utcnow()}
+    return with_retry(lambda: _rowcount(engine, _RELEASE, values) == 1)
 
 
 def set_trial_number(engine: Engine, ticket_id: int, number: int) -> None:
-    statement = update(Ticket).where(Ticket.id == ticket_id).values(trial_number=number)
-    with_retry(lambda: _rowcount(engine, statement))
+    with_retry(lambda: _rowcount(engine, _SET_TRIAL_NUMBER,
+                                 {"b_ticket_id": ticket_id, "b_number": number}))
 
 
 def expire_leases(engine: Engine) -> list[Expired]:
