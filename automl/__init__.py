@@ -5,12 +5,18 @@
     >>> print(automl.format_report(result))
 
 This package imports without torch and ray; training happens in :mod:`workers`.
+``tune`` and ``TuneOptions`` are loaded on first use: every Ray worker imports this package
+(to unpickle a job) and never needs the tuner's imports (Alembic, the artifact store...).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from automl.errors import AutoMLError, ConfigError, DataError, SpaceError
 from automl.result import TuneResult, format_report
 from automl.space import Choice, Fixed, FloatRange, IntRange, SearchSpace, default_space
-from automl.tuner import TuneOptions, tune
+
+if TYPE_CHECKING:
+    from automl.tuner import TuneOptions, tune
 
 __all__ = [
     "AutoMLError",
@@ -29,3 +35,13 @@ __all__ = [
     "tune",
 ]
 __version__ = "0.1.0"
+
+_FROM_TUNER = ("TuneOptions", "tune")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_TUNER:
+        from automl import tuner
+
+        return getattr(tuner, name)
+    raise AttributeError(f"module 'automl' has no attribute {name!r}")

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from automl.configs import Task
 from automl.data.checks import CheckedDataset
@@ -114,6 +113,10 @@ class PreparedData:
 
 def split_rows(data: CheckedDataset, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeded train/validation/test row indices, stratified by class for classification."""
+    # Imported here: scikit-learn costs ~1 s to import, and every Ray worker imports this
+    # module (to unpickle PreparedData) without ever splitting.
+    from sklearn.model_selection import train_test_split
+
     rows = np.arange(data.n_rows)
     labels = None if data.task == "regression" else data.target.to_numpy()
     rest, test = train_test_split(rows, test_size=TEST_FRACTION, random_state=seed,
