@@ -61,7 +61,7 @@ def pruning_run(args: argparse.Namespace, pruner: str, seed: int, folder: Path) 
     started = time.perf_counter()
     result = automl.tune(load_frame(args.dataset, args.max_rows), "target",
                          n_trials=args.trials, seed=seed, n_seeds=args.final_seeds,
-                         pruner=pruner, storage=url, progress=False)
+                         pruner=pruner, storage=url, progress=False, **args.tune_options)
     wall = time.perf_counter() - started
     study = optuna.load_study(study_name=result.study_name, storage=url)
     trials = study.get_trials(deepcopy=False)
@@ -73,7 +73,7 @@ def pruning_run(args: argparse.Namespace, pruner: str, seed: int, folder: Path) 
         "best_val": result.best.val_score, "best_val_loss": result.best.val_loss,
         "best_trial_val": study.trials[result.best.trial_number].user_attrs.get("val_score"),
         "test": result.best.test_score, "test_sd": result.best.test_score_std,
-        "tuning_s": result.tuning_seconds, "wall_s": wall,
+        "tuning_s": result.tuning_seconds, "wall_s": wall, "options": args.tune_options,
     }
 
 
@@ -226,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=40, help="pruning: trials per run")
     parser.add_argument("--pruners", nargs="+", choices=PRUNERS, default=list(PRUNERS))
+    parser.add_argument("--tune-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="pruning: a tune() option for every run, e.g. "
+                             "pruner_startup_trials=5 (repeatable; VALUE is read as JSON)")
     parser.add_argument("--final-seeds", type=int, default=3,
                         help="pruning: seeds the tuned model is retrained with for its test score")
     parser.add_argument("--workers", type=int, help="pruning: Ray workers (default: one per core)")
@@ -236,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="search: processes at a time")
     parser.add_argument("--json", type=Path, help="append the rows as JSON lines to this file")
     args = parser.parse_args(argv)
+    args.tune_options = dict(_option(text) for text in args.tune_option)
     print(f"{args.part} on {args.dataset}, seeds {args.seeds}, nproc {os.cpu_count()}, "
           f"torch {torch.__version__}, optuna {optuna.__version__}, load "
           f"{os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
@@ -245,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         search(args)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}", file=sys.stderr)
     return 0
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--tune-option wants KEY=VALUE, not {text!r}")
+    return key, json.loads(value)
 
 
 def save(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
