@@ -107,6 +107,8 @@ def _run_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--task", choices=["binary", "multiclass", "classification",
                                             "regression"], help="override the inferred task")
     command.add_argument("--pruner", choices=PRUNERS, default="median")
+    command.add_argument("--no-warm-start", dest="warm_start", action="store_false",
+                         help="do not start the search from the rules of thumb")
     command.add_argument("--seeds", type=int, default=3,
                          help="seeds for the final comparison (default 3)")
     command.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -135,8 +137,8 @@ def run_tune(args: argparse.Namespace) -> int:
     options = TuneOptions(
         n_trials=args.trials, timeout=args.timeout, seed=args.seed, n_seeds=args.seeds,
         pruner=args.pruner, storage=storage_of(args), task=args.task,
-        n_workers=args.workers, ray_address=args.ray_address, progress=not args.quiet,
-        limits=limits_from_env(),
+        warm_start=args.warm_start, n_workers=args.workers, ray_address=args.ray_address,
+        progress=not args.quiet, limits=limits_from_env(),
     )
     with stdout_to_stderr():
         result = tune(args.data, args.target, space=args.space, **vars(options))
@@ -185,7 +187,8 @@ def run_submit(args: argparse.Namespace) -> int:
     client = Client(storage_of(args))
     run = client.submit(args.data, args.target, space=args.space, n_trials=args.trials,
                         timeout=args.timeout, seed=args.seed, n_seeds=args.seeds,
-                        pruner=args.pruner, task=args.task, limits=limits_from_env())
+                        pruner=args.pruner, task=args.task, warm_start=args.warm_start,
+                        limits=limits_from_env())
     print(json.dumps({"run_id": run.id}) if args.json else run.id)
     return 0
 

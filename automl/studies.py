@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,8 +37,12 @@ class StudySettings:
     pruner_warmup_epochs: int = 10
     max_epochs: int = 100
     pruning_audit: float = 0.1  # share of to-be-pruned trials let finish, to audit pruning
+    warm_start: bool = True  # the first trials try the rules of thumb (automl.warm_start)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.warm_start, bool):
+            raise ConfigError(f"warm_start must be true or false, not {self.warm_start!r}",
+                              field="warm_start")
         if self.pruner not in PRUNERS:
             raise ConfigError(f"unknown pruner '{self.pruner}': use {', '.join(PRUNERS)}",
                               field="pruner")
@@ -156,22 +161,31 @@ def _enable_sqlite_wal(database: str | None) -> None:
 
 def create_study(url: str, name: str, settings: StudySettings, attrs: dict[str, Any], *,
                  storage: optuna.storages.BaseStorage | None = None,
-                 load_if_exists: bool = False) -> optuna.Study:
+                 load_if_exists: bool = False,
+                 first_trials: Sequence[dict[str, Any]] = ()) -> optuna.Study:
     """Create a minimising study and store the settings and run metadata on it.
 
-    With ``load_if_exists`` several workers may race to create it; one wins.
+    With ``load_if_exists`` several workers may race to create it; one wins, and only
+    that one enqueues ``first_trials`` (parameter sets to try first, see
+    :mod:`automl.warm_start`).
     """
-    study = optuna.create_study(
-        storage=storage or make_storage(url),
-        study_name=name,
-        direction="minimize",
-        sampler=make_sampler(settings),
-        pruner=make_pruner(settings),
-        load_if_exists=load_if_exists,
-    )
+    storage = storage or make_storage(url)
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction="minimize",
+                                    sampler=make_sampler(settings), pruner=make_pruner(settings))
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        if not load_if_exists:
+            raise
+        study = optuna.load_study(study_name=name, storage=storage,
+                                  sampler=make_sampler(settings), pruner=make_pruner(settings))
+        created = False
     study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
     for key, value in attrs.items():
         study.set_user_attr(key, value)
+    if created:
+        for params in first_trials:
+            study.enqueue_trial(params, user_attrs={"warm_start": True})
     return study
 
 

@@ -29,6 +29,7 @@ from automl.space import Fixed, IntRange, SearchSpace
 from automl.studies import StudySettings, check_storage_url, create_study, pruning_policy
 from automl.summary import architecture, constant_baseline, final_seeds, metric_of, summarize
 from automl.trials import best_trial, count_trials, fail_orphans, repeated_failure, trial_config
+from automl.warm_start import warm_start_params
 
 DEFAULT_STORAGE = "sqlite:///automl.db"
 RESULT_ATTR = "result"  # the finished run's TuneResult.to_dict(), as a study user attribute
@@ -46,6 +47,7 @@ class TuneOptions:
     pruner_startup_trials: int | None = None  # default: startup_trials(n_trials)
     pruner_warmup_epochs: int = 10
     pruning_audit: float = 0.1  # share of to-be-pruned trials let finish (0 turns it off)
+    warm_start: bool = True  # the first trials try the rules of thumb (automl.warm_start)
     storage: str = DEFAULT_STORAGE
     study_name: str | None = None
     task: str | None = None
@@ -75,7 +77,8 @@ class TuneOptions:
                 or self.pruner_startup_trials < 0):
             raise ConfigError("pruner_startup_trials must be a whole number >= 0, not "
                               f"{self.pruner_startup_trials!r}", field="pruner_startup_trials")
-        StudySettings(pruner=self.pruner, pruning_audit=self.pruning_audit)
+        StudySettings(pruner=self.pruner, pruning_audit=self.pruning_audit,
+                      warm_start=self.warm_start)
         check_storage_url(self.storage)
 
 
@@ -106,7 +109,7 @@ def tune(data: Any, target: Any = None, *, space: SearchSpace | dict[str, Any] |
     progress = Progress(opts.progress)
     try:
         curves = _baseline_curves(opts, prepared, baselines, executor, progress)
-        study = _run_study(opts, prepared, resolved, executor, progress, curves)
+        study = _run_study(opts, prepared, resolved, executor, progress, curves, baselines)
         result = _measure(opts, prepared, study, baselines, executor, progress)
     finally:
         progress.close()
@@ -126,7 +129,16 @@ def settings_of(options: TuneOptions, space: SearchSpace) -> StudySettings:
                          else options.pruner_startup_trials,
                          pruner_warmup_epochs=options.pruner_warmup_epochs,
                          pruning_audit=options.pruning_audit,
+                         warm_start=options.warm_start,
                          max_epochs=upper_bound(space, "max_epochs"))
+
+
+def first_trials(settings: StudySettings, baselines: list[Baseline],
+                 space: SearchSpace) -> list[dict[str, Any]]:
+    """The rules of thumb a new study tries first: at most half its random start-up."""
+    if not settings.warm_start:
+        return []
+    return warm_start_params(baselines, space, max(1, settings.tpe_startup_trials // 2))
 
 
 def startup_trials(n_trials: int) -> int:
@@ -164,13 +176,14 @@ def _baseline_curves(opts: TuneOptions, prepared: PreparedData, baselines: list[
 
 
 def _run_study(opts: TuneOptions, prepared: PreparedData, space: SearchSpace,
-               executor: Executor, progress: Progress,
-               curves: dict[str, Any]) -> optuna.Study:
+               executor: Executor, progress: Progress, curves: dict[str, Any],
+               baselines: list[Baseline]) -> optuna.Study:
     settings = settings_of(opts, space)
     name = opts.study_name or _study_name(prepared)
     study = create_study(opts.storage, name, settings, {
         "task": prepared.task, "metric": metric_of(prepared.task), "dataset_hash":
-        prepared.content_hash, "space": space.to_dict(), "n_trials": opts.n_trials, **curves})
+        prepared.content_hash, "space": space.to_dict(), "n_trials": opts.n_trials, **curves},
+        first_trials=first_trials(settings, baselines, space))
     job = StudyJob(opts.storage, name, space.to_dict(), opts.seed, pruning_policy(settings))
     deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
     unhealthy: list[str] = []

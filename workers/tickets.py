@@ -38,7 +38,7 @@ from automl.studies import (
 )
 from automl.summary import architecture, final_seeds
 from automl.trials import best_trial, fail_trial, trial_config
-from automl.tuner import baselines_for
+from automl.tuner import baselines_for, first_trials
 from workers.data import TensorSplits, to_tensors
 from workers.dataset_cache import cached_frame
 from workers.evaluate import fit, measure
@@ -149,9 +149,13 @@ class TicketRunner:
         process; each ticket gets its own sampler seed."""
         study = self._studies.get(run.id)
         if study is None:
-            create_study(self.url, run.study_name, StudySettings(**run.settings),
+            ctx = self.context(run.id)
+            settings = StudySettings(**run.settings)
+            create_study(self.url, run.study_name, settings,
                          {"task": run.task, "metric": run.metric, "space": run.space,
-                          "run_id": run.id}, storage=self.storage, load_if_exists=True)
+                          "run_id": run.id}, storage=self.storage, load_if_exists=True,
+                         first_trials=first_trials(settings, baselines_for(
+                             ctx.prepared, ctx.space), ctx.space))
             study = load_study(self.url, run.study_name, worker_index, storage=self.storage)
             self._studies = {run.id: study}
         study.sampler = make_sampler(StudySettings(**run.settings), worker_index)
