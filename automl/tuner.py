@@ -44,7 +44,7 @@ class TuneOptions:
     seed: int = 0
     n_seeds: int = 3
     pruner: str = "median"
-    pruner_startup_trials: int | None = None  # default: startup_trials(n_trials)
+    pruner_startup_trials: int | None = None  # default: pruner_startup(n_trials)
     pruner_warmup_epochs: int = 10
     pruning_audit: float = 0.1  # share of to-be-pruned trials let finish (0 turns it off)
     warm_start: bool = True  # the first trials try the rules of thumb (automl.warm_start)
@@ -124,7 +124,7 @@ def settings_of(options: TuneOptions, space: SearchSpace) -> StudySettings:
     """The sampler and pruner settings stored on the study for every worker."""
     return StudySettings(seed=options.seed, pruner=options.pruner,
                          tpe_startup_trials=startup_trials(options.n_trials),
-                         pruner_startup_trials=startup_trials(options.n_trials)
+                         pruner_startup_trials=pruner_startup(options.n_trials)
                          if options.pruner_startup_trials is None
                          else options.pruner_startup_trials,
                          pruner_warmup_epochs=options.pruner_warmup_epochs,
@@ -139,6 +139,15 @@ def first_trials(settings: StudySettings, baselines: list[Baseline],
     if not settings.warm_start:
         return []
     return warm_start_params(baselines, space, max(1, settings.tpe_startup_trials // 2))
+
+
+def pruner_startup(n_trials: int) -> int:
+    """Completed trials before the pruner may stop one: the sampler's start-up, at most 5.
+
+    Measured on digits, 40 trials, 3 seeds (BENCHMARKS.md, pruning): 5 saved 31 % of the
+    epochs against 21 % with 10, at the same quality (validation +0.09 against -0.28
+    points, test -0.12 against -0.19, both against no pruning)."""
+    return min(5, startup_trials(n_trials))
 
 
 def startup_trials(n_trials: int) -> int:
