@@ -88,12 +88,14 @@ class WriteBehindStorage(BaseStorage):
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         trial_id = self.inner.create_new_trial(study_id, template_trial)
         created = rows.cached_copy(self.inner, trial_id)
+        state = created.state if created is not None else (
+            TrialState.RUNNING if template_trial is None else template_trial.state)
         with self._lock:
             self._writes += 1
-            if created is None or created.state == TrialState.RUNNING:
+            if state == TrialState.RUNNING:  # not an enqueued (WAITING) one
                 self._running[trial_id] = study_id
-            if created is not None and created.state == TrialState.RUNNING:
-                self._mirror[trial_id] = created
+                if created is not None:
+                    self._mirror[trial_id] = created
         return trial_id
 
     def _forget(self, trial_id: int) -> None:
