@@ -144,9 +144,10 @@ class WriteBehindStorage(BaseStorage):
         with self._lock:  # the last batch and the final state: one transaction
             pending = self._pending.pop(trial_id, None) or Batch()
         try:
-            return self._write_batch(trial_id, pending, (state, values))
+            self._write_batch(trial_id, pending, (state, values))
         finally:
             self._forget(trial_id)
+        return True
 
     def _check_distribution(self, study_id: int, name: str,
                             distribution: BaseDistribution) -> None:
@@ -164,8 +165,8 @@ class WriteBehindStorage(BaseStorage):
         """Write the buffered rows of one trial (or of all) in one transaction each.
 
         A trial that has already finished (failed by the sweeper after a lost lease)
-        rejects them with ``UpdateFinishedTrialError`` and its buffer is dropped; on any
-        other error (a database restart) the batch is kept for the retry.
+        rejects them with ``UpdateFinishedTrialError`` and its buffer is dropped; after a
+        transient error (a database restart) the batch is kept for the retry.
         """
         with self._lock:
             ids = [trial_id] if trial_id is not None else list(self._pending)
@@ -174,8 +175,7 @@ class WriteBehindStorage(BaseStorage):
             if not pending.is_empty():
                 self._write_batch(tid, pending, None)
 
-    def _write_batch(self, trial_id: int, pending: Batch,
-                     final: rows.Final | None) -> bool:
+    def _write_batch(self, trial_id: int, pending: Batch, final: rows.Final | None) -> None:
         with self._lock:
             known = self._mirror.get(trial_id)
         try:
@@ -191,7 +191,6 @@ class WriteBehindStorage(BaseStorage):
             self._writes += 1
             if known is not None and final is None:
                 self._mirror[trial_id] = pending.apply_to(known)
-        return True
 
     def _restore(self, trial_id: int, batch: Batch) -> None:
         """Put a batch that failed to write back under what was buffered since."""
