@@ -62,8 +62,12 @@ def single_machine_ray() -> None:
 
 
 def default_executor(ray_address: str | None = None, n_workers: int | None = None,
-                     cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0) -> Executor:
-    """The Ray executor (a local Ray started in-process unless ``ray_address`` is given)."""
+                     cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+                     head_start: bool = True) -> Executor:
+    """The Ray executor (a local Ray started in-process unless ``ray_address`` is given).
+
+    ``head_start``: a local Ray's first trials train in a fork of this process while Ray
+    starts (:mod:`workers.head_start`)."""
     if ray_address is None:
         single_machine_ray()
     try:
@@ -71,4 +75,4 @@ def default_executor(ray_address: str | None = None, n_workers: int | None = Non
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise ConfigError(f"training needs the worker extras ({exc.name} is missing): "
                           "pip install 'automl[worker]'", field="executor") from exc
-    return RayExecutor(ray_address, n_workers, cpus_per_trial, gpus_per_trial)
+    return RayExecutor(ray_address, n_workers, cpus_per_trial, gpus_per_trial, head_start)

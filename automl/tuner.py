@@ -53,6 +53,7 @@ class TuneOptions:
     task: str | None = None
     n_workers: int | None = None
     ray_address: str | None = None
+    head_start: bool = True  # train the first trials while a local Ray starts (CPU only)
     max_consecutive_failures: int = 10
     progress: bool = True
     limits: DataLimits = field(default_factory=DataLimits)
@@ -77,6 +78,9 @@ class TuneOptions:
                 or self.pruner_startup_trials < 0):
             raise ConfigError("pruner_startup_trials must be a whole number >= 0, not "
                               f"{self.pruner_startup_trials!r}", field="pruner_startup_trials")
+        if not isinstance(self.head_start, bool):
+            raise ConfigError(f"head_start must be true or false, not {self.head_start!r}",
+                              field="head_start")
         StudySettings(pruner=self.pruner, pruning_audit=self.pruning_audit,
                       warm_start=self.warm_start)
         check_storage_url(self.storage)
@@ -105,7 +109,8 @@ def tune(data: Any, target: Any = None, *, space: SearchSpace | dict[str, Any] |
     resolved = user_space.resolve(prepared.task, len(prepared.x_train))
     baselines = baselines_for(prepared, resolved)
     ensure_schema(opts.storage)  # our tables (the models' artifact store) beside Optuna's
-    executor = executor or default_executor(opts.ray_address, opts.n_workers)
+    executor = executor or default_executor(opts.ray_address, opts.n_workers,
+                                            head_start=opts.head_start)
     progress = Progress(opts.progress)
     try:
         curves = _baseline_curves(opts, prepared, baselines, executor, progress)

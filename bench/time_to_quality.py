@@ -15,6 +15,8 @@ time), on the same dataset and the same seeded 60/20/20 split from
 * **ours-1w** — the same with ``n_workers=1`` (one trial at a time, one thread).
 * **ours-cold** — ``ours`` with ``warm_start=False``: the search does not start from the
   rules of thumb (:mod:`automl.warm_start`), its start-up trials are all random.
+* **ours-no-head** — ``ours`` with ``head_start=False``: no trial trains before Ray is up
+  (:mod:`workers.head_start`).
 * **plain** — a script written the way Optuna's PyTorch example
   (``optuna/optuna-examples`` ``pytorch/pytorch_simple.py``) is: the model is defined in the
   objective (``n_layers`` 1..3, ``n_units_l{i}`` 4..128, ReLU, ``dropout_l{i}`` 0.2..0.5,
@@ -76,7 +78,7 @@ from automl.data import PreparedData, load_dataset
 # shared/ sits beside the repository (as in CI); AUTOML_SHARED overrides it.
 SHARED = Path(os.environ.get("AUTOML_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DATASETS = {"letter": SHARED / "datasets" / "pmlb_letter.tsv.gz"}
-SIDES = ("ours", "ours-1w", "ours-cold", "plain", "plain-1t")
+SIDES = ("ours", "ours-1w", "ours-cold", "ours-no-head", "plain", "plain-1t")
 PLAIN_BATCH = 128  # BATCHSIZE of Optuna's example
 PLAIN_EPOCHS = 10  # EPOCHS of Optuna's example
 MANY_TRIALS = 100_000  # the budget is the wall-clock, not a trial count
@@ -188,13 +190,14 @@ def run_plain(args: argparse.Namespace, t0: float, threads: int) -> dict[str, An
 
 # ---- our tuner ----------------------------------------------------------------------------
 def run_ours(args: argparse.Namespace, t0: float, n_workers: int | None,
-             warm_start: bool = True) -> dict[str, Any]:
+             warm_start: bool = True, head_start: bool = True) -> dict[str, Any]:
     frame = load_frame(args.dataset, args.max_rows)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'study.db'}"
         result = automl.tune(frame, "target", n_trials=MANY_TRIALS, timeout=args.budget_s,
                              seed=args.seed, n_seeds=1, n_workers=n_workers, storage=url,
-                             progress=False, warm_start=warm_start)
+                             progress=False, warm_start=warm_start,
+                             head_start=head_start)
         study = optuna.load_study(study_name=result.study_name, storage=url)
         trials = [trial_record(t, t0, t.user_attrs.get("val_score")
                                if t.state.name == "COMPLETE" else None,
@@ -227,7 +230,8 @@ def child(args: argparse.Namespace) -> None:
         out = run_plain(args, t0, 1 if args.child == "plain-1t" else args.plain_threads)
     else:
         out = run_ours(args, t0, 1 if args.child == "ours-1w" else None,
-                       warm_start=args.child != "ours-cold")
+                       warm_start=args.child != "ours-cold",
+                       head_start=args.child != "ours-no-head")
     out["wall_s"] = time.time() - t0
     out["driver_peak_rss_mib"] = vm_hwm_mib()
     Path(args.out).write_text(json.dumps(out))
@@ -398,7 +402,7 @@ def table(rows: list[dict[str, Any]], checkpoints: list[float], budget: float) -
 def ratios(rows: list[dict[str, Any]], budget: float) -> list[str]:
     by = {row["side"]: row for row in rows}
     lines = []
-    for name in ("ours", "ours-1w", "ours-cold"):
+    for name in ("ours", "ours-1w", "ours-cold", "ours-no-head"):
         for rival in ("plain", "plain-1t"):
             ours, plain = by.get(name), by.get(rival)
             if ours is None or plain is None:

@@ -3,7 +3,8 @@
 Each trial is one Ray task that loads the study from storage, runs exactly one Optuna
 trial and returns; so the trial budget is exact whatever the number of workers, and the
 same code runs on a laptop and a cluster. The dataset is put in the object store once and
-turned into tensors once per worker process (cached by content hash).
+turned into tensors once per worker process (cached by content hash). While a local Ray
+starts, the first trials train in a fork of the driver (:mod:`workers.head_start`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from automl.space import SearchSpace
 from automl.studies import load_study
 from workers.data import TensorSplits, to_tensors
 from workers.evaluate import fit, measure
+from workers.head_start import HeadStart, can_fork, start_meanwhile
 from workers.objective import run_trial
 from workers.predictor import Predictor
 
@@ -66,43 +68,91 @@ def evaluation_task(config: dict[str, Any], data: PreparedData,
 
 
 class RayExecutor:
-    """Keeps as many trials in flight as the cluster has room for, and no more."""
+    """Keeps as many trials in flight as the cluster has room for, and no more.
+
+    A local Ray is started at the first trial or evaluation, not on construction. With
+    ``head_start`` (CPU trials only), the first trials train in a forked copy of this
+    process while it starts (:mod:`workers.head_start`).
+    """
 
     def __init__(self, address: str | None = None, n_workers: int | None = None,
-                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0):
+                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+                 head_start: bool = True):
+        self.address, self.n_workers = address, n_workers
         self.started_ray = not ray.is_initialized()
-        if self.started_ray:
-            start_ray(address, n_workers)
+        self.head_start = (head_start and self.started_ray and address is None
+                           and gpus_per_trial == 0 and can_fork())
         self.options = {"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial}
         self._data_refs: dict[str, ray.ObjectRef] = {}
+        self.max_parallel = 0
+        self.head_start_trials = 0  # trials the fork ran while Ray started
+        if not self.head_start:
+            self.start()
+
+    def start(self) -> None:
+        """Start (or join) Ray, once, and size the trials in flight to it.
+
+        Called by the first trials or evaluation; callers may call it earlier."""
+        if self.max_parallel:
+            return
+        if self.started_ray:
+            start_ray(self.address, self.n_workers)
         total = ray.cluster_resources().get("CPU", 1.0)
-        self.max_parallel = max(1, n_workers or int(total // cpus_per_trial))
+        self.max_parallel = max(1, self.n_workers or int(total // self.options["num_cpus"]))
 
     def run_trials(self, job: StudyJob, data: PreparedData, n_trials: int,
                    deadline: float | None, on_trial_done: TrialDone) -> list[str]:
+        head, stop = None, False
+        if self.max_parallel or not self.head_start:
+            self.start()
+        else:  # train in a fork of this process while Ray starts
+            head = HeadStart(job, data, n_trials, deadline)
+            stop = start_meanwhile(self.start, head, on_trial_done)
         data_ref = self._put(data)
+        claim = head.claim if head is not None else _Counter(n_trials).claim
         pending: dict[ray.ObjectRef, int] = {}
-        launched, stop, lost = 0, False, []
-        while pending or (launched < n_trials and not stop):
-            while launched < n_trials and len(pending) < self.max_parallel and not stop:
-                if deadline is not None and time.monotonic() >= deadline:
-                    stop = True
-                    break
-                ref = trial_task.options(**self.options).remote(job, data_ref, launched)
-                pending[ref] = launched
-                launched += 1
+        lost: list[str] = []
+        while True:
+            if not stop:
+                in_head = 1 if head is not None and head.running else 0
+                stop = self._launch(job, data_ref, pending, claim, deadline, in_head)
+            if head is not None:
+                stop = _report(head.newly_finished(), on_trial_done) or stop
+                if not head.running:
+                    lost += head.close()
+                    self.head_start_trials = head.finished
+                    head = None
+                    continue
             if not pending:
-                break
-            done, _ = ray.wait(list(pending), num_returns=1)
+                if head is None:
+                    break
+                head.wait(timeout=0.2)
+                continue
+            done, _ = ray.wait(list(pending), num_returns=1,
+                               timeout=None if head is None else 0.2)
             for ref in done:
                 pending.pop(ref)
                 lost += _task_error(ref)
-                stop = on_trial_done() or stop
+            stop = _report(len(done), on_trial_done) or stop
         return lost
+
+    def _launch(self, job: StudyJob, data_ref: ray.ObjectRef,
+                pending: dict[ray.ObjectRef, int], claim: Callable[[], int | None],
+                deadline: float | None, in_head: int) -> bool:
+        """Fill the free slots with trial tasks; True once the deadline has passed."""
+        while len(pending) + in_head < self.max_parallel:
+            if deadline is not None and time.monotonic() >= deadline:
+                return True
+            index = claim()
+            if index is None:
+                break
+            pending[trial_task.options(**self.options).remote(job, data_ref, index)] = index
+        return False
 
     def evaluate(self, configs: list[TrialConfig], data: PreparedData,
                  on_done: Callable[[], None],
                  keep_model: int | None = None) -> list[dict[str, Any]]:
+        self.start()
         data_ref = self._put(data)
         refs = [evaluation_task.options(**self.options).remote(c.to_dict(), data_ref,
                                                                i == keep_model)
@@ -125,6 +175,24 @@ class RayExecutor:
         self._data_refs.clear()
         if self.started_ray:
             ray.shutdown()
+
+
+class _Counter:
+    """The trial budget when no head start shares it."""
+
+    def __init__(self, n_trials: int) -> None:
+        self.n_trials, self.claimed = n_trials, 0
+
+    def claim(self) -> int | None:
+        if self.claimed >= self.n_trials:
+            return None
+        self.claimed += 1
+        return self.claimed - 1
+
+
+def _report(n_done: int, on_trial_done: TrialDone) -> bool:
+    """Call ``on_trial_done`` once per finished trial; True when any says stop."""
+    return any([on_trial_done() for _ in range(n_done)])
 
 
 def start_ray(address: str | None, n_workers: int | None,

@@ -132,6 +132,7 @@ def test_the_embedded_ray_listens_on_loopback_only() -> None:
     """Checked in a fresh interpreter: Ray reads its network mode when first imported."""
     script = ("from automl.executor import default_executor\n"
               "executor = default_executor(n_workers=1)\n"
+              "executor.start()  # a local Ray starts at the first trial otherwise\n"
               "import ray\n"
               "print(ray.nodes()[0]['NodeManagerAddress'], "
               "ray.get_runtime_context().gcs_address)\n"
@@ -150,6 +151,7 @@ def test_the_embedded_ray_is_its_own_and_keeps_its_token_private() -> None:
     from workers.ray_executor import RayExecutor
 
     executor = RayExecutor(n_workers=1)
+    executor.start()
     try:  # a fresh one-CPU instance, never a `ray start` cluster that happens to run here
         assert ray.cluster_resources()["CPU"] == 1 and len(ray.nodes()) == 1
         token = Path.home() / ".ray" / "auth_token"
@@ -157,3 +159,25 @@ def test_the_embedded_ray_is_its_own_and_keeps_its_token_private() -> None:
             assert token.stat().st_mode & 0o777 == 0o600
     finally:
         executor.close()
+
+
+def test_the_first_trials_train_while_the_local_ray_starts(tmp_path: Path) -> None:
+    """In a fresh interpreter, so that ``tune`` starts its own Ray (and forks before it)."""
+    script = ("import sys\n"
+              "from sklearn.datasets import load_digits\n"
+              "import automl\n"
+              "from workers.ray_executor import RayExecutor\n"
+              "executor = RayExecutor(n_workers=1)\n"
+              "result = automl.tune(load_digits(as_frame=True).frame, 'target', n_trials=6,\n"
+              "                     space=sys.argv[1], storage=sys.argv[2], n_seeds=1,\n"
+              "                     executor=executor, progress=False)\n"
+              "print(executor.head_start_trials, result.n_trials)\n")
+    (tmp_path / "space.yaml").write_text(FAST_SPACE)
+    db = tmp_path / "head.db"
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "space.yaml"),
+                           f"sqlite:///{db}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    in_fork, n_trials = map(int, proc.stdout.split()[-2:])
+    assert 1 <= in_fork <= 6 and n_trials == 6  # Ray takes seconds to start; a trial less
+    trials = finished_trials(db)
+    assert len(trials) == 6 and all(t.state.is_finished() for t in trials)
