@@ -1,13 +1,12 @@
 """Train the first trials in a forked copy of the driver while a local Ray starts.
 
-A local Ray takes 4-8 s on a small machine before its first worker can train (its
-daemons start, then the workers import torch). A plain Optuna script trains from the
-first second, so on an easy problem that start-up alone decided the race
-(BENCHMARKS.md, time-to-quality). :class:`HeadStart` forks the driver just before
-``ray.init`` (torch, the data and the study's code are already imported, so the copy
-trains at once) and the copy runs trials one after another, exactly as a Ray worker
-would, until the driver says a Ray worker is ready to train; it then finishes the trial
-in hand and exits.
+A local Ray takes 4-8 s on a small machine before ``ray.init`` returns, and its workers
+need a few seconds more to import torch. A plain Optuna script trains from the first
+second, so on an easy problem that start-up alone decided the race (BENCHMARKS.md,
+time-to-quality). :class:`HeadStart` forks the driver just before ``ray.init`` (torch,
+the data and the study's code are already imported, so the copy trains at once) and the
+copy runs trials one after another, exactly as a Ray worker would, until ``ray.init``
+returns; it then finishes the trial in hand and exits.
 
 It is a process, not a thread, for the same reason Ray's workers are: a trial that
 kills its process (out of host memory, a crash in native code) loses that trial, not
@@ -107,10 +106,10 @@ def start_meanwhile(start: Callable[[], None], head: HeadStart,
 
     Each trial the fork finishes is reported at once, and when ``on_trial_done`` says stop
     (e.g. the circuit breaker on repeated failures) the fork claims no more. ``start`` keeps
-    the calling thread: Ray ties its daemons' lives to the thread that starts them. Once it
-    returns, the fork finishes its trial in hand and exits (letting it go on until a Ray
-    worker was ready was slower on 2 cores: it competes with the workers' start-up).
-    Returns whether to stop.
+    the calling thread: when ``ray.init`` ran on a thread that then ended, the driver lost
+    its object store (Ray's daemons went with that thread). Once it returns, the fork
+    finishes its trial in hand and exits (letting it go on until a Ray worker was ready was
+    slower on 2 cores: it competes with the workers' start-up). Returns whether to stop.
     """
     started = threading.Event()
     stop: list[bool] = []
