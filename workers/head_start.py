@@ -66,11 +66,7 @@ class HeadStart:
 
     def claim(self) -> int | None:
         """A trial of the shared budget for the driver (its index), or None when spent."""
-        with self._claimed.get_lock():
-            if self._claimed.value >= self._n_trials:
-                return None
-            self._claimed.value += 1
-            return int(self._claimed.value) - 1
+        return _claim(self._claimed, None, self._n_trials, None)
 
     def newly_finished(self) -> int:
         """Trials finished since the last call (each is one ``on_trial_done``)."""
@@ -116,7 +112,7 @@ def start_meanwhile(start: Callable[[], None], head: HeadStart,
 
     def report() -> None:
         while not started.wait(timeout=0.2):
-            if any([on_trial_done() for _ in range(head.newly_finished())]):
+            if report_finished(head.newly_finished(), on_trial_done):
                 stop.append(True)
                 head.stop()
 
@@ -129,6 +125,11 @@ def start_meanwhile(start: Callable[[], None], head: HeadStart,
         started.set()
         reporter.join()
     return bool(stop)
+
+
+def report_finished(n_done: int, on_trial_done: TrialDone) -> bool:
+    """Call ``on_trial_done`` once per finished trial; True when any says stop."""
+    return any([on_trial_done() for _ in range(n_done)])  # a list: every call is made
 
 
 def _run_trials(job: StudyJob, data: PreparedData, n_trials: int, deadline: float | None,
@@ -147,10 +148,11 @@ def _run_trials(job: StudyJob, data: PreparedData, n_trials: int, deadline: floa
             finished.value += 1
 
 
-def _claim(claimed: Synchronized[int], stopped: Synchronized[int], n_trials: int,
+def _claim(claimed: Synchronized[int], stopped: Synchronized[int] | None, n_trials: int,
            deadline: float | None) -> int | None:
+    """The next trial's index, or None when stopped, spent or past the deadline."""
     with claimed.get_lock():
-        if stopped.value or claimed.value >= n_trials or (
+        if (stopped is not None and stopped.value) or claimed.value >= n_trials or (
                 deadline is not None and time.monotonic() >= deadline):
             return None
         claimed.value += 1

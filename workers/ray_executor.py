@@ -26,7 +26,7 @@ from automl.space import SearchSpace
 from automl.studies import load_study
 from workers.data import TensorSplits, to_tensors
 from workers.evaluate import fit, measure
-from workers.head_start import HeadStart, can_fork, start_meanwhile
+from workers.head_start import HeadStart, can_fork, report_finished, start_meanwhile
 from workers.objective import run_trial
 from workers.predictor import Predictor
 
@@ -117,7 +117,7 @@ class RayExecutor:
                 in_head = 1 if head is not None and head.running else 0
                 stop = self._launch(job, data_ref, pending, claim, deadline, in_head)
             if head is not None:
-                stop = _report(head.newly_finished(), on_trial_done) or stop
+                stop = report_finished(head.newly_finished(), on_trial_done) or stop
                 if not head.running:
                     lost += head.close()
                     self.head_start_trials = head.finished
@@ -133,7 +133,7 @@ class RayExecutor:
             for ref in done:
                 pending.pop(ref)
                 lost += _task_error(ref)
-            stop = _report(len(done), on_trial_done) or stop
+            stop = report_finished(len(done), on_trial_done) or stop
         return lost
 
     def _launch(self, job: StudyJob, data_ref: ray.ObjectRef,
@@ -188,11 +188,6 @@ class _Counter:
             return None
         self.claimed += 1
         return self.claimed - 1
-
-
-def _report(n_done: int, on_trial_done: TrialDone) -> bool:
-    """Call ``on_trial_done`` once per finished trial; True when any says stop."""
-    return any([on_trial_done() for _ in range(n_done)])
 
 
 def start_ray(address: str | None, n_workers: int | None,
