@@ -1071,6 +1071,8 @@ B7 = [
     case("pruning-audit-above-one", options(pruning_audit=1.5), ConfigError,
          "pruning_audit"),
     case("pruning-audit-string", options(pruning_audit="10%"), ConfigError, "pruning_audit"),
+    case("warm-start-string", options(warm_start="no"), ConfigError, "warm_start"),
+    case("head-start-string", options(head_start="no"), ConfigError, "head_start"),
     case("seed-negative", options(seed=-1), ConfigError, "seed"),
     case("seed-string", options(seed="abc"), ConfigError, "seed"),
     case("load-dataset-seed-negative", df_call(frame(), seed=-1), ConfigError, "seed"),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from automl.data import PreparedData
 from automl.executor import StudyJob
@@ -22,12 +23,17 @@ TINY = {"max_epochs": Fixed(4), "patience": Fixed(4), "n_layers": Fixed(1),
 
 
 def start(tmp_path: Path, data: PreparedData, n_trials: int,
-          deadline: float | None = None) -> tuple[HeadStart, object]:
+          deadline: float | None = None) -> tuple[HeadStart, str]:
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    study = create_study(url, "s", StudySettings(), {})
+    create_study(url, "s", StudySettings(), {})
     space = SearchSpace(TINY).resolve(data.task, len(data.x_train))  # type: ignore[arg-type]
     job = StudyJob(url, "s", space.to_dict(), seed=0)
-    return HeadStart(job, data, n_trials, deadline), study
+    return HeadStart(job, data, n_trials, deadline), url
+
+
+def stored_trials(url: str) -> list[FrozenTrial]:
+    """What the fork wrote, read afresh (the driver's own study may serve a read 0.1 s old)."""
+    return optuna.load_study(study_name="s", storage=url).get_trials()
 
 
 def wait_until_done(head: HeadStart, timeout: float = 60) -> None:
@@ -38,46 +44,46 @@ def wait_until_done(head: HeadStart, timeout: float = 60) -> None:
 
 
 def test_the_fork_runs_the_budget_when_ray_never_comes(tmp_path: Path, blobs) -> None:
-    head, study = start(tmp_path, blobs, n_trials=3)
+    head, url = start(tmp_path, blobs, n_trials=3)
     wait_until_done(head)
     assert head.close() == []
     assert head.newly_finished() == 3 and head.newly_finished() == 0
     assert head.claim() is None  # the budget is spent: the driver launches nothing more
-    trials = study.get_trials()  # type: ignore[attr-defined]
+    trials = stored_trials(url)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert all(t.user_attrs["stop_reason"] for t in trials)
 
 
 def test_after_stop_the_fork_finishes_its_trial_and_the_driver_claims_the_rest(
         tmp_path: Path, blobs) -> None:
-    head, study = start(tmp_path, blobs, n_trials=5)
+    head, url = start(tmp_path, blobs, n_trials=5)
     stop_at = time.monotonic() + 60
-    while not study.get_trials() and time.monotonic() < stop_at:  # type: ignore[attr-defined]
+    while not stored_trials(url) and time.monotonic() < stop_at:
         time.sleep(0.02)
     head.stop()
     wait_until_done(head)
     assert head.close() == []
     ran = head.newly_finished()
-    assert ran >= 1 and len(study.get_trials()) == ran  # type: ignore[attr-defined]
+    assert ran >= 1 and len(stored_trials(url)) == ran
     claimed = [head.claim() for _ in range(5)]
     assert claimed == [*range(ran, 5), *([None] * ran)]  # one budget, never overrun
 
 
 def test_an_expired_deadline_claims_nothing(tmp_path: Path, blobs) -> None:
-    head, study = start(tmp_path, blobs, n_trials=3, deadline=time.monotonic())
+    head, url = start(tmp_path, blobs, n_trials=3, deadline=time.monotonic())
     wait_until_done(head)
     assert head.close() == [] and head.newly_finished() == 0
-    assert study.get_trials() == []  # type: ignore[attr-defined]
+    assert stored_trials(url) == []
 
 
 def test_a_killed_fork_loses_its_trial_not_the_run(tmp_path: Path, blobs,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(FAULT_ENV, "sigkill@trial:0:epoch:1")
-    head, study = start(tmp_path, blobs, n_trials=3)
+    head, url = start(tmp_path, blobs, n_trials=3)
     wait_until_done(head)
     (error,) = head.close()
     assert "head-start process exited with code -9" in error
     assert head.newly_finished() == 0
-    (trial,) = study.get_trials()  # type: ignore[attr-defined]
+    (trial,) = stored_trials(url)
     assert trial.state == TrialState.RUNNING  # failed as lost_worker by fail_orphans
     assert head.claim() == 1  # the driver goes on with the rest of the budget
