@@ -20,7 +20,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 Final = tuple[TrialState, Sequence[float] | None]  # a trial's last state and values
 
@@ -94,6 +94,21 @@ def write_batch(rdb: RDBStorage, trial_id: int, batch: Batch, known: FrozenTrial
                     rdb._set_trial_value_without_commit(session, trial, objective, value)
             trial.state = state
             trial.datetime_complete = datetime.now()
+
+
+def claim_waiting(rdb: RDBStorage, trial_id: int) -> bool:
+    """Move an enqueued trial from WAITING to RUNNING unless another process got there
+    first: one conditional UPDATE, atomic on every database.
+
+    Optuna reads the state and then writes it, relying on ``SELECT ... FOR UPDATE``, which
+    SQLite ignores: two workers that ask at the same moment could both pop the same
+    enqueued trial and train it twice, while the budget lost a trial (optuna#4002)."""
+    model = models.TrialModel
+    with _create_scoped_session(rdb.scoped_session) as session:
+        claimed = session.execute(
+            update(model).where(model.trial_id == trial_id, model.state == TrialState.WAITING)
+            .values(state=TrialState.RUNNING, datetime_start=datetime.now()))
+        return cast(int, claimed.rowcount) == 1  # type: ignore[attr-defined]
 
 
 def any_waiting(rdb: RDBStorage, study_id: int) -> bool:

@@ -137,6 +137,10 @@ class WriteBehindStorage(BaseStorage):
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Sequence[float] | None = None) -> bool:
+        if state == TrialState.RUNNING and values is None:  # popping an enqueued trial
+            changed = rows.claim_waiting(self._rdb, trial_id)
+            self._wrote()
+            return changed
         if not state.is_finished():
             changed = self.inner.set_trial_state_values(trial_id, state, values)
             self._wrote()

@@ -260,3 +260,39 @@ def test_the_last_batch_and_the_state_are_one_transaction(tmp_path: Path) -> Non
     stored = _from_disk(url)
     assert stored.state == TrialState.COMPLETE and stored.value == 0.5
     assert stored.intermediate_values == {0: 0.5} and stored.datetime_complete is not None
+
+
+def test_an_enqueued_trial_goes_to_one_asker_only_even_when_it_read_the_state_late(
+        tmp_path: Path) -> None:
+    """Optuna reads WAITING, then writes RUNNING; on SQLite (no SELECT ... FOR UPDATE) a
+    second process reading between the two also got the trial (optuna#4002). The claim is
+    now one conditional UPDATE: a late asker gets False and moves on."""
+    url, study = _study(tmp_path)
+    study.enqueue_trial({"x": 1.0})
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    first, late = make_storage(url), make_storage(url)  # two processes' storages
+    assert first.set_trial_state_values(waiting._trial_id, TrialState.RUNNING)
+    assert not late.set_trial_state_values(waiting._trial_id, TrialState.RUNNING)
+    assert _from_disk(url).state == TrialState.RUNNING
+    assert _from_disk(url).datetime_start is not None
+
+
+def test_parallel_askers_each_get_a_different_enqueued_trial(tmp_path: Path) -> None:
+    import threading
+
+    url, study = _study(tmp_path)
+    for x in range(4):
+        study.enqueue_trial({"x": float(x)})
+    barrier, numbers = threading.Barrier(4), []
+
+    def ask() -> None:
+        mine = optuna.load_study(study_name="s", storage=make_storage(url))
+        barrier.wait()
+        numbers.append(mine.ask().number)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(numbers) == [0, 1, 2, 3]
