@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune_cmd.add_argument("--no-head-start", dest="head_start", action="store_false",
                           help="do not train the first trials in this process's fork while "
                                "the local Ray starts")
+    tune_cmd.add_argument("--gpus-per-trial", type=float, default=0.0,
+                          help="GPUs per trial; a fraction such as 0.25 packs several trials "
+                               "on one GPU (default 0: CPU)")
     tune_cmd.add_argument("--quiet", action="store_true", help="no progress bars")
     submit = commands.add_parser("submit", help="queue a run on the service; print its id")
     _run_arguments(submit)
@@ -141,7 +144,8 @@ def run_tune(args: argparse.Namespace) -> int:
         n_trials=args.trials, timeout=args.timeout, seed=args.seed, n_seeds=args.seeds,
         pruner=args.pruner, storage=storage_of(args), task=args.task,
         warm_start=args.warm_start, n_workers=args.workers, ray_address=args.ray_address,
-        head_start=args.head_start, progress=not args.quiet, limits=limits_from_env(),
+        head_start=args.head_start, gpus_per_trial=args.gpus_per_trial,
+        progress=not args.quiet, limits=limits_from_env(),
     )
     with stdout_to_stderr():
         result = tune(args.data, args.target, space=args.space, **vars(options))

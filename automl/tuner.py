@@ -54,6 +54,7 @@ class TuneOptions:
     n_workers: int | None = None
     ray_address: str | None = None
     head_start: bool = True  # train the first trials while a local Ray starts (CPU only)
+    gpus_per_trial: float = 0.0  # a fraction packs several trials on one GPU (BENCHMARKS.md)
     max_consecutive_failures: int = 10
     progress: bool = True
     limits: DataLimits = field(default_factory=DataLimits)
@@ -81,6 +82,7 @@ class TuneOptions:
         if not isinstance(self.head_start, bool):
             raise ConfigError(f"head_start must be true or false, not {self.head_start!r}",
                               field="head_start")
+        _gpu_share(self.gpus_per_trial)
         StudySettings(pruner=self.pruner, pruning_audit=self.pruning_audit,
                       warm_start=self.warm_start)
         check_storage_url(self.storage)
@@ -108,11 +110,12 @@ def tune(data: Any, target: Any = None, *, space: SearchSpace | dict[str, Any] |
     prepared = load_dataset(data, target, task=opts.task, seed=opts.seed, limits=opts.limits)
     resolved = user_space.resolve(prepared.task, len(prepared.x_train))
     baselines = baselines_for(prepared, resolved)
-    ensure_schema(opts.storage)  # our tables (the models' artifact store) beside Optuna's
     executor = executor or default_executor(opts.ray_address, opts.n_workers,
+                                            gpus_per_trial=opts.gpus_per_trial,
                                             head_start=opts.head_start)
     progress = Progress(opts.progress)
     try:
+        ensure_schema(opts.storage)  # our tables (the models' artifact store) beside Optuna's
         curves = _baseline_curves(opts, prepared, baselines, executor, progress)
         study = _run_study(opts, prepared, resolved, executor, progress, curves, baselines)
         result = _measure(opts, prepared, study, baselines, executor, progress)
@@ -269,6 +272,14 @@ def upper_bound(space: SearchSpace, name: str) -> int:
 def _study_name(prepared: PreparedData) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     return f"tune-{prepared.content_hash[:10]}-{stamp}"
+
+
+def _gpu_share(value: Any) -> None:
+    """0 (CPU), a fraction of one GPU (trials share it), or a whole number of GPUs."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not 0 <= value < math.inf or (value > 1 and value != int(value)):
+        raise ConfigError("gpus_per_trial must be 0, a fraction of one GPU such as 0.25, "
+                          f"or a whole number of GPUs, not {value!r}", field="gpus_per_trial")
 
 
 def _positive_int(name: str, value: Any) -> None:

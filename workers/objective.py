@@ -55,6 +55,7 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
             hooks.on_start(trial)
         config = suggest_trial_config(trial, space, seed=seed + trial.number)
         trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("device", str(data.device))
         trial.set_user_attr("n_parameters",
                             count_parameters(data.n_inputs, data.n_outputs, config.model))
         pruned_at: list[int] = []

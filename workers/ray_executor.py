@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import torch
 
 from automl.configs import TrialConfig
 from automl.data import PreparedData
+from automl.errors import ConfigError
 from automl.executor import StudyJob, TrialDone
 from automl.space import SearchSpace
 from automl.studies import load_study
@@ -97,8 +98,13 @@ class RayExecutor:
             return
         if self.started_ray:
             start_ray(self.address, self.n_workers)
-        total = ray.cluster_resources().get("CPU", 1.0)
-        self.max_parallel = max(1, self.n_workers or int(total // self.options["num_cpus"]))
+        resources = ray.cluster_resources()
+        try:
+            check_gpus(resources, self.options["num_gpus"], local=self.address is None)
+        except ConfigError:
+            self.close()
+            raise
+        self.max_parallel = self.n_workers or trial_slots(resources, **self.options)
 
     def run_trials(self, job: StudyJob, data: PreparedData, n_trials: int,
                    deadline: float | None, on_trial_done: TrialDone) -> list[str]:
@@ -188,6 +194,30 @@ class _Counter:
             return None
         self.claimed += 1
         return self.claimed - 1
+
+
+def trial_slots(resources: Mapping[str, float], num_cpus: float, num_gpus: float) -> int:
+    """How many trials fit on the cluster at once: the scarcer of its CPUs and its GPUs
+    divided by what each trial asks for (at least one)."""
+    fits = []
+    if num_cpus > 0:
+        fits.append(resources.get("CPU", 0.0) / num_cpus)
+    if num_gpus > 0 and resources.get("GPU", 0.0) > 0:
+        fits.append(resources.get("GPU", 0.0) / num_gpus)
+    return max(1, int(min(fits) + 1e-9)) if fits else 1
+
+
+def check_gpus(resources: Mapping[str, float], num_gpus: float, local: bool) -> None:
+    """Trials that ask for a GPU on a Ray without one would wait for ever: refuse them on
+    a local Ray; on a cluster (which may add GPU nodes later) say why nothing starts."""
+    if num_gpus <= 0 or resources.get("GPU", 0.0) > 0:
+        return
+    message = (f"gpus_per_trial is {num_gpus:g} but the Ray here has no GPU "
+               f"(torch sees {torch.cuda.device_count()} CUDA devices)")
+    if local:
+        raise ConfigError(message + "; use gpus_per_trial=0 to train on the CPU",
+                          field="gpus_per_trial")
+    logging.getLogger(__name__).warning("%s: trials wait until a GPU node joins", message)
 
 
 def start_ray(address: str | None, n_workers: int | None,

@@ -18,7 +18,7 @@ import ray
 import torch
 
 from automl.db import queries
-from workers.ray_executor import start_ray
+from workers.ray_executor import check_gpus, start_ray, trial_slots
 from workers.service_worker import Heartbeat, ServiceWorker, describe
 from workers.tickets import TicketRunner
 
@@ -76,8 +76,9 @@ class RayServiceWorker(ServiceWorker):
         start_ray(None if ray_address == "local" else ray_address, None,
                   env_vars=passthrough_env())
         self.options = {"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial}
-        capacity = ray.cluster_resources().get("CPU", 1.0) // max(cpus_per_trial, 1e-9)
-        self.max_parallel = max_parallel or max(1, int(capacity))
+        resources = ray.cluster_resources()
+        check_gpus(resources, gpus_per_trial, local=ray_address == "local")
+        self.max_parallel = max_parallel or trial_slots(resources, **self.options)
         self.inflight: dict[ray.ObjectRef, tuple[queries.Claim, Heartbeat]] = {}
 
     def idle(self) -> bool:
