@@ -104,7 +104,11 @@ class RayExecutor:
         except ConfigError:
             self.close()
             raise
-        self.max_parallel = self.n_workers or trial_slots(resources, **self.options)
+        slots = trial_slots(resources, **self.options)
+        # A Ray started here has n_workers CPUs, so slots already count them; on a cluster
+        # n_workers may ask for more than fits now (an autoscaler adds nodes for the rest).
+        local = self.started_ray and self.address is None
+        self.max_parallel = slots if local else self.n_workers or slots
 
     def run_trials(self, job: StudyJob, data: PreparedData, n_trials: int,
                    deadline: float | None, on_trial_done: TrialDone) -> list[str]:
