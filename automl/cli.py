@@ -33,7 +33,7 @@ from automl.client import Client
 from automl.data import DataLimits
 from automl.db.schema import upgrade
 from automl.errors import AutoMLError
-from automl.executor import single_machine_ray
+from automl.executor import check_gpu_share, single_machine_ray
 from automl.explain import stored_diagnostics_text
 from automl.result import format_report, result_from_dict
 from automl.studies import PRUNERS
@@ -214,6 +214,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
     worker: ServiceWorker
     if args.ray_address:
+        check_gpu_share(args.gpus_per_trial)
         if args.ray_address == "local":
             single_machine_ray()
         from workers.ray_service import RayServiceWorker

@@ -7,6 +7,7 @@ is reached by :func:`default_executor`, the only place ``automl`` names ``worker
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,15 @@ def single_machine_ray() -> None:
     this is only called when no cluster address is given.
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def check_gpu_share(value: Any) -> None:
+    """``gpus_per_trial``: 0 (CPU), a fraction of one GPU (trials share it), or a whole
+    number of GPUs, as Ray accepts; anything else is refused by name."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not 0 <= value < math.inf or (value > 1 and value != int(value)):
+        raise ConfigError("gpus_per_trial must be 0, a fraction of one GPU such as 0.25, "
+                          f"or a whole number of GPUs, not {value!r}", field="gpus_per_trial")
 
 
 def default_executor(ray_address: str | None = None, n_workers: int | None = None,

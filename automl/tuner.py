@@ -20,7 +20,7 @@ from automl.baselines import Baseline, rule_of_thumb_baselines
 from automl.data import DataLimits, PreparedData, load_dataset
 from automl.db.schema import ensure_schema
 from automl.errors import ConfigError, StudyUnhealthyError
-from automl.executor import Executor, StudyJob, default_executor
+from automl.executor import Executor, StudyJob, check_gpu_share, default_executor
 from automl.notes import write_note
 from automl.progress import Progress
 from automl.pruning import CURVE_PREFIX, BaselineCurve
@@ -82,7 +82,7 @@ class TuneOptions:
         if not isinstance(self.head_start, bool):
             raise ConfigError(f"head_start must be true or false, not {self.head_start!r}",
                               field="head_start")
-        _gpu_share(self.gpus_per_trial)
+        check_gpu_share(self.gpus_per_trial)
         StudySettings(pruner=self.pruner, pruning_audit=self.pruning_audit,
                       warm_start=self.warm_start)
         check_storage_url(self.storage)
@@ -272,14 +272,6 @@ def upper_bound(space: SearchSpace, name: str) -> int:
 def _study_name(prepared: PreparedData) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     return f"tune-{prepared.content_hash[:10]}-{stamp}"
-
-
-def _gpu_share(value: Any) -> None:
-    """0 (CPU), a fraction of one GPU (trials share it), or a whole number of GPUs."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not 0 <= value < math.inf or (value > 1 and value != int(value)):
-        raise ConfigError("gpus_per_trial must be 0, a fraction of one GPU such as 0.25, "
-                          f"or a whole number of GPUs, not {value!r}", field="gpus_per_trial")
 
 
 def _positive_int(name: str, value: Any) -> None:

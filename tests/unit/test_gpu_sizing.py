@@ -5,9 +5,11 @@ No Ray and no GPU needed: the functions take the cluster's resources as a mappin
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
+from automl.cli import main
 from automl.errors import ConfigError
 from workers.ray_executor import check_gpus, trial_slots
 
@@ -46,3 +48,13 @@ def test_gpu_trials_on_a_cluster_without_a_gpu_yet_are_only_warned_about(
 def test_cpu_trials_and_gpu_trials_with_a_gpu_pass(resources: dict[str, float]) -> None:
     check_gpus(resources, 0.0, local=True)
     check_gpus({"CPU": 2.0, "GPU": 1.0}, 0.5, local=True)
+
+
+def test_the_service_worker_refuses_a_bad_gpu_share_before_starting_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "w.db"
+    code = main(["worker", "--storage", f"sqlite:///{db}", "--ray-address", "local",
+                 "--gpus-per-trial", "1.5"])
+    assert code == 2
+    assert "gpus_per_trial" in capsys.readouterr().err
+    assert not db.exists()
