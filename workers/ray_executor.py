@@ -99,15 +99,15 @@ class RayExecutor:
         if self.started_ray:
             start_ray(self.address, self.n_workers)
         resources = ray.cluster_resources()
+        local = self.started_ray and self.address is None  # a Ray this executor started
         try:
-            check_gpus(resources, self.options["num_gpus"], local=self.address is None)
+            check_gpus(resources, self.options["num_gpus"], local=local)
         except ConfigError:
             self.close()
             raise
         slots = trial_slots(resources, **self.options)
         # A Ray started here has n_workers CPUs, so slots already count them; on a cluster
         # n_workers may ask for more than fits now (an autoscaler adds nodes for the rest).
-        local = self.started_ray and self.address is None
         self.max_parallel = slots if local else self.n_workers or slots
 
     def run_trials(self, job: StudyJob, data: PreparedData, n_trials: int,
