@@ -113,6 +113,9 @@ def _run_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--task", choices=["binary", "multiclass", "classification",
                                             "regression"], help="override the inferred task")
     command.add_argument("--pruner", choices=PRUNERS, default="median")
+    command.add_argument("--pruner-percentile", type=float, default=40.0, metavar="P",
+                         help="with --pruner percentile: prune trials outside the best P %% "
+                         "of completed trials at the same epoch (default 40)")
     command.add_argument("--no-warm-start", dest="warm_start", action="store_false",
                          help="do not start the search from the rules of thumb")
     command.add_argument("--seeds", type=int, default=3,
@@ -142,7 +145,8 @@ def limits_from_env() -> DataLimits:
 def run_tune(args: argparse.Namespace) -> int:
     options = TuneOptions(
         n_trials=args.trials, timeout=args.timeout, seed=args.seed, n_seeds=args.seeds,
-        pruner=args.pruner, storage=storage_of(args), task=args.task,
+        pruner=args.pruner, pruner_percentile=args.pruner_percentile,
+        storage=storage_of(args), task=args.task,
         warm_start=args.warm_start, n_workers=args.workers, ray_address=args.ray_address,
         head_start=args.head_start, gpus_per_trial=args.gpus_per_trial,
         progress=not args.quiet, limits=limits_from_env(),
@@ -197,7 +201,8 @@ def run_submit(args: argparse.Namespace) -> int:
     client = Client(storage_of(args))
     run = client.submit(args.data, args.target, space=args.space, n_trials=args.trials,
                         timeout=args.timeout, seed=args.seed, n_seeds=args.seeds,
-                        pruner=args.pruner, task=args.task, warm_start=args.warm_start,
+                        pruner=args.pruner, pruner_percentile=args.pruner_percentile,
+                        task=args.task, warm_start=args.warm_start,
                         limits=limits_from_env())
     print(json.dumps({"run_id": run.id}) if args.json else run.id)
     return 0

@@ -13,10 +13,10 @@
 from __future__ import annotations
 
 import random
-import statistics
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -31,6 +31,7 @@ class PruningPolicy:
     first_epoch: int = 0
     audit_share: float = 0.0
     seed: int = 0
+    percentile: float = 50.0  # what the pruner compares with (50: the median), for reasons
 
     def worth_asking(self, epoch: int) -> bool:
         """False where the pruner cannot say yes (its warm-up)."""
@@ -42,25 +43,39 @@ class PruningPolicy:
         return draw < self.audit_share
 
 
-def median_at(study: optuna.Study, epoch: int) -> tuple[float | None, int]:
-    """The median validation loss of completed trials at ``epoch``, and how many had one."""
+def percentile_at(study: optuna.Study, epoch: int,
+                  percentile: float = 50.0) -> tuple[float | None, int]:
+    """The given percentile (50: the median) of completed trials' validation losses at
+    ``epoch``, interpolated as Optuna's pruners do, and how many trials had one."""
     values = [t.intermediate_values[epoch]
               for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
               if epoch in t.intermediate_values]
-    return (statistics.median(values) if values else None), len(values)
+    if not values:
+        return None, 0
+    return float(np.nanpercentile(np.asarray(values, dtype=float), percentile)), len(values)
+
+
+def percentile_name(percentile: float) -> str:
+    """"median" for 50, else "40th percentile"."""
+    if percentile == 50:
+        return "median"
+    whole = f"{percentile:g}"
+    suffix = "th" if whole.endswith(("11", "12", "13")) else \
+        {"1": "st", "2": "nd", "3": "rd"}.get(whole[-1], "th")
+    return f"{whole}{suffix if whole.isdigit() else 'th'} percentile"
 
 
 def prune_reason(study: optuna.Study, epoch: int, best_loss: float,
-                 anchor: tuple[str, float] | None = None) -> str:
+                 anchor: tuple[str, float] | None = None, percentile: float = 50.0) -> str:
     """Why a trial was stopped: its best validation loss so far against the numbers the
-    pruner compared it with (the anchor baseline's best by then; the median of completed
-    trials at this epoch)."""
-    median, count = median_at(study, epoch)
+    pruner compared it with (the anchor baseline's best by then; the median, or the
+    pruner's percentile, of completed trials at this epoch)."""
+    level, count = percentile_at(study, epoch, percentile)
     against = []
     if anchor is not None:
         against.append(f"{anchor[1]:.4g} for the {anchor[0]}")
-    if median is not None:
-        against.append(f"median {median:.4g} of {count} completed trials")
+    if level is not None:
+        against.append(f"{percentile_name(percentile)} {level:.4g} of {count} completed trials")
     detail = f" against {' and '.join(against)}" if against else ""
     return f"pruned at epoch {epoch}: best val loss {best_loss:.4g}{detail}"
 

@@ -22,7 +22,7 @@ from automl.pruning import BaselinePruner, PruningPolicy
 from automl.retry import RetryingStorage
 from automl.write_behind import WriteBehindStorage
 
-PRUNERS = ("median", "baseline", "hyperband", "successive_halving", "none")
+PRUNERS = ("median", "percentile", "baseline", "hyperband", "successive_halving", "none")
 SETTINGS_ATTR = "automl_settings"
 
 
@@ -35,6 +35,7 @@ class StudySettings:
     tpe_startup_trials: int = 10
     pruner_startup_trials: int = 10
     pruner_warmup_epochs: int = 10
+    pruner_percentile: float = 40.0  # "percentile": trials outside the best 40 % are pruned
     max_epochs: int = 100
     pruning_audit: float = 0.1  # share of to-be-pruned trials let finish, to audit pruning
     warm_start: bool = True  # the first trials try the rules of thumb (automl.warm_start)
@@ -46,6 +47,7 @@ class StudySettings:
         if self.pruner not in PRUNERS:
             raise ConfigError(f"unknown pruner '{self.pruner}': use {', '.join(PRUNERS)}",
                               field="pruner")
+        check_percentile(self.pruner_percentile)
         audit = self.pruning_audit
         if isinstance(audit, bool) or not isinstance(audit, (int, float)) \
                 or not 0 <= audit <= 1:
@@ -54,6 +56,15 @@ class StudySettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_percentile(percentile: Any) -> None:
+    """The percentile pruner keeps trials in the best ``percentile`` % (0 < p < 100)."""
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) \
+            or not 0 < percentile < 100:
+        raise ConfigError("pruner_percentile must be a number between 0 and 100 (trials "
+                          f"outside the best that many % are pruned), not {percentile!r}",
+                          field="pruner_percentile")
 
 
 def make_sampler(settings: StudySettings, worker_index: int = 0) -> optuna.samplers.TPESampler:
@@ -79,9 +90,17 @@ def _tpe(settings: StudySettings, worker_index: int) -> optuna.samplers.TPESampl
 
 def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
     """Median rule by default (with start-up and warm-up so it does not prune on noise);
-    "baseline" prunes trials that stay behind the best rule-of-thumb baseline's curve."""
+    "percentile" is the same rule with a stricter bar (the best ``pruner_percentile`` % of
+    completed trials at that epoch); "baseline" prunes trials that stay behind the best
+    rule-of-thumb baseline's curve."""
     if settings.pruner == "median":
         return optuna.pruners.MedianPruner(
+            n_startup_trials=settings.pruner_startup_trials,
+            n_warmup_steps=settings.pruner_warmup_epochs,
+        )
+    if settings.pruner == "percentile":
+        return optuna.pruners.PercentilePruner(
+            settings.pruner_percentile,
             n_startup_trials=settings.pruner_startup_trials,
             n_warmup_steps=settings.pruner_warmup_epochs,
         )
@@ -104,10 +123,11 @@ def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
 def pruning_policy(settings: StudySettings) -> PruningPolicy:
     """From which epoch the pruner is worth asking, and the audit share."""
     warmup = settings.pruner_warmup_epochs
-    first = {"median": warmup, "baseline": warmup,
+    first = {"median": warmup, "percentile": warmup, "baseline": warmup,
              "none": settings.max_epochs + 1}.get(settings.pruner, 0)
+    percentile = settings.pruner_percentile if settings.pruner == "percentile" else 50.0
     return PruningPolicy(first_epoch=first, audit_share=settings.pruning_audit,
-                         seed=settings.seed)
+                         seed=settings.seed, percentile=percentile)
 
 
 def check_storage_url(url: str) -> None:

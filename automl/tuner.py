@@ -46,6 +46,7 @@ class TuneOptions:
     pruner: str = "median"
     pruner_startup_trials: int | None = None  # default: pruner_startup(n_trials)
     pruner_warmup_epochs: int = 10
+    pruner_percentile: float = 40.0  # with pruner="percentile": keep the best 40 %
     pruning_audit: float = 0.1  # share of to-be-pruned trials let finish (0 turns it off)
     warm_start: bool = True  # the first trials try the rules of thumb (automl.warm_start)
     storage: str = DEFAULT_STORAGE
@@ -84,7 +85,7 @@ class TuneOptions:
                               field="head_start")
         check_gpu_share(self.gpus_per_trial)
         StudySettings(pruner=self.pruner, pruning_audit=self.pruning_audit,
-                      warm_start=self.warm_start)
+                      pruner_percentile=self.pruner_percentile, warm_start=self.warm_start)
         check_storage_url(self.storage)
 
 
@@ -136,6 +137,7 @@ def settings_of(options: TuneOptions, space: SearchSpace) -> StudySettings:
                          if options.pruner_startup_trials is None
                          else options.pruner_startup_trials,
                          pruner_warmup_epochs=options.pruner_warmup_epochs,
+                         pruner_percentile=options.pruner_percentile,
                          pruning_audit=options.pruning_audit,
                          warm_start=options.warm_start,
                          max_epochs=upper_bound(space, "max_epochs"))

@@ -4,14 +4,15 @@
     python bench/pruning_search.py search --dataset digits --budgets 20 40 --seeds 0 1 2
 
 **pruning** — for each seed, one full ``automl.tune`` run per pruner (``median``, the
-default; ``none``; ``hyperband``) with the same trial budget, seed, split and default space,
-on the embedded default (SQLite in a temporary folder; one local Ray, started once and
-shared by every run, 2 trials in parallel on 2 cores). Per run: epochs trained (the sum of
-every trial's ``epochs`` attribute, pruned trials included), trials pruned, the best
-trial's validation accuracy (the trial the tuner picks: lowest validation loss), the tuned
-model's test accuracy (the best trial retrained over ``--final-seeds`` seeds by ``tune``),
-and the study's wall-clock (``tuning_seconds``). The pruner's audit (a seeded 10 % of the
-trials it would stop are let finish, ``pruning_audit``) is on, as in ``tune``'s default.
+default; ``none``; ``hyperband``; ``percentile``) with the same trial budget, seed, split
+and default space, on the embedded default (SQLite in a temporary folder; one local Ray,
+started once and shared by every run, 2 trials in parallel on 2 cores). Per run: epochs
+trained (the sum of every trial's ``epochs`` attribute, pruned trials included), trials
+pruned, the best trial's validation accuracy (the trial the tuner picks: lowest validation
+loss), the tuned model's test accuracy (the best trial retrained over ``--final-seeds``
+seeds by ``tune``), and the study's wall-clock (``tuning_seconds``). The pruner's audit (a
+seeded 10 % of the trials it would stop are let finish, ``pruning_audit``) is on, as in
+``tune``'s default.
 
 **search** — TPE (``automl.studies.make_sampler``: multivariate, grouped, 10 random start-up
 trials) against ``optuna.samplers.RandomSampler`` with the same seed, the same objective
@@ -51,7 +52,7 @@ from automl.studies import StudySettings, make_pruner, make_sampler, pruning_pol
 from automl.summary import final_seeds
 from automl.trials import trial_config
 
-PRUNERS = ("median", "none", "hyperband")
+PRUNERS = ("median", "none", "hyperband", "percentile")
 SAMPLERS = ("tpe", "random")
 
 

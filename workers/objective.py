@@ -81,7 +81,8 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
             anchor_at = getattr(trial.study.pruner, "anchor_at", None)
             anchor = anchor_at(trial.study, epoch) if anchor_at is not None else None
             trial.set_user_attr(REASON_ATTR,
-                                prune_reason(trial.study, epoch, min(losses), anchor))
+                                prune_reason(trial.study, epoch, min(losses), anchor,
+                                             policy.percentile))
             return True
 
         try:

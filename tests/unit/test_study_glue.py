@@ -8,6 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from automl.errors import ConfigError
 from automl.pruning import (
     BaselineCurve,
     BaselinePruner,
@@ -192,6 +193,35 @@ def test_prune_reason_names_the_median_it_was_compared_with(tmp_path: Path) -> N
         "pruned at epoch 3: best val loss 0.55 against median 0.3 of 3 completed trials")
     assert prune_reason(study, 3, 0.55, ("2/3-rule MLP", 0.25)).endswith(
         "against 0.25 for the 2/3-rule MLP and median 0.3 of 3 completed trials")
+    assert prune_reason(study, 3, 0.55, percentile=25).endswith(
+        "against 25th percentile 0.25 of 3 completed trials")
+
+
+def test_percentile_pruner_keeps_only_the_best_share(tmp_path: Path) -> None:
+    """At the 40th percentile a trial between the best 40 % and the median is pruned;
+    the median rule lets the same trial go on."""
+    settings = {"pruner_startup_trials": 0, "pruner_warmup_epochs": 0}
+    decisions = {}
+    for pruner in ("median", "percentile"):
+        (tmp_path / pruner).mkdir()
+        _, study = new_study(tmp_path / pruner, pruner=pruner, pruner_percentile=40,
+                             **settings)
+        for loss in (0.1, 0.2, 0.3, 0.4, 0.5):
+            done = study.ask()
+            done.report(loss, 1)
+            study.tell(done, loss)
+        trial = study.ask()
+        trial.report(0.28, 1)  # 40th percentile 0.26 < 0.28 < median 0.3
+        decisions[pruner] = trial.should_prune()
+        policy = pruning_policy(StudySettings(pruner=pruner, pruner_percentile=40))
+        assert policy.percentile == (40 if pruner == "percentile" else 50)
+    assert decisions == {"median": False, "percentile": True}
+
+
+@pytest.mark.parametrize("bad", [0, 100, -5, "40%", True])
+def test_pruner_percentile_is_refused_outside_zero_to_hundred(bad) -> None:
+    with pytest.raises(ConfigError, match="pruner_percentile"):
+        StudySettings(pruner="percentile", pruner_percentile=bad)
 
 
 def test_pruning_policy_follows_the_pruner() -> None:
