@@ -60,17 +60,25 @@ def repeated_failure(study: optuna.Study, limit: int) -> str | None:
 
 
 def fail_orphans(study: optuna.Study, reason: str = "lost_worker") -> int:
-    """Mark trials still RUNNING (their worker is gone) as FAIL with ``reason``."""
+    """Mark trials still RUNNING (their worker is gone) as FAIL with ``reason``; returns
+    how many it failed."""
     orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in orphans:
-        fail_trial(study, trial, reason)
-    return len(orphans)
+    return sum(fail_trial(study, trial, reason) for trial in orphans)
 
 
-def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
-    """End a RUNNING trial whose worker is gone as FAIL, recording why."""
+def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
+    """End a RUNNING trial whose worker is gone as FAIL, recording why.
+
+    ``trial`` may be a stale read: a list of trials served from a short-lived cache can
+    still show RUNNING a trial its worker has just told (the last two trials of a run
+    often end within a tenth of a second). The trial is read again first, so such a trial
+    keeps its state and its ``stop_reason``; returns False for it.
+    """
+    if study._storage.get_trial(trial._trial_id).state.is_finished():
+        return False
     study._storage.set_trial_user_attr(trial._trial_id, "stop_reason", reason)
     study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    return True
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:

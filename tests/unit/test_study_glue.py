@@ -19,7 +19,7 @@ from automl.pruning import (
 from automl.space import Fixed, FloatRange, IntRange, SearchSpace
 from automl.studies import StudySettings, create_study, load_study, pruning_policy
 from automl.suggest import suggest_trial_config
-from automl.trials import count_trials, fail_orphans, repeated_failure
+from automl.trials import count_trials, fail_orphans, fail_trial, repeated_failure
 from workers.data import to_tensors
 from workers.faults import FAULT_ENV, parse_faults
 from workers.objective import run_trial
@@ -129,6 +129,20 @@ def test_orphaned_running_trials_are_failed_as_lost(tmp_path: Path) -> None:
     trial = study.trials[0]
     assert trial.state == TrialState.FAIL and trial.user_attrs["stop_reason"] == "lost_worker"
     assert count_trials(study).running == 0
+
+
+def test_a_stale_running_read_does_not_fail_a_trial_that_has_just_ended(tmp_path: Path) -> None:
+    """The driver's list of trials may be a tenth of a second old: a trial its worker has
+    told in the meantime keeps its state and its reason (seen at the end of small runs)."""
+    url, study = new_study(tmp_path)
+    worker = load_study(url, "s")  # the worker's side: it runs the trial and prunes it
+    asked = worker.ask()
+    stale = study.get_trials(deepcopy=True, states=(TrialState.RUNNING,))[0]
+    worker._storage.set_trial_user_attr(asked._trial_id, "stop_reason", "pruned")
+    worker.tell(asked.number, state=TrialState.PRUNED)
+    assert fail_trial(study, stale, "lost_worker") is False
+    trial = load_study(url, "s").trials[0]
+    assert trial.state == TrialState.PRUNED and trial.user_attrs["stop_reason"] == "pruned"
 
 
 def test_circuit_breaker_sees_identical_consecutive_failures(tmp_path: Path) -> None:
