@@ -56,13 +56,14 @@ def percentile_at(study: optuna.Study, epoch: int,
 
 
 def percentile_name(percentile: float) -> str:
-    """"median" for 50, else "40th percentile"."""
+    """"median" for 50, else "40th percentile", "21st percentile", "12.5th percentile"."""
     if percentile == 50:
         return "median"
-    whole = f"{percentile:g}"
-    suffix = "th" if whole.endswith(("11", "12", "13")) else \
-        {"1": "st", "2": "nd", "3": "rd"}.get(whole[-1], "th")
-    return f"{whole}{suffix if whole.isdigit() else 'th'} percentile"
+    text = f"{percentile:g}"
+    suffix = "th"
+    if text.isdigit() and not text.endswith(("11", "12", "13")):
+        suffix = {"1": "st", "2": "nd", "3": "rd"}.get(text[-1], "th")
+    return f"{text}{suffix} percentile"
 
 
 def prune_reason(study: optuna.Study, epoch: int, best_loss: float,

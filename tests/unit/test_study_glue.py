@@ -13,6 +13,7 @@ from automl.pruning import (
     BaselineCurve,
     BaselinePruner,
     PruningPolicy,
+    percentile_name,
     prune_reason,
     record_curve,
 )
@@ -209,6 +210,9 @@ def test_prune_reason_names_the_median_it_was_compared_with(tmp_path: Path) -> N
         "against 0.25 for the 2/3-rule MLP and median 0.3 of 3 completed trials")
     assert prune_reason(study, 3, 0.55, percentile=25).endswith(
         "against 25th percentile 0.25 of 3 completed trials")
+    assert [percentile_name(p) for p in (50, 40, 21, 12, 33.5)] == [
+        "median", "40th percentile", "21st percentile", "12th percentile",
+        "33.5th percentile"]
 
 
 def test_percentile_pruner_keeps_only_the_best_share(tmp_path: Path) -> None:
