@@ -39,13 +39,15 @@ class Executor(Protocol):
                    deadline: float | None, on_trial_done: TrialDone) -> list[str]:
         """Run up to ``n_trials`` trials; return the errors of tasks that were lost."""
 
-    def evaluate(self, configs: list[TrialConfig], data: PreparedData,
+    def evaluate(self, configs: list[TrialConfig], seeds: list[int], data: PreparedData,
                  on_done: Callable[[], None],
                  keep_model: int | None = None) -> list[dict[str, Any]]:
-        """Train each config (under the common protocol) and return its evaluation.
+        """Train each config once per seed (under the common protocol); return, per config,
+        ``{"runs": [one evaluation per seed], "ensemble": {"val_score", "test_score"}}``
+        (the ensemble averages the seeds' predictions). ``on_done`` is called per config.
 
-        The evaluation of ``configs[keep_model]`` also carries the trained model's bundle
-        under ``"model_files"`` (file name -> bytes, see ``Predictor.to_files``)."""
+        The result for ``configs[keep_model]`` also carries the ensemble's bundle under
+        ``"model_files"`` (file name -> bytes, see ``Predictor.to_files``)."""
 
     def close(self) -> None:
         """Release what the executor started."""

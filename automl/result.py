@@ -17,7 +17,12 @@ TIE = 1e-6  # score differences below this are float noise between equal accurac
 
 @dataclass
 class ModelScore:
-    """A model trained over several seeds: its test score's mean and spread and its cost."""
+    """A model trained over several seeds: its test score's mean and spread and its cost.
+
+    ``test_score``/``val_score`` are the seeds' mean, one model at a time;
+    ``ensemble_score``/``ensemble_val_score`` score the seeds' averaged predictions, the
+    model a user gets (None for the constant baseline and results from before ensembles).
+    """
 
     name: str
     rule: str
@@ -29,10 +34,24 @@ class ModelScore:
     n_parameters: int
     train_seconds: float
     epochs: float
+    ensemble_score: float | None = None
+    ensemble_val_score: float | None = None
+
+    @property
+    def final_score(self) -> float:
+        """The test score of the model a user gets: the seed ensemble's where there is one."""
+        return self.test_score if self.ensemble_score is None else self.ensemble_score
+
+    @property
+    def final_val_score(self) -> float | None:
+        """The validation score of that model: what winners are chosen on."""
+        return self.val_score if self.ensemble_val_score is None else self.ensemble_val_score
 
     @classmethod
     def from_evaluations(cls, name: str, rule: str, architecture: dict[str, Any] | None,
-                         runs: list[dict[str, Any]]) -> ModelScore:
+                         runs: list[dict[str, Any]],
+                         ensemble: dict[str, float] | None = None) -> ModelScore:
+        """From one evaluation per seed and, optionally, their ensemble's scores."""
         scores = [r["test_score"] for r in runs]
         return cls(
             name=name, rule=rule, architecture=architecture,
@@ -43,6 +62,8 @@ class ModelScore:
             n_parameters=int(runs[0]["n_parameters"]),
             train_seconds=statistics.fmean(r["seconds"] for r in runs),
             epochs=statistics.fmean(r["epochs"] for r in runs),
+            ensemble_score=None if ensemble is None else float(ensemble["test_score"]),
+            ensemble_val_score=None if ensemble is None else float(ensemble["val_score"]),
         )
 
 
@@ -80,13 +101,14 @@ class TuneResult:
     def best_baseline(self) -> ModelScore:
         """The baseline with the best *validation* score: chosen the way the tuned model is
         chosen, so the test split is never used to pick a winner."""
-        return max(self.baselines, key=lambda b: -math.inf if b.val_score is None
-                   else b.val_score)
+        return max(self.baselines, key=lambda b: -math.inf if b.final_val_score is None
+                   else b.final_val_score)
 
     @property
     def gap(self) -> float:
-        """Tuned minus best baseline (on validation) test score; exact ties give 0."""
-        gap = self.best.test_score - self.best_baseline.test_score
+        """Tuned minus best baseline (on validation) test score, each the model a user
+        gets (the seed ensemble); exact ties give 0."""
+        gap = self.best.final_score - self.best_baseline.final_score
         return 0.0 if abs(gap) < TIE else gap
 
     @property
@@ -126,23 +148,26 @@ def format_report(result: TuneResult) -> str:
     metric = METRIC_NAMES[result.metric]
     rows = [_row(result.best, "tuned (best trial)", result.metric)]
     rows += [_row(b, b.name, result.metric) for b in
-             sorted(result.baselines, key=lambda b: -b.test_score)]
-    header = ("model", "architecture", f"{metric} (mean ± sd)", "params", "train s")
+             sorted(result.baselines, key=lambda b: -b.final_score)]
+    header = ("model", "architecture", metric, "one seed (mean ± sd)", "params", "train s")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
              for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     intro = (f"{result.dataset}: {result.n_trials} trials ({result.n_complete} complete, "
-             f"{result.n_pruned} pruned, {result.n_failed} failed); scores over "
-             f"{result.n_seeds} seeds on the held-out test split.")
+             f"{result.n_pruned} pruned, {result.n_failed} failed); scores on the held-out "
+             f"test split. Each model is trained from {result.n_seeds} seeds; its score is "
+             f"that of the seeds' averaged predictions (the model you get), next to one "
+             f"seed's mean ± sd; params and train s are per seed.")
     return "\n".join([intro, "", *lines, "", result.verdict(), *result.warnings])
 
 
 def _row(model: ModelScore, name: str, metric: str) -> tuple[str, ...]:
     scale, digits = (100, 2) if metric == "accuracy" else (1, 4)
+    final = f"{model.final_score * scale:.{digits}f}"
     score = f"{model.test_score * scale:.{digits}f} ± {model.test_score_std * scale:.{digits}f}"
     arch = describe_architecture(model.architecture)
-    return (name, arch, score, f"{model.n_parameters:,}", f"{model.train_seconds:.1f}")
+    return (name, arch, final, score, f"{model.n_parameters:,}", f"{model.train_seconds:.1f}")
 
 
 def describe_architecture(architecture: dict[str, Any] | None) -> str:

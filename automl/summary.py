@@ -39,11 +39,15 @@ def constant_baseline(prepared: PreparedData, baseline: Baseline) -> ModelScore:
 
 
 def summarize(study: optuna.Study, prepared: PreparedData, best: FrozenTrial,
-              best_runs: list[dict[str, Any]], baselines: list[ModelScore], *, n_seeds: int,
+              best_seeds: dict[str, Any], baselines: list[ModelScore], *, n_seeds: int,
               storage: str, tuning_seconds: float) -> TuneResult:
-    """The run's result: the best trial retrained over seeds next to every baseline."""
+    """The run's result: the best trial retrained over seeds next to every baseline.
+
+    ``best_seeds``: the best configuration's ``{"runs": [...], "ensemble": {...}}``, as
+    ``Executor.evaluate`` returns it."""
     config = TrialConfig.from_dict(best.user_attrs["config"])
-    score = ModelScore.from_evaluations("tuned", "best trial", architecture(config), best_runs)
+    score = ModelScore.from_evaluations("tuned", "best trial", architecture(config),
+                                        best_seeds["runs"], best_seeds.get("ensemble"))
     counts = count_trials(study)
     return TuneResult(
         metric=metric_of(prepared.task), task=prepared.task, dataset=prepared.describe(),

@@ -186,9 +186,10 @@ def _baseline_curves(opts: TuneOptions, prepared: PreparedData, baselines: list[
     trained = [(b, b.config) for b in baselines if b.config is not None]
     seed = final_seeds(opts.seed, 1)[0]
     progress.start(len(trained), "baseline curves (to prune against)")
-    runs = executor.evaluate([config.with_seed(seed) for _, config in trained], prepared,
-                             progress.step)
+    results = executor.evaluate([config for _, config in trained], [seed], prepared,
+                                progress.step)
     progress.close()
+    runs = [result["runs"][0] for result in results]
     return {CURVE_PREFIX + b.name: BaselineCurve(b.name, b.rule, r["val_score"],
                                                  r["history"]).to_attr()
             for (b, _), r in zip(trained, runs, strict=True)}
@@ -237,18 +238,17 @@ def _measure(opts: TuneOptions, prepared: PreparedData, study: optuna.Study,
     trained = [(b, b.config) for b in baselines if b.config is not None]
     configs = [trial_config(best), *(config for _, config in trained)]
     seeds = final_seeds(opts.seed, opts.n_seeds)
-    jobs = [config.with_seed(s) for config in configs for s in seeds]
-    progress.start(len(jobs), "baselines and best model over seeds")
-    runs = executor.evaluate(jobs, prepared, progress.step, keep_model=0)
+    progress.start(len(configs), f"best model and baselines, {len(seeds)} seeds each")
+    results = executor.evaluate(configs, seeds, prepared, progress.step, keep_model=0)
     progress.close()
-    model_files = runs[0].pop("model_files", None)  # the best config's first seed
+    model_files = results[0].pop("model_files", None)  # the best config's seed ensemble
     if model_files:
         store_model(opts.storage, study, best.number, model_files)
-    per_config = [runs[i:i + len(seeds)] for i in range(0, len(runs), len(seeds))]
-    scores = [ModelScore.from_evaluations(b.name, b.rule, architecture(config), runs)
-              for (b, config), runs in zip(trained, per_config[1:], strict=True)]
+    scores = [ModelScore.from_evaluations(b.name, b.rule, architecture(config), r["runs"],
+                                          r["ensemble"])
+              for (b, config), r in zip(trained, results[1:], strict=True)]
     scores.append(constant_baseline(prepared, baselines[-1]))
-    return summarize(study, prepared, best, per_config[0], scores, n_seeds=opts.n_seeds,
+    return summarize(study, prepared, best, results[0], scores, n_seeds=opts.n_seeds,
                      storage=opts.storage,
                      tuning_seconds=float(study.user_attrs.get("tuning_seconds", 0.0)))
 

@@ -203,7 +203,10 @@ def run_ours(args: argparse.Namespace, t0: float, n_workers: int | None,
         trials = [trial_record(t, t0, t.user_attrs.get("val_score")
                                if t.state.name == "COMPLETE" else None,
                                int(t.user_attrs.get("epochs", 0))) for t in study.trials]
-    best_baseline = result.best_baseline
+    # Trials are single models: the target is the best baseline's single-seed validation
+    # score (the seeds' mean), not its ensemble's.
+    best_baseline = max((b for b in result.baselines if b.val_score is not None),
+                        key=lambda b: b.val_score or 0.0)
     return {
         "trials": trials, "split": result.dataset, "workers": n_workers or os.cpu_count(),
         "threads": 1, "tuning_seconds": result.tuning_seconds,

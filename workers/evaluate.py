@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -9,6 +10,7 @@ import torch
 
 from automl.configs import TrialConfig
 from workers.data import TensorSplits, predict, score
+from workers.ensemble import combine
 from workers.model import build_mlp, count_trainable
 from workers.train import EpochCallback, TrainOutcome, train_model
 
@@ -58,3 +60,36 @@ def measure(model: torch.nn.Module, outcome: TrainOutcome, data: TensorSplits) -
         detail=outcome.detail,
         history=[float(v) for v in outcome.val_losses],
     )
+
+
+@dataclass
+class SeedsEvaluation:
+    """One configuration trained from several seeds: each seed's evaluation, and the
+    scores of their ensemble (``model``, the averaged seeds: what a user gets)."""
+
+    runs: list[Evaluation]
+    ensemble_val_score: float
+    ensemble_test_score: float
+    model: torch.nn.Module
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form the driver and the service store (without the model)."""
+        return {"runs": [run.to_dict() for run in self.runs],
+                "ensemble": {"val_score": self.ensemble_val_score,
+                             "test_score": self.ensemble_test_score}}
+
+
+def evaluate_seeds(config: TrialConfig, seeds: Sequence[int], data: TensorSplits,
+                   on_epoch: EpochCallback | None = None) -> SeedsEvaluation:
+    """Train ``config`` once per seed, score each model and the ensemble of all of them."""
+    models, runs = [], []
+    for seed in seeds:
+        model, outcome = fit(config.with_seed(seed), data, on_epoch)
+        models.append(model)
+        runs.append(measure(model, outcome, data))
+    ensemble = combine(models, data.task)
+    return SeedsEvaluation(
+        runs,
+        ensemble_val_score=score(data.task, predict(ensemble, data.x_val), data.y_val),
+        ensemble_test_score=score(data.task, predict(ensemble, data.x_test), data.y_test),
+        model=ensemble)

@@ -4,6 +4,10 @@ Saved as a bundle of files (see :meth:`Predictor.to_files`): ``model.json`` (for
 version, task, classes, the architecture and training settings, the fitted
 preprocessing), ``model.safetensors`` (the weights) and ``model.onnx`` (the same
 predictions under any ONNX runtime; see :mod:`workers.export`).
+
+The model may be a :class:`~workers.ensemble.SeedEnsemble` (the tuned configuration
+retrained from several seeds, averaged): ``model.json`` then gives ``members`` > 1 and the
+weights file holds every member's. Bundles of format version 1 hold one MLP.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from safetensors.torch import save as save_safetensors
 from automl.configs import TrialConfig
 from automl.data import Preprocessor
 from workers.data import predict
+from workers.ensemble import SeedEnsemble, combine
 from workers.model import build_mlp
 
 FORMAT = "automl-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ``members`` (a seed ensemble); version 1 bundles still load
+READABLE_VERSIONS = (1, 2)
 JSON_FILE, WEIGHTS_FILE, ONNX_FILE = "model.json", "model.safetensors", "model.onnx"
 logger = logging.getLogger(__name__)
 
@@ -52,7 +58,13 @@ class Predictor:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "task": pre.task,
                 "classes": list(pre.classes), "n_inputs": pre.n_features,
                 "n_outputs": pre.n_outputs, "config": self.config.to_dict(),
-                "preprocessor": pre.to_dict(), "weights": WEIGHTS_FILE}
+                "members": self.n_members, "preprocessor": pre.to_dict(),
+                "weights": WEIGHTS_FILE}
+
+    @property
+    def n_members(self) -> int:
+        """How many seeds' MLPs the model averages (1: a single MLP)."""
+        return len(self.model.members) if isinstance(self.model, SeedEnsemble) else 1
 
     def to_files(self, onnx: bool = True) -> dict[str, bytes]:
         """The bundle: file name -> content. An ONNX export that fails is logged and left
@@ -84,13 +96,16 @@ class Predictor:
     def from_files(cls, files: Mapping[str, bytes]) -> Predictor:
         """From a bundle's ``model.json`` and ``model.safetensors`` (no pickles)."""
         info = json.loads(files[JSON_FILE])
-        if info.get("format") != FORMAT or info.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"not an {FORMAT} bundle of version {FORMAT_VERSION}: "
+        if info.get("format") != FORMAT or info.get("format_version") not in READABLE_VERSIONS:
+            raise ValueError(f"not an {FORMAT} bundle of version {FORMAT_VERSION} or older: "
                              f"{info.get('format')!r} {info.get('format_version')!r}")
         config = TrialConfig.from_dict(info["config"])
-        model = build_mlp(config.model, int(info["n_inputs"]), int(info["n_outputs"]))
+        preprocessor = Preprocessor(**info["preprocessor"])
+        members = [build_mlp(config.model, int(info["n_inputs"]), int(info["n_outputs"]))
+                   for _ in range(int(info.get("members", 1)))]
+        model = combine(members, preprocessor.task)
         model.load_state_dict(load_safetensors(files[WEIGHTS_FILE]))
-        return cls(model, Preprocessor(**info["preprocessor"]), config)
+        return cls(model, preprocessor, config)
 
     @classmethod
     def load(cls, folder: str | Path) -> Predictor:

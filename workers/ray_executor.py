@@ -26,7 +26,7 @@ from automl.executor import StudyJob, TrialDone
 from automl.space import SearchSpace
 from automl.studies import load_study
 from workers.data import TensorSplits, to_tensors
-from workers.evaluate import fit, measure
+from workers.evaluate import evaluate_seeds
 from workers.head_start import HeadStart, can_fork, report_finished, start_meanwhile
 from workers.objective import run_trial
 from workers.predictor import Predictor
@@ -56,16 +56,15 @@ def trial_task(job: StudyJob, data: PreparedData, worker_index: int) -> None:
 
 
 @ray.remote(max_retries=0)
-def evaluation_task(config: dict[str, Any], data: PreparedData,
+def evaluation_task(config: dict[str, Any], seeds: list[int], data: PreparedData,
                     keep_model: bool = False) -> dict[str, Any]:
     trial_config = TrialConfig.from_dict(config)
-    tensors = _worker_tensors(data)
-    model, outcome = fit(trial_config, tensors)
-    evaluation = measure(model, outcome, tensors).to_dict()
+    evaluation = evaluate_seeds(trial_config, seeds, _worker_tensors(data))
+    result = evaluation.to_dict()
     if keep_model:  # the bundle's bytes: the driver uploads them, torch-free
-        evaluation["model_files"] = Predictor(model, data.preprocessor,
-                                              trial_config).to_files()
-    return evaluation
+        result["model_files"] = Predictor(evaluation.model, data.preprocessor,
+                                          trial_config).to_files()
+    return result
 
 
 class RayExecutor:
@@ -159,12 +158,12 @@ class RayExecutor:
             pending[trial_task.options(**self.options).remote(job, data_ref, index)] = index
         return False
 
-    def evaluate(self, configs: list[TrialConfig], data: PreparedData,
+    def evaluate(self, configs: list[TrialConfig], seeds: list[int], data: PreparedData,
                  on_done: Callable[[], None],
                  keep_model: int | None = None) -> list[dict[str, Any]]:
         self.start()
         data_ref = self._put(data)
-        refs = [evaluation_task.options(**self.options).remote(c.to_dict(), data_ref,
+        refs = [evaluation_task.options(**self.options).remote(c.to_dict(), seeds, data_ref,
                                                                i == keep_model)
                 for i, c in enumerate(configs)]
         results: dict[ray.ObjectRef, dict[str, Any]] = {}

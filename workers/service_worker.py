@@ -175,12 +175,12 @@ class ServiceWorker:
                      if t.number == best["trial_number"])
         scores = [ModelScore(r.name, r.rule, r.architecture, r.test_score, r.test_score_std,
                              r.test_scores, r.val_score, r.n_parameters, r.train_seconds,
-                             r.epochs) for r in rows]
+                             r.epochs, r.ensemble_score, r.ensemble_val_score) for r in rows]
         floor = next(b for b in baselines_for(ctx.prepared, ctx.space) if b.config is None)
         scores.append(constant_baseline(ctx.prepared, floor))
         started = ctx.run.started_at or ctx.run.created_at
         elapsed = queries.utcnow() - started.replace(tzinfo=started.tzinfo or timezone.utc)
-        result = summarize(study, ctx.prepared, trial, best["runs"], scores,
+        result = summarize(study, ctx.prepared, trial, best, scores,
                            n_seeds=ctx.run.n_seeds, storage=self.url,
                            tuning_seconds=elapsed.total_seconds())
         write_note(study, result)  # before "succeeded", so a finished run has its note

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-import torch
 from optuna.trial import TrialState
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
@@ -41,7 +40,7 @@ from automl.trials import best_trial, fail_trial, trial_config
 from automl.tuner import baselines_for, first_trials
 from workers.data import TensorSplits, to_tensors
 from workers.dataset_cache import cached_frame
-from workers.evaluate import fit, measure
+from workers.evaluate import SeedsEvaluation, evaluate_seeds
 from workers.objective import TrialHooks, TrialInterrupted, run_trial
 from workers.predictor import Predictor
 
@@ -96,13 +95,12 @@ class TicketRunner:
                      stop_reason: StopReason) -> dict[str, Any]:
         baseline = next(b for b in baselines_for(ctx.prepared, ctx.space) if b.name == name)
         assert baseline.config is not None
-        runs = [self.evaluate(baseline.config.with_seed(s), ctx, stop_reason)[0]
-                for s in final_seeds(ctx.run.seed, ctx.run.n_seeds)]
-        score = ModelScore.from_evaluations(name, baseline.rule,
-                                            architecture(baseline.config), runs)
+        runs = self.evaluate(baseline.config, ctx, stop_reason).to_dict()
+        score = ModelScore.from_evaluations(name, baseline.rule, architecture(baseline.config),
+                                            runs["runs"], runs["ensemble"])
         # Its learning curve anchors baseline pruning and is drawn by the report.
         record_curve(self.study(ctx.run), BaselineCurve(
-            name, baseline.rule, runs[0]["val_score"], runs[0]["history"]))
+            name, baseline.rule, runs["runs"][0]["val_score"], runs["runs"][0]["history"]))
         with Session(self.engine) as session, session.begin():
             session.execute(delete(BaselineResult).where(BaselineResult.run_id == ctx.run.id,
                                                          BaselineResult.name == name))
@@ -110,29 +108,27 @@ class TicketRunner:
         return {"name": name, "test_score": score.test_score}
 
     def run_best(self, ctx: RunContext, stop_reason: StopReason) -> dict[str, Any]:
-        """Retrain the best trial over the run's seeds; upload the first seed's model to
-        the artifact store (as artifacts of the run's study)."""
+        """Retrain the best trial over the run's seeds; upload their ensemble to the
+        artifact store (as artifacts of the run's study)."""
         best = best_trial(self.study(ctx.run))
         if best is None:
             raise RuntimeError("no trial completed: every trial was pruned or failed")
         config = trial_config(best)
-        runs, model = [], None
-        for seed in final_seeds(ctx.run.seed, ctx.run.n_seeds):
-            evaluation, trained = self.evaluate(config.with_seed(seed), ctx, stop_reason)
-            runs.append(evaluation)
-            model = model or trained
-        assert model is not None
-        files = Predictor(model, ctx.prepared.preprocessor, config).to_files()
+        evaluation = self.evaluate(config, ctx, stop_reason)
+        files = Predictor(evaluation.model, ctx.prepared.preprocessor, config).to_files()
         artifacts = upload_model(self.artifacts, self.study(ctx.run), best.number, files)
-        return {"trial_number": best.number, "runs": runs, "model_artifacts": artifacts}
+        return {"trial_number": best.number, **evaluation.to_dict(),
+                "model_artifacts": artifacts}
 
     def evaluate(self, config: TrialConfig, ctx: RunContext,
-                 stop_reason: StopReason) -> tuple[dict[str, Any], torch.nn.Module]:
-        model, outcome = fit(config, ctx.data, lambda _e, _v: stop_reason() is not None)
+                 stop_reason: StopReason) -> SeedsEvaluation:
+        """``config`` trained from each of the run's seeds, and their ensemble."""
+        evaluation = evaluate_seeds(config, final_seeds(ctx.run.seed, ctx.run.n_seeds),
+                                    ctx.data, lambda _e, _v: stop_reason() is not None)
         reason = stop_reason()
         if reason:
             raise TrialInterrupted(reason)
-        return measure(model, outcome, ctx.data).to_dict(), model
+        return evaluation
 
     def fail_lost_trial(self, run_id: str, number: int) -> dict[str, Any] | None:
         """Fail the trial a dead worker left RUNNING; return its params for the retry."""

@@ -121,6 +121,8 @@ class BaselineResult(Base):
     n_parameters: Mapped[int] = mapped_column(Integer)
     train_seconds: Mapped[float] = mapped_column(Float)
     epochs: Mapped[float] = mapped_column(Float)
+    ensemble_score: Mapped[float | None] = mapped_column(Float)  # the seeds averaged
+    ensemble_val_score: Mapped[float | None] = mapped_column(Float)
 
 
 class ArtifactBlob(Base):

@@ -111,6 +111,7 @@ def _comparison(result: TuneResult) -> str:
         cells = [f'<td class="name">{esc(row.name)}</td>', f"<td>{esc(row.rule)}</td>",
                  f"<td>{esc(row.architecture)}</td>",
                  f'<td class="num score">{esc(row.score)}</td>',
+                 f'<td class="num one-seed">{esc(row.one_seed)}</td>',
                  f'<td class="num params">{esc(row.parameters)}</td>',
                  f'<td class="num seconds">{esc(row.seconds)}</td>']
         css = ' class="tuned"' if i == 0 else ""
@@ -118,8 +119,9 @@ def _comparison(result: TuneResult) -> str:
     metric = METRIC_NAMES[result.metric]
     return ("<h2>Comparison on the held-out test split</h2>"
             f"<p>Each model was trained with {seeds(result.n_seeds)}; the {esc(metric)} is "
-            "the mean ± standard deviation over them on rows no model saw while training or "
-            "being chosen. Parameters count the trainable weights; train s is the training "
+            "that of their averaged predictions (the model you get), next to one seed's mean "
+            "± standard deviation, on rows no model saw while training or being chosen. "
+            "Parameters count the trainable weights of one seed; train s is the training "
             "time of one seed.</p>"
             f'<table id="comparison"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>")

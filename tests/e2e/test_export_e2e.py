@@ -35,6 +35,10 @@ def test_tune_stores_the_best_model_and_export_reproduces_it(tmp_path: Path) -> 
     out = tmp_path / "model"
     assert main(["export", result.study_name, "--out", str(out), "--storage", url]) == 0
     model = Predictor.load(out)
+    assert model.n_members == 2  # the best trial's two seeds, averaged
+    # R² of averaged predictions is at least the seeds' mean R² (MSE is convex)
+    assert result.best.ensemble_score is not None
+    assert result.best.ensemble_score >= result.best.test_score - 1e-6
     rows = frame.drop(columns="target").iloc[300:]
     predictions = model.predict(rows)
     test_r2 = 1 - np.sum((frame.target.iloc[300:] - predictions) ** 2) / np.sum(

@@ -50,10 +50,13 @@ def test_report_of_a_finished_run_matches_the_stored_result(
     for model in [stored["best"], *stored["baselines"]]:
         row = rows["tuned (best trial)" if model is stored["best"] else model["name"]]
         assert row[1] == model["rule"]
-        assert row[3] == (f"{model['test_score'] * 100:.2f} ± "
+        final = model["ensemble_score"]  # the seeds averaged; none for the constant
+        assert (final is None) == (model["name"] == "constant")
+        assert row[3] == f"{(final or model['test_score']) * 100:.2f}"
+        assert row[4] == (f"{model['test_score'] * 100:.2f} ± "
                           f"{model['test_score_std'] * 100:.2f}")
-        assert row[4] == f"{model['n_parameters']:,}"
-        assert row[5] == f"{model['train_seconds']:.1f}"
+        assert row[5] == f"{model['n_parameters']:,}"
+        assert row[6] == f"{model['train_seconds']:.1f}"
     assert len(re.findall(r'<img src="data:image/svg\+xml;base64,', page)) == 4
     assert html.escape(result.verdict()) in page
 

@@ -51,6 +51,11 @@ def test_submit_here_train_there_wait_and_predict(url: str, digits_frame: pd.Dat
     assert result["metric"] == "accuracy" and result["n_trials"] == 4
     assert {"architecture", "params", "val_score", "test_score"} <= set(result["best"])
     assert len(result["baselines"]) == 8
+    # one seed: its "ensemble" is the model itself, stored through the baselines table
+    for model in [result["best"], *result["baselines"]]:
+        if model["name"] != "constant":
+            assert model["ensemble_score"] == pytest.approx(model["test_score"])
+            assert model["ensemble_val_score"] == pytest.approx(model["val_score"])
     rows = digits_frame.sample(50, random_state=1)
     predicted = run.model().predict(rows.drop(columns="target"))
     assert isinstance(predicted[0], int)

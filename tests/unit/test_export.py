@@ -15,7 +15,8 @@ from sklearn.datasets import load_diabetes, load_digits
 from automl.configs import ModelConfig, TrainConfig, TrialConfig
 from automl.data import load_dataset
 from workers.data import to_tensors
-from workers.evaluate import fit
+from workers.ensemble import SeedEnsemble
+from workers.evaluate import evaluate_seeds, fit
 from workers.export import export_onnx, onnx_columns, onnx_features
 from workers.predictor import FORMAT_VERSION, Predictor
 
@@ -133,3 +134,50 @@ def test_an_unknown_bundle_format_is_refused(tmp_path: Path) -> None:
     files["model.json"] = json.dumps({**info, "format_version": 99}).encode()
     with pytest.raises(ValueError, match="version"):
         Predictor.from_files(files)
+
+
+def trained_ensemble(task: str) -> tuple[Predictor, pd.DataFrame]:
+    """Three seeds of a small model averaged: the bundle a tuning run stores."""
+    frame = frame_for(task)
+    prepared = load_dataset(frame, "target", seed=0)
+    loss = "mse" if prepared.task == "regression" else "cross_entropy"
+    config = TrialConfig(ModelConfig((16, 8), "gelu", batch_norm=True, dropout=0.1),
+                         TrainConfig(max_epochs=3, batch_size=32, loss=loss))
+    evaluation = evaluate_seeds(config, [3, 4, 5], to_tensors(prepared))
+    return (Predictor(evaluation.model, prepared.preprocessor, config),
+            frame.drop(columns="target"))
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_a_seed_ensemble_round_trips_and_exports(task: str, tmp_path: Path) -> None:
+    predictor, rows = trained_ensemble(task)
+    assert isinstance(predictor.model, SeedEnsemble) and predictor.n_members == 3
+    predictor.save(tmp_path / "model")
+    info = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert info["members"] == 3 and info["format_version"] == FORMAT_VERSION
+    loaded = Predictor.load(tmp_path / "model")
+    assert isinstance(loaded.model, SeedEnsemble) and loaded.n_members == 3
+    np.testing.assert_array_equal(loaded.predict(rows), predictor.predict(rows))
+    session = ort.InferenceSession(str(tmp_path / "model" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    got = session.run(None, {"features": onnx_features(predictor.preprocessor, rows)})[0]
+    if task == "regression":
+        np.testing.assert_allclose(got, predictor.predict(rows), rtol=1e-5, atol=1e-5)
+    else:
+        np.testing.assert_allclose(got, predictor.predict_proba(rows), atol=1e-5)
+        members = [Predictor(m, predictor.preprocessor, predictor.config)
+                   for m in predictor.model.members]
+        mean = np.mean([m.predict_proba(rows) for m in members], axis=0)
+        np.testing.assert_allclose(predictor.predict_proba(rows), mean, atol=1e-6)
+
+
+def test_a_version_1_bundle_of_one_mlp_still_loads() -> None:
+    predictor, rows = trained("multiclass")
+    files = predictor.to_files(onnx=False)
+    info = json.loads(files["model.json"])
+    assert info["members"] == 1
+    del info["members"]
+    files["model.json"] = json.dumps({**info, "format_version": 1}).encode()
+    loaded = Predictor.from_files(files)
+    assert not isinstance(loaded.model, SeedEnsemble)
+    np.testing.assert_array_equal(loaded.predict(rows), predictor.predict(rows))

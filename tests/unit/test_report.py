@@ -62,8 +62,9 @@ def make_result(study: optuna.Study) -> TuneResult:
               test: float, params: int) -> ModelScore:
         arch = None if units is None else {"hidden_units": units, "activation": "relu",
                                            "batch_norm": False, "dropout": 0.0}
+        ensemble = None if units is None else test + 0.004  # the seeds averaged
         return ModelScore(name, rule, arch, test, 0.012, [test - 0.012, test + 0.012], val,
-                          params, 0.8, 14.0)
+                          params, 0.8, 14.0, ensemble, None if val is None else val + 0.005)
 
     baselines = [score("two_thirds_rule", "2/3 of the inputs plus the outputs", [7], 0.93,
                        0.925, 72),
@@ -77,8 +78,9 @@ def make_result(study: optuna.Study) -> TuneResult:
                        0.5, 0)]
     best = study.best_trial
     tuned = BestTrial("tuned", "best trial", best.user_attrs["config"]["model"], 0.9512, 0.0031,
-                      [0.948, 0.954], best.user_attrs["val_score"], 642, 1.1, 15.0,
-                      trial_number=best.number, params=best.params, val_loss=best.value or 0.0)
+                      [0.948, 0.954], best.user_attrs["val_score"], 642, 1.1, 15.0, 0.9615,
+                      best.user_attrs["val_score"] + 0.004, trial_number=best.number,
+                      params=best.params, val_loss=best.value or 0.0)
     return TuneResult("accuracy", "binary", "binary, 8 features, train/val/test rows 153/51/52",
                       tuned, baselines, 12, 10, 2, 0, 0, study.study_name, "sqlite://", 42.0,
                       50.0, 2)
@@ -123,12 +125,15 @@ def test_the_report_table_matches_the_result(run: tuple[TuneResult, optuna.Study
     result, study = run
     rows = table_rows(write_report(result, study, tmp_path).read_text(encoding="utf-8"),
                       "comparison")
-    assert rows[0][0] == "tuned (best trial)" and rows[0][3] == "95.12 ± 0.31"
+    assert rows[0][0] == "tuned (best trial)" and rows[0][3:5] == ["96.15", "95.12 ± 0.31"]
     by_name = {r[0]: r for r in rows[1:]}
     assert set(by_name) == {b.name for b in result.baselines}
-    for b in result.baselines:
-        assert by_name[b.name][3] == f"{b.test_score * 100:.2f} ± {b.test_score_std * 100:.2f}"
-        assert by_name[b.name][4] == f"{b.n_parameters:,}"
+    for b in result.baselines:  # the ensemble's score where there is one, else the seeds'
+        final = b.test_score if b.ensemble_score is None else b.ensemble_score
+        assert by_name[b.name][3] == f"{final * 100:.2f}"
+        assert by_name[b.name][4] == f"{b.test_score * 100:.2f} ± {b.test_score_std * 100:.2f}"
+        assert by_name[b.name][5] == f"{b.n_parameters:,}"
+    assert by_name["defaults"][3] == "93.40" and by_name["constant"][3] == "50.00"
     assert [r[0] for r in rows[1:]] == ["defaults", "two_thirds_rule", "mean_rule", "linear",
                                         "constant"]  # best test score first
 
