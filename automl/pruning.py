@@ -32,6 +32,7 @@ class PruningPolicy:
     audit_share: float = 0.0
     seed: int = 0
     percentile: float = 50.0  # what the pruner compares with (50: the median), for reasons
+    rule: str = "median"  # the pruner's name (StudySettings.pruner), for reasons
 
     def worth_asking(self, epoch: int) -> bool:
         """False where the pruner cannot say yes (its warm-up)."""
@@ -66,12 +67,28 @@ def percentile_name(percentile: float) -> str:
     return f"{text}{suffix} percentile"
 
 
+# Rung-based pruners: name and reduction factor (Optuna's defaults; make_pruner passes
+# them): each rung keeps the best 1/factor of the trials that reached it.
+RUNG_PRUNERS = {"hyperband": ("Hyperband", 3), "successive_halving": ("successive halving", 4)}
+_SHARES = {2: "half", 3: "third", 4: "quarter"}
+
+
 def prune_reason(study: optuna.Study, epoch: int, best_loss: float,
-                 anchor: tuple[str, float] | None = None, percentile: float = 50.0) -> str:
+                 anchor: tuple[str, float] | None = None, percentile: float = 50.0,
+                 rule: str = "median") -> str:
     """Why a trial was stopped: its best validation loss so far against the numbers the
     pruner compared it with (the anchor baseline's best by then; the median, or the
-    pruner's percentile, of completed trials at this epoch)."""
+    pruner's percentile, of completed trials at this epoch). Hyperband and successive
+    halving rank the trials that reached the same rung instead; their reasons say so, with
+    the median for scale."""
     level, count = percentile_at(study, epoch, percentile)
+    if rule in RUNG_PRUNERS:
+        name, factor = RUNG_PRUNERS[rule]
+        share = _SHARES.get(factor, f"1/{factor}")
+        scale = ("" if level is None else
+                 f" (median of {count} completed trials at this epoch: {level:.4g})")
+        return (f"pruned at epoch {epoch} by {name}: best val loss {best_loss:.4g}; the "
+                f"trial was not in the best {share} of those at this rung{scale}")
     against = []
     if anchor is not None:
         against.append(f"{anchor[1]:.4g} for the {anchor[0]}")

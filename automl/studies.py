@@ -18,7 +18,7 @@ from optuna.storages._cached_storage import _CachedStorage
 from sqlalchemy.engine import make_url
 
 from automl.errors import ConfigError
-from automl.pruning import BaselinePruner, PruningPolicy
+from automl.pruning import RUNG_PRUNERS, BaselinePruner, PruningPolicy
 from automl.retry import RetryingStorage
 from automl.write_behind import WriteBehindStorage
 
@@ -113,10 +113,12 @@ def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
         return optuna.pruners.HyperbandPruner(
             min_resource=max(1, settings.pruner_warmup_epochs),
             max_resource=settings.max_epochs,
+            reduction_factor=RUNG_PRUNERS["hyperband"][1],
         )
     if settings.pruner == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=max(1, settings.pruner_warmup_epochs))
+            min_resource=max(1, settings.pruner_warmup_epochs),
+            reduction_factor=RUNG_PRUNERS["successive_halving"][1])
     return optuna.pruners.NopPruner()
 
 
@@ -127,7 +129,7 @@ def pruning_policy(settings: StudySettings) -> PruningPolicy:
              "none": settings.max_epochs + 1}.get(settings.pruner, 0)
     percentile = settings.pruner_percentile if settings.pruner == "percentile" else 50.0
     return PruningPolicy(first_epoch=first, audit_share=settings.pruning_audit,
-                         seed=settings.seed, percentile=percentile)
+                         seed=settings.seed, percentile=percentile, rule=settings.pruner)
 
 
 def check_storage_url(url: str) -> None:

@@ -82,7 +82,7 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
             anchor = anchor_at(trial.study, epoch) if anchor_at is not None else None
             trial.set_user_attr(REASON_ATTR,
                                 prune_reason(trial.study, epoch, min(losses), anchor,
-                                             policy.percentile))
+                                             policy.percentile, policy.rule))
             return True
 
         try:

@@ -210,6 +210,13 @@ def test_prune_reason_names_the_median_it_was_compared_with(tmp_path: Path) -> N
         "against 0.25 for the 2/3-rule MLP and median 0.3 of 3 completed trials")
     assert prune_reason(study, 3, 0.55, percentile=25).endswith(
         "against 25th percentile 0.25 of 3 completed trials")
+    assert prune_reason(study, 3, 0.55, rule="successive_halving") == (
+        "pruned at epoch 3 by successive halving: best val loss 0.55; the trial was not in "
+        "the best quarter of those at this rung (median of 3 completed trials at this "
+        "epoch: 0.3)")
+    assert "by Hyperband: best val loss 0.55; the trial was not in the best third" in (
+        prune_reason(study, 3, 0.55, rule="hyperband"))
+    assert "median" not in prune_reason(study, 9, 0.55, rule="hyperband")  # none at epoch 9
     assert [percentile_name(p) for p in (50, 40, 21, 12, 33.5)] == [
         "median", "40th percentile", "21st percentile", "12th percentile",
         "33.5th percentile"]
@@ -246,6 +253,7 @@ def test_pruning_policy_follows_the_pruner() -> None:
     assert pruning_policy(StudySettings(pruner_warmup_epochs=7)).first_epoch == 7
     assert pruning_policy(StudySettings(pruner="none", max_epochs=50)).first_epoch == 51
     assert pruning_policy(StudySettings(pruner="hyperband")).first_epoch == 0
+    assert pruning_policy(StudySettings(pruner="hyperband")).rule == "hyperband"  # reasons
     audit = PruningPolicy(audit_share=0.1, seed=3)
     share = sum(audit.audits(n) for n in range(2000)) / 2000
     assert 0.07 < share < 0.13
