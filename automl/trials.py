@@ -74,11 +74,16 @@ def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
     often end within a tenth of a second). The trial is read again first, so such a trial
     keeps its state and its ``stop_reason``; returns False for it.
     """
-    if study._storage.get_trial(trial._trial_id).state.is_finished():
+    if reread(study, trial).state.is_finished():
         return False
     study._storage.set_trial_user_attr(trial._trial_id, "stop_reason", reason)
     study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     return True
+
+
+def reread(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:
+    """``trial`` as the storage has it now (the one given may be a stale read)."""
+    return study._storage.get_trial(trial._trial_id)
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:

@@ -121,7 +121,11 @@ class RayServiceWorker(ServiceWorker):
         number = queries.trial_number_of(self.engine, claim.id)
         params = None
         if claim.kind == "trial" and number is not None:
-            params = self.runner.fail_lost_trial(claim.run_id, number)
+            lost = self.runner.fail_lost_trial(claim.run_id, number)
+            if lost.finished:  # told before its worker died: nothing to run again
+                self.release(claim, "done", {"trial_number": number}, None)
+                return
+            params = lost.params
         queries.requeue_lost(self.engine, claim.id, self.worker_id, params,
                              f"lost_worker: {type(exc).__name__}")
 

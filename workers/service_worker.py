@@ -146,9 +146,12 @@ class ServiceWorker:
         self._swept_at = time.monotonic()
         for expired in queries.expire_leases(self.engine):
             if expired.kind == "trial" and expired.trial_number is not None:
-                params = self.runner.fail_lost_trial(expired.run_id, expired.trial_number)
-                if expired.requeued and params is not None:
-                    queries.set_retry_params(self.engine, expired.id, params)
+                lost = self.runner.fail_lost_trial(expired.run_id, expired.trial_number)
+                if lost.finished:  # told before its worker died: nothing to run again
+                    queries.close_expired(self.engine, expired.id,
+                                          {"trial_number": expired.trial_number})
+                elif expired.requeued and lost.params is not None:
+                    queries.set_retry_params(self.engine, expired.id, lost.params)
         queries.skip_overdue_trials(self.engine)
         self.finish_ready_runs()
 

@@ -36,7 +36,7 @@ from automl.studies import (
     pruning_policy,
 )
 from automl.summary import architecture, final_seeds
-from automl.trials import best_trial, fail_trial, trial_config
+from automl.trials import best_trial, fail_trial, reread, trial_config
 from automl.tuner import baselines_for, first_trials
 from workers.data import TensorSplits, to_tensors
 from workers.dataset_cache import cached_frame
@@ -45,6 +45,16 @@ from workers.objective import TrialHooks, TrialInterrupted, run_trial
 from workers.predictor import Predictor
 
 StopReason = Callable[[], str | None]
+
+
+@dataclass(frozen=True)
+class LostTrial:
+    """What became of the trial of a ticket whose worker died: failed now or before
+    (re-queue the ticket with ``params``), or finished by the worker before it died
+    (``finished``: the ticket's work is done)."""
+
+    finished: bool
+    params: dict[str, Any] | None = None
 
 
 @dataclass
@@ -130,15 +140,21 @@ class TicketRunner:
             raise TrialInterrupted(reason)
         return evaluation
 
-    def fail_lost_trial(self, run_id: str, number: int) -> dict[str, Any] | None:
-        """Fail the trial a dead worker left RUNNING; return its params for the retry."""
+    def fail_lost_trial(self, run_id: str, number: int) -> LostTrial:
+        """Fail the trial a dead worker left RUNNING and give its params for the retry.
+
+        A trial that had finished before its worker died (it was told, the ticket was not
+        yet released) is left as it is: its ticket is done, not retried."""
         study = self.study(self.context(run_id).run)
         trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
         if trial is None:
-            return None
-        if trial.state == TrialState.RUNNING:
-            fail_trial(study, trial, "lost_worker")
-        return dict(trial.params)
+            return LostTrial(finished=False)
+        if fail_trial(study, trial, "lost_worker"):
+            return LostTrial(finished=False, params=dict(trial.params))
+        now = reread(study, trial)
+        if now.state == TrialState.FAIL and now.user_attrs.get("stop_reason") == "lost_worker":
+            return LostTrial(finished=False, params=dict(now.params))  # failed earlier
+        return LostTrial(finished=True)
 
     def study(self, run: Run, worker_index: int = 0) -> optuna.Study:
         """The run's study (created by whichever worker gets there first), kept per

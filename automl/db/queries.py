@@ -220,6 +220,17 @@ def holder_of(engine: Engine, ticket_id: int) -> tuple[str, str | None, str]:
     return with_retry(read)
 
 
+def close_expired(engine: Engine, ticket_id: int, result: dict[str, Any]) -> bool:
+    """Mark done a ticket just taken back from a dead worker whose work had finished
+    (re-queued or failed by :func:`expire_leases`, not claimed again since)."""
+    statement = (update(Ticket).where(Ticket.id == ticket_id,
+                                      Ticket.status.in_(("queued", "failed")),
+                                      Ticket.worker_id.is_(None))
+                 .values(status="done", result=result, error=None, retry_params=None,
+                         updated_at=utcnow()))
+    return with_retry(lambda: _rowcount(engine, statement) == 1)
+
+
 def set_retry_params(engine: Engine, ticket_id: int, params: dict[str, Any]) -> None:
     statement = (update(Ticket).where(Ticket.id == ticket_id)
                  .values(retry_params=params, trial_number=None))

@@ -14,6 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy.orm import Session
 
 from automl.client import Client
 from automl.db.queries import table_counts
@@ -61,6 +62,33 @@ def test_submit_here_train_there_wait_and_predict(url: str, digits_frame: pd.Dat
     assert isinstance(predicted[0], int)
     assert np.mean(predicted == rows["target"].to_numpy()) > 0.7
     assert [r.status for r in client.runs()] == ["succeeded"]
+
+
+def test_a_trial_told_before_its_worker_died_is_not_run_again(
+        url: str, digits_frame: pd.DataFrame) -> None:
+    # The worker finished its trial (told Optuna) and died before releasing the ticket:
+    # the sweep must close the ticket, not re-queue it for a second trial.
+    from automl.db import queries
+    from automl.db.models import Ticket
+    from workers.service_worker import ServiceWorker
+
+    run = Client(url).submit(digits_frame, "target", space=FAST, n_trials=1, n_seeds=1)
+    service = ServiceWorker(url, worker_id="sweeper", poll_s=0.1)
+    claims = []
+    while (claim := queries.claim_ticket(service.engine, "dead", lease_s=0.1)) is not None:
+        claims.append(claim)  # the trial and the baselines (the best ticket waits)
+    trial_ticket = next(c for c in claims if c.kind == "trial")
+    service.runner.execute(trial_ticket, lambda: None)  # trained and told, never released
+    time.sleep(0.2)
+    service.sweep()
+    with Session(service.engine) as session:
+        ticket = session.get(Ticket, trial_ticket.id)
+        assert ticket is not None and ticket.status == "done", ticket.error
+        assert ticket.result == {"trial_number": 0} and ticket.retry_params is None
+    assert service.serve(idle_exit=1) >= len(claims)  # the baselines, then the best model
+    result = run.wait(progress=False, timeout=120)
+    assert result["n_trials"] == 1 and result["n_complete"] == 1
+    assert [t.state for t in study_trials(url, run.id)] == [TrialState.COMPLETE]
 
 
 def test_a_killed_worker_has_its_trial_rerun_with_the_same_params(
