@@ -22,7 +22,13 @@ from automl.diagnostics import (
     max_epochs_of,
     param_label,
 )
-from automl.result import METRIC_NAMES, ModelScore, TuneResult, describe_architecture
+from automl.result import (
+    METRIC_NAMES,
+    ModelScore,
+    TuneResult,
+    describe_architecture,
+    score_texts,
+)
 
 MIN_IMPORTANCE_TRIALS = 4  # fANOVA needs a few completed trials to say anything
 ROUGH_IMPORTANCE_TRIALS = 20  # below this, importances are flagged as rough
@@ -47,13 +53,10 @@ def comparison_rows(result: TuneResult) -> list[ComparisonRow]:
     """The tuned model, then every baseline by test score (best first)."""
     models: list[tuple[str, ModelScore]] = [("tuned (best trial)", result.best)]
     models += [(b.name, b) for b in sorted(result.baselines, key=lambda b: -b.final_score)]
-    scale, digits = (100, 2) if result.metric == "accuracy" else (1, 4)
     return [ComparisonRow(
-        name=name, rule=model.rule, architecture=describe_architecture(model.architecture),
-        score=f"{model.final_score * scale:.{digits}f}",
-        one_seed=f"{model.test_score * scale:.{digits}f} ± "
-                 f"{model.test_score_std * scale:.{digits}f}",
-        parameters=f"{model.n_parameters:,}", seconds=f"{model.train_seconds:.1f}", model=model)
+        name, model.rule, describe_architecture(model.architecture),
+        *score_texts(model, result.metric), parameters=f"{model.n_parameters:,}",
+        seconds=f"{model.train_seconds:.1f}", model=model)
         for name, model in models]
 
 

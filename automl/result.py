@@ -163,11 +163,16 @@ def format_report(result: TuneResult) -> str:
 
 
 def _row(model: ModelScore, name: str, metric: str) -> tuple[str, ...]:
-    scale, digits = (100, 2) if metric == "accuracy" else (1, 4)
-    final = f"{model.final_score * scale:.{digits}f}"
-    score = f"{model.test_score * scale:.{digits}f} ± {model.test_score_std * scale:.{digits}f}"
     arch = describe_architecture(model.architecture)
-    return (name, arch, final, score, f"{model.n_parameters:,}", f"{model.train_seconds:.1f}")
+    return (name, arch, *score_texts(model, metric), f"{model.n_parameters:,}",
+            f"{model.train_seconds:.1f}")
+
+
+def score_texts(model: ModelScore, metric: str) -> tuple[str, str]:
+    """The test score of the model a user gets, and one seed's mean ± sd, as shown."""
+    scale, digits = (100, 2) if metric == "accuracy" else (1, 4)
+    return (f"{model.final_score * scale:.{digits}f}",
+            f"{model.test_score * scale:.{digits}f} ± {model.test_score_std * scale:.{digits}f}")
 
 
 def describe_architecture(architecture: dict[str, Any] | None) -> str:
