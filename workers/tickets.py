@@ -105,12 +105,13 @@ class TicketRunner:
                      stop_reason: StopReason) -> dict[str, Any]:
         baseline = next(b for b in baselines_for(ctx.prepared, ctx.space) if b.name == name)
         assert baseline.config is not None
-        runs = self.evaluate(baseline.config, ctx, stop_reason).to_dict()
+        evaluation = self.evaluate(baseline.config, ctx, stop_reason)
+        runs = [run.to_dict() for run in evaluation.runs]
         score = ModelScore.from_evaluations(name, baseline.rule, architecture(baseline.config),
-                                            runs["runs"], runs["ensemble"])
+                                            runs, evaluation.to_dict()["ensemble"])
         # Its learning curve anchors baseline pruning and is drawn by the report.
         record_curve(self.study(ctx.run), BaselineCurve(
-            name, baseline.rule, runs["runs"][0]["val_score"], runs["runs"][0]["history"]))
+            name, baseline.rule, runs[0]["val_score"], runs[0]["history"]))
         with Session(self.engine) as session, session.begin():
             session.execute(delete(BaselineResult).where(BaselineResult.run_id == ctx.run.id,
                                                          BaselineResult.name == name))
