@@ -116,18 +116,14 @@ class RayServiceWorker(ServiceWorker):
             self.release(claim, "done", result, None)
 
     def lost(self, claim: queries.Claim, exc: BaseException) -> None:
-        """Fail the dead task's trial now and re-queue its ticket with the same params."""
+        """Settle the dead task's ticket now rather than when its lease lapses."""
         logger.warning("ticket %s lost its Ray worker: %s", claim.id, type(exc).__name__)
+        error = f"lost_worker: {type(exc).__name__}"
         number = queries.trial_number_of(self.engine, claim.id)
-        params = None
         if claim.kind == "trial" and number is not None:
-            lost = self.runner.fail_lost_trial(claim.run_id, number)
-            if lost.finished:  # told before its worker died: nothing to run again
-                self.release(claim, "done", {"trial_number": number}, None)
-                return
-            params = lost.params
-        queries.requeue_lost(self.engine, claim.id, self.worker_id, params,
-                             f"lost_worker: {type(exc).__name__}")
+            self.settle_lost_trial(claim.id, claim.run_id, number, error)
+        else:
+            queries.requeue_lost(self.engine, claim.id, self.worker_id, None, error)
 
 
 def passthrough_env() -> dict[str, str]:

@@ -144,16 +144,23 @@ class ServiceWorker:
         """Re-queue expired leases (failing their lost trials), skip overdue trials and
         write the summary of every run whose work is all done."""
         self._swept_at = time.monotonic()
-        for expired in queries.expire_leases(self.engine):
-            if expired.kind == "trial" and expired.trial_number is not None:
-                lost = self.runner.fail_lost_trial(expired.run_id, expired.trial_number)
-                if lost.finished:  # told before its worker died: nothing to run again
-                    queries.close_expired(self.engine, expired.id,
-                                          {"trial_number": expired.trial_number})
-                elif expired.requeued and lost.params is not None:
-                    queries.set_retry_params(self.engine, expired.id, lost.params)
+        for expired in queries.expire_leases(self.engine, self.worker_id, self.lease_s):
+            if expired.held and expired.trial_number is not None:
+                self.settle_lost_trial(expired.id, expired.run_id, expired.trial_number,
+                                       "lease expired: the worker stopped sending heartbeats")
         queries.skip_overdue_trials(self.engine)
         self.finish_ready_runs()
+
+    def settle_lost_trial(self, ticket_id: int, run_id: str, number: int, error: str) -> None:
+        """A trial ticket this worker holds whose training process died: close it if its
+        trial was told, else fail the trial and queue the ticket again (attempts
+        permitting) with the trial's parameters."""
+        lost = self.runner.fail_lost_trial(run_id, number)
+        if lost.finished:  # told before its worker died: nothing to run again
+            queries.release_ticket(self.engine, ticket_id, self.worker_id, status="done",
+                                   result={"trial_number": number})
+        else:
+            queries.requeue_lost(self.engine, ticket_id, self.worker_id, lost.params, error)
 
     def finish_ready_runs(self) -> None:
         def ready_runs() -> list[str]:

@@ -53,13 +53,19 @@ class Claim:
 
 @dataclass(frozen=True)
 class Expired:
-    """A running ticket whose lease ran out, and what became of it."""
+    """A running ticket whose lease ran out, and what became of it.
+
+    ``held``: a trial ticket whose trial exists; the sweeper now holds its lease and must
+    settle it (:func:`release_ticket` or :func:`requeue_lost`). Otherwise the ticket was
+    re-queued (``requeued``) or failed, its attempts spent.
+    """
 
     id: int
     run_id: str
     kind: str
     trial_number: int | None
     requeued: bool
+    held: bool = False
 
 
 def find_dataset(session: Session, content_hash: str) -> Dataset | None:
@@ -161,25 +167,41 @@ def set_trial_number(engine: Engine, ticket_id: int, number: int) -> None:
                                  {"b_ticket_id": ticket_id, "b_number": number}))
 
 
-def expire_leases(engine: Engine) -> list[Expired]:
-    """Return expired running tickets to the queue (or fail them after max attempts)."""
-    return with_retry(lambda: _expire_leases(engine))
+def expire_leases(engine: Engine, sweeper_id: str, lease_s: float) -> list[Expired]:
+    """Take back expired running tickets.
+
+    A trial ticket whose trial exists passes to the sweeper (``sweeper_id`` holds it for
+    ``lease_s``) until the sweeper has read how the trial ended: no other worker can claim
+    it meanwhile, so a trial told just before its worker died is not run twice, and a
+    retry always carries the lost trial's parameters. Every other expired ticket is
+    re-queued, or failed once its attempts are spent.
+    """
+    return with_retry(lambda: _expire_leases(engine, sweeper_id, lease_s))
 
 
-def _expire_leases(engine: Engine) -> list[Expired]:
+def _expire_leases(engine: Engine, sweeper_id: str, lease_s: float) -> list[Expired]:
     now = utcnow()
+    error = "lease expired: the worker stopped sending heartbeats"
+    expired = []
     with engine.begin() as connection:
         rows = connection.execute(
             select(Ticket.id, Ticket.run_id, Ticket.kind, Ticket.trial_number,
                    Ticket.attempts < Ticket.max_attempts)
             .where(Ticket.status == "running", Ticket.leased_until < now)
             .with_for_update(skip_locked=True)).all()
-        for ticket_id, _, _, _, retry in rows:
-            connection.execute(update(Ticket).where(Ticket.id == ticket_id).values(
-                status="queued" if retry else "failed", worker_id=None, leased_until=None,
-                error="lease expired: the worker stopped sending heartbeats",
-                updated_at=now))
-    return [Expired(i, r, k, n, bool(q)) for i, r, k, n, q in rows]
+        for ticket_id, run_id, kind, number, retry in rows:
+            held = kind == "trial" and number is not None
+            if held:
+                values: dict[str, Any] = {"worker_id": sweeper_id,
+                                          "leased_until": now + timedelta(seconds=lease_s)}
+            else:
+                values = {"status": "queued" if retry else "failed", "worker_id": None,
+                          "leased_until": None}
+            connection.execute(update(Ticket).where(Ticket.id == ticket_id)
+                               .values(**values, error=error, updated_at=now))
+            expired.append(Expired(ticket_id, run_id, kind, number,
+                                   bool(retry) and not held, held))
+    return expired
 
 
 def requeue_lost(engine: Engine, ticket_id: int, worker_id: str,
@@ -218,23 +240,6 @@ def holder_of(engine: Engine, ticket_id: int) -> tuple[str, str | None, str]:
         return row[0], row[1], row[2]
 
     return with_retry(read)
-
-
-def close_expired(engine: Engine, ticket_id: int, result: dict[str, Any]) -> bool:
-    """Mark done a ticket just taken back from a dead worker whose work had finished
-    (re-queued or failed by :func:`expire_leases`, not claimed again since)."""
-    statement = (update(Ticket).where(Ticket.id == ticket_id,
-                                      Ticket.status.in_(("queued", "failed")),
-                                      Ticket.worker_id.is_(None))
-                 .values(status="done", result=result, error=None, retry_params=None,
-                         updated_at=utcnow()))
-    return with_retry(lambda: _rowcount(engine, statement) == 1)
-
-
-def set_retry_params(engine: Engine, ticket_id: int, params: dict[str, Any]) -> None:
-    statement = (update(Ticket).where(Ticket.id == ticket_id)
-                 .values(retry_params=params, trial_number=None))
-    with_retry(lambda: _rowcount(engine, statement))
 
 
 def start_run(engine: Engine, run_id: str) -> None:

@@ -56,18 +56,35 @@ def test_an_expired_lease_is_requeued_until_attempts_run_out(url: str) -> None:
     engine = make_engine(url)
     make_run(engine, [("trial", "0")], max_attempts=2)
     first = queries.claim_ticket(engine, "dead", lease_s=0.2)
-    assert first is not None and first.attempts == 1
-    queries.set_trial_number(engine, first.id, 7)
+    assert first is not None and first.attempts == 1  # died before its trial was asked
     time.sleep(0.4)
-    (expired,) = queries.expire_leases(engine)
-    assert expired.requeued and expired.trial_number == 7
+    (expired,) = queries.expire_leases(engine, "sweeper", 10)
+    assert expired.requeued and not expired.held and expired.trial_number is None
     assert not queries.renew_lease(engine, first.id, "dead", 10)  # the dead worker lost it
     second = queries.claim_ticket(engine, "alive", lease_s=0.2)
     assert second is not None and second.id == first.id and second.attempts == 2
     time.sleep(0.4)
-    (again,) = queries.expire_leases(engine)
+    (again,) = queries.expire_leases(engine, "sweeper", 10)
     assert not again.requeued
     assert queries.claim_ticket(engine, "alive", lease_s=1) is None
+
+
+def test_an_expired_trial_is_held_by_the_sweeper_until_it_settles_it(url: str) -> None:
+    """Between the expiry and the sweeper's reading of the trial no worker may claim the
+    ticket: it would ask Optuna for a new trial beside a lost one that may have finished."""
+    engine = make_engine(url)
+    make_run(engine, [("trial", "0")], max_attempts=2)
+    first = queries.claim_ticket(engine, "dead", lease_s=0.2)
+    assert first is not None
+    queries.set_trial_number(engine, first.id, 7)
+    time.sleep(0.4)
+    (expired,) = queries.expire_leases(engine, "sweeper", 10)
+    assert expired.held and not expired.requeued and expired.trial_number == 7
+    assert not queries.renew_lease(engine, first.id, "dead", 10)
+    assert queries.claim_ticket(engine, "alive", lease_s=1) is None  # the sweeper holds it
+    queries.requeue_lost(engine, first.id, "sweeper", {"lr": 0.01}, "lease expired")
+    retry = queries.claim_ticket(engine, "alive", lease_s=1)
+    assert retry is not None and retry.retry_params == {"lr": 0.01} and retry.attempts == 2
 
 
 def test_renewed_leases_do_not_expire(url: str) -> None:
@@ -78,7 +95,7 @@ def test_renewed_leases_do_not_expire(url: str) -> None:
     for _ in range(3):
         time.sleep(0.15)
         assert queries.renew_lease(engine, claim.id, "w", 0.3)
-    assert queries.expire_leases(engine) == []
+    assert queries.expire_leases(engine, "sweeper", 10) == []
 
 
 def test_runs_are_claimed_fairly(url: str) -> None:
