@@ -24,11 +24,9 @@ from ensemble_probe import Recorded, tuned_study
 
 
 def main() -> None:
-    from optuna.trial import TrialState
-
     from automl.data import load_dataset
     from automl.summary import final_seeds
-    from automl.trials import trial_config
+    from automl.trials import best_trial, trial_config
     from workers.data import predict, score, to_tensors
     from workers.ensemble import combine
     from workers.evaluate import fit
@@ -45,7 +43,9 @@ def main() -> None:
     torch.set_num_threads(2)
     frame, spec, study = tuned_study(args.dataset, args)
     data = to_tensors(load_dataset(frame, spec.target, task=spec.task, seed=args.seed))
-    best = min(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+    best = best_trial(study)
+    if best is None:
+        raise SystemExit(f"{args.dataset}: the study has no completed trial")
     print(f"\n{spec.label}, split seed {args.seed}, best trial #{best.number}\n")
     print("| max_epochs:patience | seed | val | test | stopped | epochs | s |\n"
           "| --- | --- | ---: | ---: | --- | ---: | ---: |")

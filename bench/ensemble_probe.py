@@ -22,14 +22,22 @@ Each row gives validation accuracy (or R²), validation loss and test accuracy (
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+    from workers.data import TensorSplits
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_quality import DATASETS, cap_rows, read_frame
+from compare_quality import DATASETS, Spec, cap_rows, read_frame
 
 Outputs = dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]]  # (rank, seed) -> val, test
 
@@ -45,7 +53,8 @@ class Recorded(torch.nn.Module):
         return self.outputs
 
 
-def tuned_study(name: str, args: argparse.Namespace) -> tuple:
+def tuned_study(name: str, args: argparse.Namespace
+                ) -> tuple[pd.DataFrame, Spec, optuna.Study]:
     import optuna
 
     import automl
@@ -63,14 +72,16 @@ def tuned_study(name: str, args: argparse.Namespace) -> tuple:
     return frame, spec, study
 
 
-def retrain_top(study, data, top: int, seeds: list[int]) -> Outputs:
+def retrain_top(study: optuna.Study, data: TensorSplits, top: int,
+                seeds: list[int]) -> Outputs:
     from optuna.trial import TrialState
 
     from automl.trials import trial_config
     from workers.data import predict
     from workers.evaluate import fit
 
-    complete = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+    complete = sorted(study.get_trials(states=(TrialState.COMPLETE,)),
+                      key=lambda t: math.inf if t.value is None else t.value)
     outputs: Outputs = {}
     for rank, trial in enumerate(complete[:top]):
         for seed in seeds:
@@ -79,7 +90,8 @@ def retrain_top(study, data, top: int, seeds: list[int]) -> Outputs:
     return outputs
 
 
-def ensemble_scores(outputs: Outputs, keys: list[tuple[int, int]], data) -> tuple[float, ...]:
+def ensemble_scores(outputs: Outputs, keys: list[tuple[int, int]],
+                    data: TensorSplits) -> tuple[float, float, float]:
     """Validation score, validation loss and test score of the members ``keys``."""
     from workers.data import score, validation_loss
     from workers.ensemble import combine
@@ -93,7 +105,8 @@ def ensemble_scores(outputs: Outputs, keys: list[tuple[int, int]], data) -> tupl
             score(data.task, test, data.y_test))
 
 
-def greedy_selection(outputs: Outputs, data, picks: int) -> list[tuple[int, int]]:
+def greedy_selection(outputs: Outputs, data: TensorSplits,
+                     picks: int) -> list[tuple[int, int]]:
     chosen: list[tuple[int, int]] = []
     for _ in range(picks):
         chosen.append(min(outputs, key=lambda k: ensemble_scores(outputs, [*chosen, k], data)[1]))
@@ -111,10 +124,11 @@ def probe(name: str, args: argparse.Namespace) -> None:
     seeds = final_seeds(args.seed, 3)
     outputs = retrain_top(study, data, args.top, seeds)
     top = max(rank for rank, _ in outputs) + 1
+    few = min(3, top)
     candidates = {
         "best x 3 seeds": [(0, s) for s in seeds],
-        "top 3 x 1 seed": [(rank, seeds[rank]) for rank in range(min(3, top))],
-        "top 3 x 3 seeds": [(rank, s) for rank in range(min(3, top)) for s in seeds],
+        f"top {few} x 1 seed": [(rank, seeds[rank]) for rank in range(few)],
+        f"top {few} x 3 seeds": [(rank, s) for rank in range(few) for s in seeds],
         f"top {top} x 3 seeds": list(outputs),
         "greedy 10": greedy_selection(outputs, data, 10),
     }

@@ -141,13 +141,13 @@ class ServiceWorker:
             self.sweep()
 
     def sweep(self) -> None:
-        """Re-queue expired leases (failing their lost trials), skip overdue trials and
+        """Take back expired leases (settling their lost trials), skip overdue trials and
         write the summary of every run whose work is all done."""
         self._swept_at = time.monotonic()
         for expired in queries.expire_leases(self.engine, self.worker_id, self.lease_s):
             if expired.held and expired.trial_number is not None:
                 self.settle_lost_trial(expired.id, expired.run_id, expired.trial_number,
-                                       "lease expired: the worker stopped sending heartbeats")
+                                       queries.LEASE_EXPIRED)
         queries.skip_overdue_trials(self.engine)
         self.finish_ready_runs()
 

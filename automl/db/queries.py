@@ -167,6 +167,9 @@ def set_trial_number(engine: Engine, ticket_id: int, number: int) -> None:
                                  {"b_ticket_id": ticket_id, "b_number": number}))
 
 
+LEASE_EXPIRED = "lease expired: the worker stopped sending heartbeats"
+
+
 def expire_leases(engine: Engine, sweeper_id: str, lease_s: float) -> list[Expired]:
     """Take back expired running tickets.
 
@@ -181,7 +184,6 @@ def expire_leases(engine: Engine, sweeper_id: str, lease_s: float) -> list[Expir
 
 def _expire_leases(engine: Engine, sweeper_id: str, lease_s: float) -> list[Expired]:
     now = utcnow()
-    error = "lease expired: the worker stopped sending heartbeats"
     expired = []
     with engine.begin() as connection:
         rows = connection.execute(
@@ -198,7 +200,7 @@ def _expire_leases(engine: Engine, sweeper_id: str, lease_s: float) -> list[Expi
                 values = {"status": "queued" if retry else "failed", "worker_id": None,
                           "leased_until": None}
             connection.execute(update(Ticket).where(Ticket.id == ticket_id)
-                               .values(**values, error=error, updated_at=now))
+                               .values(**values, error=LEASE_EXPIRED, updated_at=now))
             expired.append(Expired(ticket_id, run_id, kind, number,
                                    bool(retry) and not held, held))
     return expired
