@@ -105,10 +105,10 @@ class TicketRunner:
                      stop_reason: StopReason) -> dict[str, Any]:
         baseline = next(b for b in baselines_for(ctx.prepared, ctx.space) if b.name == name)
         assert baseline.config is not None
-        evaluation = self.evaluate(baseline.config, ctx, stop_reason)
-        runs = [run.to_dict() for run in evaluation.runs]
+        evaluation = self.evaluate(baseline.config, ctx, stop_reason).to_dict()
+        runs = evaluation["runs"]
         score = ModelScore.from_evaluations(name, baseline.rule, architecture(baseline.config),
-                                            runs, evaluation.to_dict()["ensemble"])
+                                            runs, evaluation["ensemble"])
         # Its learning curve anchors baseline pruning and is drawn by the report.
         record_curve(self.study(ctx.run), BaselineCurve(
             name, baseline.rule, runs[0]["val_score"], runs[0]["history"]))
