@@ -120,6 +120,9 @@ def _run_arguments(command: argparse.ArgumentParser) -> None:
                          help="do not start the search from the rules of thumb")
     command.add_argument("--seeds", type=int, default=3,
                          help="seeds for the final comparison (default 3)")
+    command.add_argument("--keep-identifiers", action="store_true",
+                         help="keep columns that look like row identifiers (a distinct whole "
+                         "number or word in every row); by default they are dropped")
     command.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -150,6 +153,7 @@ def run_tune(args: argparse.Namespace) -> int:
         warm_start=args.warm_start, n_workers=args.workers, ray_address=args.ray_address,
         head_start=args.head_start, gpus_per_trial=args.gpus_per_trial,
         progress=not args.quiet, limits=limits_from_env(),
+        keep_identifiers=args.keep_identifiers,
     )
     with stdout_to_stderr():
         result = tune(args.data, args.target, space=args.space, **vars(options))
@@ -203,7 +207,7 @@ def run_submit(args: argparse.Namespace) -> int:
                         timeout=args.timeout, seed=args.seed, n_seeds=args.seeds,
                         pruner=args.pruner, pruner_percentile=args.pruner_percentile,
                         task=args.task, warm_start=args.warm_start,
-                        limits=limits_from_env())
+                        limits=limits_from_env(), keep_identifiers=args.keep_identifiers)
     print(json.dumps({"run_id": run.id}) if args.json else run.id)
     return 0
 

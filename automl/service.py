@@ -46,10 +46,12 @@ def validate_submission(data: Any, target: Any, space: Any, options: TuneOptions
     """Every check ``tune()`` makes, without training anything or touching storage."""
     user_space = as_space(space)
     raw = read_dataset(data, target, options.limits)
-    checked = check_dataset(raw, options.task, options.limits)
+    checked = check_dataset(raw, options.task, options.limits,
+                            keep_identifiers=options.keep_identifiers)
     prepared = prepare(checked, options.seed)
     resolved = user_space.resolve(prepared.task, len(prepared.x_train))
-    checked.target = raw.target  # store the target as given, not as class codes
+    # Stored: the columns and rows the model uses, the target as given (not class codes).
+    checked.target = raw.target.loc[raw.target.notna()].reset_index(drop=True)
     return Submission(checked, prepared, resolved, options, str(raw.target.name))
 
 
@@ -94,7 +96,8 @@ def _new_run(run_id: str, dataset_id: int, sub: Submission) -> Run:
                status="queued", task=sub.prepared.task, metric=metric_of(sub.prepared.task),
                space=sub.space.to_dict(), settings=settings_of(opts, sub.space).to_dict(),
                n_trials=opts.n_trials, timeout_s=opts.timeout, seed=opts.seed,
-               n_seeds=opts.n_seeds, created_at=utcnow())
+               n_seeds=opts.n_seeds, data_notes=list(sub.prepared.warnings),
+               created_at=utcnow())
 
 
 def read_frame(dataset: Dataset) -> pd.DataFrame:

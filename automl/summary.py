@@ -56,7 +56,7 @@ def summarize(study: optuna.Study, prepared: PreparedData, best: FrozenTrial,
         baselines=baselines, n_trials=counts.finished, n_complete=counts.complete,
         n_pruned=counts.pruned, n_failed=counts.failed, n_diverged=counts.diverged,
         study_name=study.study_name, storage=redacted(storage), tuning_seconds=tuning_seconds,
-        total_seconds=0.0, n_seeds=n_seeds, warnings=list(prepared.warnings[:5]),
+        total_seconds=0.0, n_seeds=n_seeds, warnings=list(prepared.warnings),
     )
 
 

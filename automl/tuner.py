@@ -59,6 +59,7 @@ class TuneOptions:
     max_consecutive_failures: int = 10
     progress: bool = True
     limits: DataLimits = field(default_factory=DataLimits)
+    keep_identifiers: bool = False  # keep columns that look like row ids (dropped by default)
 
     def __post_init__(self) -> None:
         _positive_int("n_trials", self.n_trials)
@@ -80,9 +81,10 @@ class TuneOptions:
                 or self.pruner_startup_trials < 0):
             raise ConfigError("pruner_startup_trials must be a whole number >= 0, not "
                               f"{self.pruner_startup_trials!r}", field="pruner_startup_trials")
-        if not isinstance(self.head_start, bool):
-            raise ConfigError(f"head_start must be true or false, not {self.head_start!r}",
-                              field="head_start")
+        for flag in ("head_start", "keep_identifiers"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be true or false, not "
+                                  f"{getattr(self, flag)!r}", field=flag)
         check_gpu_share(self.gpus_per_trial)
         StudySettings(pruner=self.pruner, pruning_audit=self.pruning_audit,
                       pruner_percentile=self.pruner_percentile, warm_start=self.warm_start)
@@ -108,7 +110,8 @@ def tune(data: Any, target: Any = None, *, space: SearchSpace | dict[str, Any] |
     opts = TuneOptions(**options)
     started = time.monotonic()
     user_space = as_space(space)
-    prepared = load_dataset(data, target, task=opts.task, seed=opts.seed, limits=opts.limits)
+    prepared = load_dataset(data, target, task=opts.task, seed=opts.seed, limits=opts.limits,
+                            keep_identifiers=opts.keep_identifiers)
     resolved = user_space.resolve(prepared.task, len(prepared.x_train))
     baselines = baselines_for(prepared, resolved)
     executor = executor or default_executor(opts.ray_address, opts.n_workers,

@@ -1,10 +1,14 @@
-"""The best model as ONNX: standardisation, the MLP and the output transform in one graph.
+"""The best model as ONNX: imputation, standardisation, the MLP and the output transform
+in one graph.
 
 The graph's input ``features`` is a float64 matrix (dynamic batch size) with the columns
-``onnx_columns(preprocessor)`` in that order: every numeric column as it is in the data
-(not standardised: the graph does that, in float64 like :class:`Preprocessor`), then one
-0/1 indicator per categorical column and level (``"colour=red"``; all 0 for a level not
-seen in training). Its output is what :class:`~workers.predictor.Predictor` gives:
+``onnx_columns(preprocessor)`` in that order: every numeric column as it is in the data,
+NaN where a value is missing (the graph imputes the training median, adds the "was
+missing" inputs and standardises, in float64 like :class:`Preprocessor`; a date column
+comes as its parts, ``signup.year`` and so on, as :func:`onnx_features` computes them),
+then one 0/1 indicator per categorical column and level (``"colour=red"``; a missing
+category is the level ``"colour=(missing)"`` when training had it; all 0 for a level
+not seen in training). Its output is what :class:`~workers.predictor.Predictor` gives:
 
 * classification: ``probabilities``, float32 ``(batch, n_classes)`` in the order of
   ``classes`` in ``model.json`` (binary: the negative class, then the positive one); the
@@ -24,7 +28,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -48,13 +51,12 @@ def onnx_output_name(preprocessor: Preprocessor) -> str:
     return "prediction" if preprocessor.task == "regression" else "probabilities"
 
 
-def onnx_features(preprocessor: Preprocessor, rows: pd.DataFrame) -> np.ndarray:
-    """Raw rows as the ONNX input: numeric columns as they are, categorical one-hot."""
-    blocks = [rows[preprocessor.numeric_columns].to_numpy(dtype=np.float64)]
-    for column, levels in preprocessor.categorical_levels.items():
-        values = rows[column].astype(str).to_numpy()
-        blocks.append((values[:, None] == np.asarray(levels)[None, :]).astype(np.float64))
-    return np.concatenate(blocks, axis=1)
+def onnx_features(preprocessor: Preprocessor, rows: Any) -> np.ndarray:
+    """Raw rows (checked as :class:`Preprocessor` checks them) as the ONNX input: numeric
+    columns and date parts as they are (NaN where missing), categorical one-hot."""
+    frame = preprocessor.check_rows(rows)
+    return np.concatenate([preprocessor.raw_numeric(frame), *preprocessor.one_hot(frame)],
+                          axis=1)
 
 
 def onnx_description(preprocessor: Preprocessor) -> dict[str, Any]:
@@ -66,33 +68,43 @@ def onnx_description(preprocessor: Preprocessor) -> dict[str, Any]:
                   "columns": onnx_columns(preprocessor)},
         "output": {"name": output, "dtype": "float32",
                    "shape": ["batch"] if output == "prediction" else ["batch", None]},
-        "note": ("numeric columns as they are in the data (the graph standardises them), "
-                 "then a 0/1 column per categorical level ('column=level'); the output is "
+        "note": ("numeric columns as they are in the data, NaN where missing (the graph "
+                 "imputes and standardises them; a date column comes as its parts), then a "
+                 "0/1 column per categorical level ('column=level'); the output is "
                  + ("the prediction in the target's units" if output == "prediction" else
                     "one probability per class, in the order of 'classes'")),
     }
 
 
 class InferenceGraph(nn.Module):
-    """Standardise (float64) -> MLP (float32) -> probabilities or target units."""
+    """Impute and standardise (float64) -> MLP (float32) -> probabilities or target units."""
 
+    medians: torch.Tensor
     shift: torch.Tensor
     scale: torch.Tensor
+    flagged: torch.Tensor
 
     def __init__(self, model: nn.Module, preprocessor: Preprocessor):
         super().__init__()
-        n_indicators = preprocessor.n_features - len(preprocessor.numeric_columns)
-        self.register_buffer("shift", torch.tensor(
-            [*preprocessor.means, *[0.0] * n_indicators], dtype=torch.float64))
-        self.register_buffer("scale", torch.tensor(
-            [*preprocessor.stds, *[1.0] * n_indicators], dtype=torch.float64))
+        pre = preprocessor
+        self.n_numeric = len(pre.numeric_columns)
+        self.register_buffer("medians", torch.tensor(pre.medians, dtype=torch.float64))
+        self.register_buffer("shift", torch.tensor(pre.means, dtype=torch.float64))
+        self.register_buffer("scale", torch.tensor(pre.stds, dtype=torch.float64))
+        self.register_buffer("flagged", torch.tensor(
+            [pre.numeric_columns.index(c) for c in pre.missing_indicators], dtype=torch.long))
         self.mlp = copy.deepcopy(model).cpu().eval()
         self.task = preprocessor.task
         self.target_mean = float(preprocessor.target_mean)
         self.target_std = float(preprocessor.target_std)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        outputs = self.mlp(((features - self.shift) / self.scale).to(torch.float32))
+        numeric, one_hot = features[:, :self.n_numeric], features[:, self.n_numeric:]
+        missing = torch.isnan(numeric)
+        filled = torch.where(missing, self.medians, numeric)
+        indicators = missing.index_select(1, self.flagged).to(torch.float64)
+        encoded = torch.cat([(filled - self.shift) / self.scale, indicators, one_hot], dim=1)
+        outputs = self.mlp(encoded.to(torch.float32))
         if self.task == "regression":
             return outputs.squeeze(1) * self.target_std + self.target_mean
         if self.task == "binary":
@@ -105,7 +117,8 @@ def onnx_bytes(predictor: Predictor) -> bytes:
     """The serialised ONNX model of ``predictor`` (see the module docstring)."""
     pre = predictor.preprocessor
     graph = InferenceGraph(predictor.model, pre).eval()
-    example = torch.zeros(2, pre.n_features, dtype=torch.float64)  # batch 1 would be fixed
+    width = len(onnx_columns(pre))
+    example = torch.zeros(2, width, dtype=torch.float64)  # batch 1 would be fixed
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # "torchvision is not installed" and the like

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from automl.configs import TrialConfig
 from automl.data import Preprocessor
+from automl.errors import NonFiniteError
 from workers.data import predict
 from workers.ensemble import SeedEnsemble, combine
 from workers.model import build_mlp
@@ -114,11 +114,22 @@ class Predictor:
         return cls.from_files({name: (folder / name).read_bytes()
                                for name in (JSON_FILE, WEIGHTS_FILE)})
 
-    def _outputs(self, rows: pd.DataFrame) -> torch.Tensor:
-        return predict(self.model, torch.as_tensor(self.preprocessor.transform(rows)))
+    def _outputs(self, rows: Any) -> torch.Tensor:
+        outputs = predict(self.model, torch.as_tensor(self.preprocessor.transform(rows)))
+        bad = ~torch.isfinite(outputs).all(dim=1)
+        if bad.any():  # never a NaN probability or a silent default class
+            raise NonFiniteError(f"the model gives no finite prediction for row(s) "
+                                 f"{bad.nonzero().flatten()[:10].tolist()}: their values lie "
+                                 "far outside what it was trained on", field="rows")
+        return outputs
 
-    def predict(self, rows: pd.DataFrame) -> np.ndarray:
-        """Class labels (as in the training data) or values (in the target's units)."""
+    def predict(self, rows: Any) -> np.ndarray:
+        """Class labels (as in the training data) or values (in the target's units).
+
+        ``rows``: a DataFrame, a list of dicts or one dict, holding every column the model
+        was trained on (extra columns are ignored). Missing values are imputed as in
+        training; a missing column or an infinite value raises a typed
+        :class:`~automl.errors.DataError` naming the column."""
         outputs = self._outputs(rows)
         pre = self.preprocessor
         if pre.task == "regression":
@@ -126,8 +137,9 @@ class Predictor:
         codes = (outputs.squeeze(1) > 0).long() if pre.task == "binary" else outputs.argmax(1)
         return np.asarray(pre.classes, dtype=object)[codes.numpy()]
 
-    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
-        """Class probabilities, one column per class in ``preprocessor.classes`` order."""
+    def predict_proba(self, rows: Any) -> np.ndarray:
+        """Class probabilities, one column per class in ``preprocessor.classes`` order
+        (``rows`` as for :meth:`predict`)."""
         outputs = self._outputs(rows)
         if self.preprocessor.task == "regression":
             raise TypeError("predict_proba is for classification models")

@@ -180,7 +180,12 @@ class TicketRunner:
             run, content_hash, target = with_retry(lambda: self._run(run_id))
             frame = cached_frame(content_hash,
                                  lambda: queries.dataset_bytes(self.engine, content_hash))
-            prepared = load_dataset(frame, target, task=run.task, seed=run.seed)
+            # The stored table is the one the submission's checks left (identifiers kept
+            # only if asked), so nothing is dropped again; its notes were stored with it.
+            prepared = load_dataset(frame, target, task=run.task, seed=run.seed,
+                                    keep_identifiers=True)
+            if run.data_notes is not None:
+                prepared.warnings = list(run.data_notes)
             # One run at a time is kept: a worker moving between runs does not pile up data.
             self._contexts = {run_id: RunContext(run, prepared, to_tensors(
                 prepared, self.device), SearchSpace.from_dict(run.space))}

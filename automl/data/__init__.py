@@ -30,6 +30,7 @@ def load_dataset(
     task: str | None = None,
     seed: int = 0,
     limits: DataLimits | None = None,
+    keep_identifiers: bool = False,
 ) -> PreparedData:
     """Read, validate, split and encode a dataset.
 
@@ -41,9 +42,12 @@ def load_dataset(
             from the target when omitted.
         seed: seeds the train/validation/test split.
         limits: size limits; :class:`DataLimits` defaults when omitted.
+        keep_identifiers: keep columns that look like row identifiers (a distinct whole
+            number or text in every row) instead of dropping them with a note.
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed must be a whole number >= 0, not {seed!r}", field="seed")
     raw = read_dataset(data, target, limits or DataLimits())
-    checked = check_dataset(raw, task, limits or DataLimits())
+    checked = check_dataset(raw, task, limits or DataLimits(),
+                            keep_identifiers=keep_identifiers)
     return prepare(checked, seed)

@@ -1,20 +1,28 @@
 """Validate a raw dataset and decide what each column is.
 
 Every check raises one typed error naming the column and what is wrong, before anything
-is trained or stored. Columns are numeric (ints, floats, bools) or categorical (text with
-a bounded number of distinct values); anything else (dates, bytes, nested values, text
-mixed with numbers, free text) is refused with ``E_DTYPE``.
+is trained or stored. What each column is (numeric, categorical, date, identifier, or
+dropped for being missing) is decided in :mod:`automl.data.columns`; this module applies
+those verdicts to the table, handles the target (rows whose target is missing are
+dropped, with a note) and infers the task. Every change made to the table is written as
+one plain-words note in :attr:`CheckedDataset.warnings`.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from automl.configs import Task
+from automl.data.columns import (
+    ColumnVerdict,
+    classify_column,
+    clean_text,
+    numeric_values,
+    value_kind,
+)
 from automl.data.sources import DataLimits, RawDataset
 from automl.errors import (
     ConfigError,
@@ -28,19 +36,24 @@ from automl.errors import (
 MIN_ROWS = 20
 MIN_PER_CLASS = 5
 MAX_CLASSES = 1000
-MAX_CATEGORIES = 200
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_TARGET_MISSING_SHARE = 0.5
+MAX_NAMES_IN_NOTE = 30
 
 
 @dataclass
 class CheckedDataset:
-    """A dataset that passed every check, with each column's kind decided."""
+    """A dataset that passed every check, with each column's kind decided.
+
+    ``features`` holds the columns the model uses (numeric as float64 with NaN where
+    missing, categorical as stripped text with None where missing, dates as UTC
+    timestamps), and only the rows whose target is known."""
 
     features: pd.DataFrame
     target: pd.Series
     task: Task
     numeric_columns: list[str]
     categorical_columns: list[str]
+    date_columns: list[str] = field(default_factory=list)
     classes: list[object] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -49,26 +62,97 @@ class CheckedDataset:
         return len(self.features)
 
 
-def check_dataset(raw: RawDataset, task: str | None, limits: DataLimits) -> CheckedDataset:
-    """Run every check on ``raw`` and infer (or verify) the task."""
+def check_dataset(raw: RawDataset, task: str | None, limits: DataLimits, *,
+                  keep_identifiers: bool = False) -> CheckedDataset:
+    """Run every check on ``raw`` and infer (or verify) the task.
+
+    ``keep_identifiers`` keeps columns that look like row identifiers (a distinct whole
+    number or text in every row) as features instead of dropping them."""
     features, target = raw.features, raw.target
     _check_shape(features, limits)
-    numeric: list[str] = []
-    categorical: list[str] = []
-    warnings: list[str] = []
-    for name in features.columns:
-        kind, converted = _column_kind(features[name], name)
-        features[name] = converted
-        (numeric if kind == "numeric" else categorical).append(name)
-    warnings += _check_constant(features)
-    target_kind = _check_target(target, raw)
+    target_kind, target = _check_target(target)
+    features, target, notes = _drop_missing_target(features, target)
+    verdicts = {str(name): classify_column(features[name], str(name))
+                for name in features.columns}
+    kept, column_notes = _apply_verdicts(verdicts, keep_identifiers)
+    features = pd.DataFrame({name: v.values for name, v in kept.items()}, index=features.index)
+    kinds = {name: ("numeric" if v.kind == "identifier" else v.kind) for name, v in kept.items()}
+    warnings = notes + column_notes + _check_constant(features)
     resolved = _resolve_task(target, target_kind, task)
-    checked = CheckedDataset(features, target, resolved, numeric, categorical, warnings=warnings)
+    checked = CheckedDataset(
+        features.reset_index(drop=True), target.reset_index(drop=True), resolved,
+        [n for n, k in kinds.items() if k == "numeric"],
+        [n for n, k in kinds.items() if k == "categorical"],
+        [n for n, k in kinds.items() if k == "date"], warnings=warnings)
     if resolved == "regression":
-        checked.target = target.astype(np.float64)
+        checked.target = checked.target.astype(np.float64)
     else:
-        checked.target, checked.classes = _class_labels(target)
+        checked.target, checked.classes = _class_labels(checked.target)
     return checked
+
+
+def _drop_missing_target(features: pd.DataFrame, target: pd.Series
+                         ) -> tuple[pd.DataFrame, pd.Series, list[str]]:
+    missing = target.isna().to_numpy()
+    n_missing = int(missing.sum())
+    if not n_missing:
+        return features, target, []
+    name = str(target.name)
+    if n_missing > MAX_TARGET_MISSING_SHARE * len(target):
+        raise NonFiniteError(
+            f"target '{name}' is missing in {n_missing:,} of {len(target):,} rows: too few "
+            "labelled rows to learn from", field=name)
+    keep = ~missing
+    if keep.sum() < MIN_ROWS:
+        raise ShapeError(f"only {int(keep.sum())} rows have a value for target '{name}'; at "
+                         f"least {MIN_ROWS} are needed", field=name)
+    note = (f"note: dropped {n_missing:,} row(s) whose target '{name}' is missing "
+            f"({n_missing / len(target):.1%} of the rows)")
+    kept = target[keep]
+    if kept.dtype.kind == "f" and np.all(np.mod(kept.to_numpy(), 1) == 0):
+        kept = kept.astype(np.int64)  # whole-number labels were floats only for the NaNs
+    return features[keep], kept, [note]
+
+
+def _apply_verdicts(verdicts: dict[str, ColumnVerdict], keep_identifiers: bool
+                    ) -> tuple[dict[str, ColumnVerdict], list[str]]:
+    """The columns the model uses, and a note per kind of change made to the others."""
+    dropped = {n: v.reason for n, v in verdicts.items() if v.kind == "dropped"}
+    identifiers = {n: v.reason for n, v in verdicts.items() if v.kind == "identifier"}
+    kept = {n: v for n, v in verdicts.items()
+            if v.kind != "dropped" and (keep_identifiers or v.kind != "identifier")}
+    if not kept:
+        raise DegenerateError("no column is left to learn from: "
+                              + named_columns(dropped | identifiers), field="data")
+    notes = []
+    if dropped:
+        notes.append("note: dropped column(s) that are (nearly) all missing: "
+                     + named_columns(dropped))
+    if identifiers and keep_identifiers:
+        notes.append("note: kept column(s) that look like row identifiers, as asked: "
+                     + named_columns(identifiers))
+    elif identifiers:
+        notes.append("note: dropped column(s) that look like row identifiers (keep them "
+                     "with keep_identifiers / --keep-identifiers): "
+                     + named_columns(identifiers))
+    stripped = {n: v.reason for n, v in kept.items() if v.kind == "categorical" and v.reason}
+    if stripped:
+        notes.append("note: surrounding spaces stripped from text, so that 'a ' and 'a' are "
+                     "one category: " + named_columns(stripped))
+    dates = [n for n, v in kept.items() if v.kind == "date"]
+    if dates:
+        notes.append("note: date column(s) become year, month, day of week, day of year and "
+                     "a timestamp: " + named_columns({n: "" for n in dates}))
+    return kept, notes
+
+
+def named_columns(columns: dict[str, str]) -> str:
+    """Column names for a note: ``'a' (why), 'b' (why)``, at most MAX_NAMES_IN_NOTE of
+    them, then how many more."""
+    shown = [f"'{n}' ({why})" if why else f"'{n}'"
+             for n, why in list(columns.items())[:MAX_NAMES_IN_NOTE]]
+    more = len(columns) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def _check_shape(features: pd.DataFrame, limits: DataLimits) -> None:
@@ -94,97 +178,9 @@ def _check_shape(features: pd.DataFrame, limits: DataLimits) -> None:
                             f"{limits.max_cells:,}", field="data")
 
 
-def _column_kind(column: pd.Series, name: str) -> tuple[str, pd.Series]:
-    """Return ("numeric" | "categorical", the column converted) or raise."""
-    dtype = column.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return "numeric", _finite_numeric(column.astype("float64"), name)
-    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
-        return "numeric", _finite_numeric(column.astype(np.float64), name)
-    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
-        return _object_kind(column, name)
-    raise DtypeError(
-        f"column '{name}' has type {dtype}, which cannot be used as a feature; "
-        "convert it to numbers or text categories",
-        field=name,
-    )
-
-
-def _object_kind(column: pd.Series, name: str,
-                 max_levels: int | None = MAX_CATEGORIES) -> tuple[str, pd.Series]:
-    values = column.dropna()
-    types = Counter(_value_kind(v) for v in values)
-    if not types:
-        raise NonFiniteError(f"column '{name}' is entirely missing", field=name)
-    bad = [kind for kind in types if kind not in ("number", "text")]
-    if bad:
-        raise DtypeError(f"column '{name}' holds {bad[0]} values; use numbers or text", field=name)
-    if set(types) == {"number"}:
-        return "numeric", _finite_numeric(column.astype(np.float64), name)
-    if "number" in types:
-        raise DtypeError(
-            f"column '{name}' mixes text and numbers ({types['text']} text, "
-            f"{types['number']} numeric values); make it all one kind",
-            field=name,
-        )
-    missing = int(column.isna().sum())
-    if missing:
-        raise NonFiniteError(
-            f"column '{name}' has {missing} missing values; fill or drop them first", field=name
-        )
-    _reject_numbers_as_text(values, name)
-    n_levels = values.nunique()
-    if max_levels is not None and n_levels > max_levels:
-        raise DtypeError(
-            f"column '{name}' is text with {n_levels} distinct values (over {max_levels}): "
-            "it looks like free text or an identifier; drop it or encode it yourself",
-            field=name,
-        )
-    return "categorical", column.astype(str)
-
-
-def _reject_numbers_as_text(values: pd.Series, name: str) -> None:
-    """A text column that is mostly numbers is a numeric column with stray text cells."""
-    numbers = pd.to_numeric(values.astype(str), errors="coerce")
-    n_text = int(numbers.isna().sum())
-    if 0 < n_text <= 0.1 * len(values):
-        example = values[numbers.isna()].iloc[0]
-        raise DtypeError(
-            f"column '{name}' mixes numbers with {n_text} text value(s) such as "
-            f"{example!r}; fix or drop those cells",
-            field=name,
-        )
-
-
-def _value_kind(value: object) -> str:
-    if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
-        return "number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, (bytes, bytearray)):
-        return "bytes"
-    if isinstance(value, (list, tuple, dict, set, np.ndarray)):
-        return "nested"
-    return type(value).__name__
-
-
-def _finite_numeric(column: pd.Series, name: str) -> pd.Series:
-    values = column.to_numpy()
-    n_nan = int(np.isnan(values).sum())
-    n_inf = int(np.isinf(values).sum())
-    if n_nan or n_inf:
-        parts = [f"{n_nan} NaN/missing" if n_nan else "", f"{n_inf} infinite" if n_inf else ""]
-        what = " and ".join(p for p in parts if p)
-        raise NonFiniteError(
-            f"column '{name}' has {what} values; fill or drop them first", field=name
-        )
-    if np.abs(values).max(initial=0.0) > FLOAT32_MAX:
-        raise NonFiniteError(f"column '{name}' has values too large for float32", field=name)
-    return column
-
-
 def _check_constant(features: pd.DataFrame) -> list[str]:
-    constant = [name for name in features.columns if features[name].nunique() <= 1]
+    constant = [name for name in features.columns
+                if features[name].nunique(dropna=False) <= 1]
     if len(constant) == features.shape[1]:
         raise DegenerateError(
             "every feature column is constant: there is nothing to learn from", field="data"
@@ -195,19 +191,42 @@ def _check_constant(features: pd.DataFrame) -> list[str]:
     return [f"note: {len(constant)} constant column(s) carry no information: {shown}"]
 
 
-def _check_target(target: pd.Series, raw: RawDataset) -> str:
+def _check_target(target: pd.Series) -> tuple[str, pd.Series]:
+    """The target's kind (``numeric``, ``bool`` or ``text``) and its values, text stripped
+    of surrounding whitespace. Missing values are allowed here (their rows are dropped);
+    infinite values, dates, bytes, nested values and mixtures are refused by name."""
     name = str(target.name)
+    dtype = target.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool", target
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
+        return "numeric", _numeric_target(target, name)
+    if not (isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype)):
+        raise DtypeError(f"target '{name}' has type {dtype}, which cannot be a target; use "
+                         "class labels or numbers", field=name)
+    kinds = {value_kind(v) for v in target.dropna()}
+    bad = sorted(kinds - {"number", "text"})
+    if bad:
+        raise DtypeError(f"target '{name}' holds {bad[0]} values; use class labels or "
+                         "numbers", field=name)
+    if kinds == {"number"}:
+        return "numeric", _numeric_target(target, name)
+    text = clean_text(target)
+    numbers = pd.to_numeric(text.dropna(), errors="coerce")
+    n_text = int(numbers.isna().sum())
+    if kinds == {"number", "text"} or 0 < n_text < len(numbers):
+        example = text.dropna()[numbers.isna()].iloc[0] if n_text else "text"
+        raise DtypeError(f"target '{name}' mixes numbers and text (such as {example!r}): "
+                         "make it all class labels or all numbers", field=name)
+    return "text", text
+
+
+def _numeric_target(target: pd.Series, name: str) -> pd.Series:
     try:
-        if pd.api.types.is_object_dtype(target.dtype) or pd.api.types.is_string_dtype(
-                target.dtype):
-            kind, _ = _object_kind(target.copy(), name, max_levels=None)
-        else:
-            kind, _ = _column_kind(target.copy(), name)
-    except NonFiniteError as exc:
-        raise NonFiniteError(str(exc).replace("column", "target", 1), field=name) from exc
-    except DtypeError as exc:
-        raise DtypeError(str(exc).replace("column", "target", 1), field=name) from exc
-    return "bool" if pd.api.types.is_bool_dtype(target.dtype) else kind
+        values = numeric_values(target, name)
+    except (NonFiniteError, DtypeError) as exc:
+        raise type(exc)(exc.message.replace("column", "target", 1), field=name) from exc
+    return target if target.dtype.kind in "iu" else values
 
 
 def _resolve_task(target: pd.Series, target_kind: str, task: str | None) -> Task:

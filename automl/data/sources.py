@@ -4,8 +4,10 @@ Accepted: a pandas DataFrame with a target column name, numpy arrays ``X`` with 
 array, or a file: CSV/TSV (optionally gzipped), Parquet, or an ``.npz`` holding ``X`` and
 ``y``. Nothing is ever unpickled: ``.npz`` is read with ``allow_pickle=False`` and
 pickle-based formats are refused by name. Size limits are checked before the bytes are
-parsed (file size, the uncompressed size inside an ``.npz``, Parquet row counts) and
-while parsing (CSV rows are read up to the limit plus one).
+parsed (file size, the uncompressed size inside an ``.npz``, Parquet's row, cell and
+byte counts from its metadata) and while parsing: CSV is read in chunks of about a
+million cells, counting bytes inflated, rows, cells and bytes held, so a compression
+bomb is refused within seconds with memory near the limit, never several times it.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib", ".npy", ".ckpt",
 TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": None}
 PARQUET_SUFFIXES = (".parquet", ".pq")
 MAX_HEADER_BYTES = 1 << 20
+CHUNK_CELLS = 1_000_000
 
 
 @dataclass(frozen=True)
 class DataLimits:
-    """Upper bounds on what one submission may contain."""
+    """Upper bounds on what one submission may contain. ``max_bytes`` bounds the file,
+    the bytes it inflates to, and the parsed table's size in memory."""
 
     max_bytes: int = 1 << 30
     max_rows: int = 5_000_000
@@ -191,9 +195,10 @@ def _read_text(path: Path, sep: str | None, compressed: bool, limits: DataLimits
         with _open_binary(path, compressed, limits.max_bytes) as stream, \
                 warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(stream, sep=sep, nrows=limits.max_rows + 1,
-                                encoding="utf-8-sig", index_col=False,
-                                skipinitialspace=True)
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            chunks = pd.read_csv(stream, sep=sep, encoding="utf-8-sig", index_col=False,
+                                 skipinitialspace=True, chunksize=_chunk_rows(len(header), limits))
+            frame = _gather_chunks(chunks, limits, path.name)
     except pd.errors.ParserWarning as exc:
         raise ParseError(f"{path.name}: some rows have more fields than the header",
                          field="data") from exc
@@ -205,9 +210,35 @@ def _read_text(path: Path, sep: str | None, compressed: bool, limits: DataLimits
         raise ParseError(f"{path.name}: malformed rows ({exc})".strip(), field="data") from exc
     except (OSError, EOFError, ValueError, csv.Error) as exc:
         raise ParseError(f"{path.name}: cannot be parsed ({exc})", field="data") from exc
-    _check_rows(len(frame), limits, source=path.name)
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
+
+
+def _chunk_rows(n_columns: int, limits: DataLimits) -> int:
+    """Rows per parsed chunk: about CHUNK_CELLS cells, so a chunk stays a few MB, and no
+    more than one past the row limit, so rows beyond it are never parsed."""
+    return min(max(1_000, CHUNK_CELLS // max(1, n_columns)), limits.max_rows + 1)
+
+
+def _gather_chunks(chunks: Any, limits: DataLimits, source: str) -> pd.DataFrame:
+    """Concatenate parsed chunks, counting rows, cells and bytes held as they come, so an
+    input over a limit is refused with memory near that limit, never several times it."""
+    parts: list[pd.DataFrame] = []
+    n_rows = n_bytes = 0
+    for chunk in chunks:
+        n_rows += len(chunk)
+        _check_rows(n_rows, limits, source)
+        if n_rows * chunk.shape[1] > limits.max_cells:
+            raise TooLargeError(f"{source} has more than {limits.max_cells:,} cells (the "
+                                "configured limit)", field="data")
+        n_bytes += int(chunk.memory_usage(deep=True, index=False).sum())
+        if n_bytes > limits.max_bytes:
+            raise TooLargeError(f"{source} takes more than {limits.max_bytes:,} bytes in "
+                                "memory once parsed (the configured limit)", field="data")
+        parts.append(chunk)
+    if not parts:
+        raise ShapeError(f"{source} has no rows", field="data")
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 def _read_parquet(path: Path, limits: DataLimits) -> pd.DataFrame:
@@ -218,8 +249,16 @@ def _read_parquet(path: Path, limits: DataLimits) -> pd.DataFrame:
     except Exception as exc:
         raise ParseError(f"{path.name}: not a readable Parquet file ({exc})",
                          field="data") from exc
-    _check_rows(parquet.metadata.num_rows, limits, source=path.name)
+    meta = parquet.metadata
+    _check_rows(meta.num_rows, limits, source=path.name)
     _check_columns([str(n) for n in parquet.schema_arrow.names], limits, path.name)
+    if meta.num_rows * meta.num_columns > limits.max_cells:
+        raise TooLargeError(f"{path.name} has {meta.num_rows * meta.num_columns:,} cells, over "
+                            f"the limit of {limits.max_cells:,}", field="data")
+    inflated = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if inflated > limits.max_bytes:
+        raise TooLargeError(f"{path.name} inflates to {inflated:,} bytes, over the limit of "
+                            f"{limits.max_bytes:,} bytes", field="data")
     return pd.read_parquet(path)
 
 

@@ -74,6 +74,7 @@ class Run(Base):
     seed: Mapped[int] = mapped_column(Integer)
     n_seeds: Mapped[int] = mapped_column(Integer)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    data_notes: Mapped[list[Any] | None] = mapped_column(JSON)  # what was done to the data
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -77,7 +77,7 @@ def test_cli_regression_reports_r2_table(files: Path) -> None:
 
 
 @pytest.mark.parametrize(("content", "code"), [
-    ("a,b,target\n" + "1,nan,0\n" * 30, "E_NONFINITE"),
+    ("a,b,target\n" + "1,inf,0\n" * 30, "E_NONFINITE"),
     ("a,b,target\n" + "1,2,0\n" * 30, "E_DEGENERATE"),
     ("", "E_SHAPE"),
 ])
@@ -181,3 +181,26 @@ def test_the_first_trials_train_while_the_local_ray_starts(tmp_path: Path) -> No
     assert 1 <= in_fork <= 6 and n_trials == 6  # Ray takes seconds to start; a trial less
     trials = finished_trials(db)
     assert len(trials) == 6 and all(t.state.is_finished() for t in trials)
+
+
+def test_a_messy_csv_tunes_in_one_command_with_its_notes(tmp_path: Path) -> None:
+    """Issue 16: an ID, a date, missing numbers and categories, stray spaces, rows
+    without a target: one command, and the output says what was done with each."""
+    from tables import messy_frame
+
+    path = tmp_path / "customers.csv"
+    messy_frame().to_csv(path, index=False)
+    proc = run_cli("tune", str(path), "--target", "churned", "--trials", "4", "--seeds", "1",
+                   "--space", str(_space(tmp_path)), "--storage",
+                   f"sqlite:///{tmp_path / 'messy.db'}", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    for said in ("dropped 4 row(s) whose target 'churned' is missing", "'customer_id'",
+                 "'notes' (missing in", "date column(s) become year", "'age' (40 missing",
+                 "a missing category is a level of its own: 'city'", "spaces stripped"):
+        assert proc.stdout.count(said) == 1, (said, proc.stdout)
+
+
+def _space(folder: Path) -> Path:
+    path = folder / "space.yaml"
+    path.write_text(FAST_SPACE)
+    return path

@@ -112,10 +112,11 @@ def test_a_killed_worker_has_its_trial_rerun_with_the_same_params(
 def test_bad_input_through_the_client_writes_nothing(url: str, tmp_path: Path) -> None:
     client = Client(url)
     before = table_counts(client.engine)
-    bad = pd.DataFrame({"a": [1.0, float("nan")] * 20, "b": range(40), "y": [0, 1] * 20})
+    bad = pd.DataFrame({"a": [1.0, float("inf")] * 20, "b": [i % 7 for i in range(40)],
+                        "y": [0, 1] * 20})
     with pytest.raises(AutoMLError, match="column 'a'"):
         client.submit(bad, "y")
-    good = bad.fillna(0.0)
+    good = bad.replace(float("inf"), 0.0)
     with pytest.raises(AutoMLError, match="parameter 'lr'"):
         client.submit(good, "y", space={"lr": {"type": "float", "low": 1, "high": 0.1}})
     with pytest.raises(AutoMLError, match="n_trials"):
@@ -233,3 +234,30 @@ def test_baseline_pruning_trains_the_baselines_first_and_prunes_against_them(
     for trial in pruned:
         assert " baseline" in trial.user_attrs["prune_reason"], trial.user_attrs
     assert result["n_trials"] == 8 and first_trial is not None
+
+
+def test_a_messy_table_runs_on_the_service_and_predicts_gaps_like_onnx(url: str) -> None:
+    """Issue 16: missing values, an ID and a date column through the real client and
+    worker; the stored model, its ONNX graph and the notes agree with what `tune` does."""
+    import onnxruntime as ort
+    from tables import messy_frame, rows_with_gaps
+
+    from automl.artifacts import read_model
+    from workers.export import onnx_features
+
+    client = Client(url)
+    run = client.submit(messy_frame(), "churned", space=FAST, n_trials=3, n_seeds=1)
+    process = worker(url, "--idle-exit", "3", "--lease", "10")
+    result = run.wait(progress=False, timeout=300)
+    assert process.wait(timeout=60) == 0, process.stdout.read() if process.stdout else ""
+    notes = "\n".join(result["warnings"])
+    assert "dropped 4 row(s) whose target 'churned'" in notes and "'customer_id'" in notes
+    assert "'age' (40 missing" in notes and "date column(s)" in notes
+    rows = rows_with_gaps(messy_frame())
+    model = run.model()
+    probabilities = model.predict_proba(rows.to_dict(orient="records"))
+    assert np.isfinite(probabilities).all()
+    onnx = read_model(url, run.id)["model.onnx"]
+    session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"features": onnx_features(model.preprocessor, rows)})[0]
+    np.testing.assert_allclose(got, probabilities, atol=1e-5)

@@ -85,7 +85,7 @@ def test_onnx_gives_the_same_predictions_under_onnxruntime(task: str, activation
     (inputs,), (output,) = session.get_inputs(), session.get_outputs()
     pre = predictor.preprocessor
     assert inputs.name == "features" and inputs.type == "tensor(double)"
-    assert inputs.shape[1] == len(onnx_columns(pre)) == pre.n_features
+    assert inputs.shape[1] == len(onnx_columns(pre))
     for batch in (rows.iloc[:1], rows):  # the batch axis is dynamic
         got = session.run(None, {"features": onnx_features(pre, batch)})[0]
         if pre.task == "regression":
