@@ -215,7 +215,8 @@ def note_markdown(result: TuneResult, study: optuna.Study | None = None) -> str:
              "### The winning width against each rule", widths_markdown(result),
              "### Diagnostics", diagnostics_markdown(diagnose_study(result, study))]
     if result.warnings:
-        parts.append("**Data warnings**\n\n" + "\n".join(f"- {w}" for w in result.warnings))
+        parts.append("**What was done to the data**\n\n"
+                     + "\n".join(f"- {w}" for w in result.warnings))
     return "\n\n".join(parts) + "\n"
 
 

@@ -78,7 +78,7 @@ def render(result: TuneResult, study: optuna.Study | None = None) -> str:
                         "plots are left out.</p>")
     sections.append(_widths(result))
     if result.warnings:
-        sections.append("<h2>Data warnings</h2><ul>" + "".join(
+        sections.append("<h2>What was done to the data</h2><ul>" + "".join(
             f"<li>{esc(w)}</li>" for w in result.warnings) + "</ul>")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections.append(f'<p class="muted">Written by <code>automl report</code> on {esc(stamp)} '
