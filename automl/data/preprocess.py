@@ -129,15 +129,16 @@ class Preprocessor:
     def transform(self, rows: Any) -> np.ndarray:
         """Encode raw rows (a DataFrame, a list of dicts or one dict) into float32."""
         frame = self.check_rows(rows)
-        numeric = self.raw_numeric(frame)
-        missing = np.isnan(numeric)
-        filled = np.where(missing, np.asarray(self.medians), numeric)
-        scaled = (filled - np.asarray(self.means)) / np.asarray(self.stds)
+        scaled = self.raw_numeric(frame)  # a fresh array: imputed and scaled in place
+        missing = np.isnan(scaled)
         indicators = missing[:, [self.numeric_columns.index(c)
                                  for c in self.missing_indicators]]
+        np.copyto(scaled, np.asarray(self.medians)[None, :], where=missing)
+        scaled -= np.asarray(self.means)
+        scaled /= np.asarray(self.stds)
         _check_float32(scaled, self.numeric_columns)
-        blocks = [scaled, indicators.astype(np.float64), *self.one_hot(frame)]
-        return np.concatenate(blocks, axis=1).astype(np.float32)
+        blocks = [scaled, indicators, *self.one_hot(frame)]
+        return np.concatenate(blocks, axis=1, dtype=np.float32)
 
     def transform_target(self, target: pd.Series) -> np.ndarray:
         values = target.to_numpy(dtype=np.float64)
@@ -163,8 +164,13 @@ def as_frame(rows: Any) -> pd.DataFrame:
 
 
 def _numeric_matrix(rows: pd.DataFrame, numeric: list[str], dates: list[str]) -> np.ndarray:
-    blocks = [np.stack([numeric_values(rows[c], c).to_numpy() for c in numeric], axis=1)
-              if numeric else np.zeros((len(rows), 0))]
+    plain = all(isinstance(t, np.dtype) and t.kind in "biuf" for t in rows[numeric].dtypes)
+    if plain and not np.isinf(matrix := rows[numeric].to_numpy(dtype=np.float64)).any() \
+            and np.nanmax(np.abs(matrix), initial=0.0) <= FLOAT32_MAX:
+        blocks = [matrix]  # the common case in one pass; otherwise each column names itself
+    else:
+        blocks = [np.stack([numeric_values(rows[c], c).to_numpy() for c in numeric], axis=1)
+                  if numeric else np.zeros((len(rows), 0))]
     blocks += [date_parts(rows[d], d) for d in dates]
     return np.concatenate(blocks, axis=1)
 

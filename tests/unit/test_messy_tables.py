@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import onnxruntime as ort
+import pandas as pd
 import pytest
 import torch
 from tables import messy_frame, rows_with_gaps
@@ -127,3 +128,13 @@ def test_preprocessing_saved_before_imputation_still_loads() -> None:
     rows = frame.drop(columns="churned").iloc[:5]
     np.testing.assert_array_equal(old.transform(rows), Preprocessor(
         **load_dataset(frame, "churned", seed=0).preprocessor.to_dict()).transform(rows))
+
+
+def test_encoding_leaves_the_callers_rows_untouched() -> None:
+    """The numeric block is imputed and scaled in place: it must be a copy."""
+    frame = messy_frame().drop(columns=["signup", "city", "notes", "customer_id"])
+    pre = load_dataset(frame, "churned", seed=0).preprocessor
+    rows = frame.drop(columns="churned").astype(np.float64)
+    before = rows.copy()
+    pre.transform(rows)
+    pd.testing.assert_frame_equal(rows, before)
