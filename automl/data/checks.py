@@ -20,6 +20,7 @@ from automl.data.columns import (
     ColumnVerdict,
     classify_column,
     clean_text,
+    kept_identifier,
     numeric_values,
     value_kind,
 )
@@ -76,7 +77,7 @@ def check_dataset(raw: RawDataset, task: str | None, limits: DataLimits, *,
                 for name in features.columns}
     kept, column_notes = _apply_verdicts(verdicts, keep_identifiers)
     features = pd.DataFrame({name: v.values for name, v in kept.items()}, index=features.index)
-    kinds = {name: ("numeric" if v.kind == "identifier" else v.kind) for name, v in kept.items()}
+    kinds = {name: v.kind for name, v in kept.items()}
     warnings = notes + column_notes + _check_constant(features)
     resolved = _resolve_task(target, target_kind, task)
     checked = CheckedDataset(
@@ -119,7 +120,8 @@ def _apply_verdicts(verdicts: dict[str, ColumnVerdict], keep_identifiers: bool
     """The columns the model uses, and a note per kind of change made to the others."""
     dropped = {n: v.reason for n, v in verdicts.items() if v.kind == "dropped"}
     identifiers = {n: v.reason for n, v in verdicts.items() if v.kind == "identifier"}
-    kept = {n: v for n, v in verdicts.items()
+    kept = {n: kept_identifier(v, n) if v.kind == "identifier" else v
+            for n, v in verdicts.items()
             if v.kind != "dropped" and (keep_identifiers or v.kind != "identifier")}
     if not kept:
         raise DegenerateError("no column is left to learn from: "

@@ -158,6 +158,19 @@ def _numeric_or_identifier(values: pd.Series) -> ColumnVerdict:
     return ColumnVerdict("numeric", values)
 
 
+def kept_identifier(verdict: ColumnVerdict, name: str) -> ColumnVerdict:
+    """An identifier the user keeps: numbers stay numeric; text becomes categorical if it
+    has few enough levels to one-hot encode, and is refused by name otherwise."""
+    if pd.api.types.is_float_dtype(verdict.values.dtype):
+        return ColumnVerdict("numeric", verdict.values)
+    n_levels = verdict.values.nunique()
+    if n_levels > MAX_CATEGORIES:
+        raise DtypeError(f"column '{name}' is kept as asked, but as text with {n_levels} "
+                         f"distinct values (over {MAX_CATEGORIES}) it cannot be one-hot "
+                         "encoded; drop it or turn it into numbers yourself", field=name)
+    return ColumnVerdict("categorical", verdict.values)
+
+
 def _categorical_or_identifier(text: pd.Series, name: str) -> ColumnVerdict:
     present = text.dropna()
     n_levels = present.nunique()

@@ -54,6 +54,12 @@ def test_the_messy_table_is_read_with_a_note_for_each_change() -> None:
 def test_identifiers_can_be_kept() -> None:
     prepared = load_dataset(messy_frame(), "churned", keep_identifiers=True)
     assert "customer_id" in prepared.preprocessor.numeric_columns
+    codes = messy_frame(60).assign(code=[f"C{i}" for i in range(60)])
+    kept = load_dataset(codes, "churned", keep_identifiers=True).preprocessor
+    assert 0 < len(kept.categorical_levels["code"]) < 56  # one-hot: the training split's levels
+    with pytest.raises(DtypeError, match=r"'code'.*kept as asked"):
+        load_dataset(messy_frame().assign(code=[f"C{i}" for i in range(400)]), "churned",
+                     keep_identifiers=True)
 
 
 def test_rows_with_missing_values_predict_the_same_in_predictor_and_onnx(
