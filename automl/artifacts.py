@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,11 +31,24 @@ from sqlalchemy import Engine
 from automl.db import queries
 from automl.db.engine import is_sqlite, make_engine
 from automl.db.schema import check_schema
-from automl.errors import ConfigError, NoModelError, RunFailedError
+from automl.errors import ConfigError, NoModelError, RunFailedError, UnsafeFormatError
 
 MODEL_ATTR = "automl_model"
 MODEL_FILES = ("model.json", "model.safetensors", "model.onnx")
 ONNX_FILE = "model.onnx"
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def plain_file_name(name: object) -> str:
+    """``name`` if it is a plain file name (letters, digits, ``_``, ``-`` and dots, no
+    separator, no ``..``, not absolute); else :class:`UnsafeFormatError`. Model file names
+    are read from storage, which every worker role (and anyone sharing a SQLite file)
+    can write: they are checked where they are written and where they are read."""
+    if not isinstance(name, str) or not _PLAIN_NAME.match(name) or ".." in name:
+        raise UnsafeFormatError(f"model file name {name!r} is not a plain file name: the "
+                                "stored model record was tampered with or is corrupt",
+                                field="run")
+    return name
 
 
 class DatabaseArtifactStore:
@@ -77,7 +91,7 @@ def upload_model(store: DatabaseArtifactStore, study: optuna.Study, trial_number
     with tempfile.TemporaryDirectory(prefix="automl-model-") as folder:
         order = [n for n in MODEL_FILES if n in files]
         for name in order + sorted(set(files) - set(order)):
-            path = Path(folder) / name
+            path = Path(folder) / plain_file_name(name)
             path.write_bytes(files[name])
             ids[name] = upload_artifact(artifact_store=store, file_path=str(path),
                                         study_or_trial=study)
@@ -117,6 +131,7 @@ def read_model(url: str, run_or_study: str, *, onnx: bool = True,
             store = DatabaseArtifactStore(engine)
             files = {}
             for name, artifact_id in record["files"].items():
+                plain_file_name(name)
                 if name == ONNX_FILE and not onnx:
                     continue
                 try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from automl.artifacts import ONNX_FILE, read_model
+from automl.artifacts import ONNX_FILE, plain_file_name, read_model
 from automl.errors import ConfigError
 
 
@@ -54,7 +54,7 @@ def export_model(url: str, run_or_study: str, out: Path, *, onnx: bool = True,
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, content in files.items():
-        (out / name).write_bytes(content)
+        (out / plain_file_name(name)).write_bytes(content)
         paths.append(out / name)
     return paths
 

@@ -29,6 +29,7 @@ from automl.data import load_dataset
 from automl.db.engine import make_engine
 from automl.db.models import Run
 from automl.db.queries import table_counts
+from automl.errors import AutoMLError
 from workers.data import to_tensors
 from workers.evaluate import fit
 from workers.export import onnx_features
@@ -213,3 +214,25 @@ def test_a_service_run_stores_its_model_for_export(tmp_path: Path,
     study = optuna.load_study(study_name=f"automl-{run.id}", storage=url)
     assert study.user_attrs[MODEL_ATTR]["trial_number"] == result["best"]["trial_number"]
     client.close()
+
+
+@pytest.mark.parametrize("hostile", ["../../escaped.json", "/tmp/automl-escaped.json",
+                                     "..", "sub/model.json", "a\\b.json", ""])
+def test_hostile_file_names_in_storage_are_refused_where_read_and_written(
+        store: DatabaseArtifactStore, service_url: str, tmp_path: Path, hostile: str,
+        capsys: pytest.CaptureFixture[str],
+        model: tuple[Predictor, dict[str, bytes], pd.DataFrame]) -> None:
+    """Issue 17: a model record naming files outside --out (planted by anyone who can
+    write the store) makes export fail with a typed error, and nothing is written."""
+    files = model[1]
+    study = finished_study(service_url, "s")
+    ids = upload_model(store, study, 0, files)
+    study.set_user_attr(MODEL_ATTR, {"trial_number": 0,
+                                     "files": {**ids, hostile: ids["model.json"]}})
+    out = tmp_path / "deep" / "out"
+    assert main(["export", "s", "--out", str(out), "--storage", service_url, "--force"]) == 2
+    assert "error E_UNSAFE_FORMAT:" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "escaped.json").exists()
+    assert not Path("/tmp/automl-escaped.json").exists()
+    with pytest.raises(AutoMLError, match="not a plain file name"):
+        upload_model(store, study, 0, {**files, hostile: b"{}"})
