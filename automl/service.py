@@ -22,7 +22,7 @@ from automl.data.checks import CheckedDataset, check_dataset
 from automl.data.preprocess import prepare
 from automl.data.sources import read_dataset
 from automl.db.models import Dataset, Run
-from automl.db.queries import add_run, find_dataset, utcnow
+from automl.db.queries import add_run, dataset_id, insert_dataset, utcnow
 from automl.retry import with_retry
 from automl.space import SearchSpace
 from automl.summary import metric_of
@@ -67,10 +67,9 @@ def write_submission(engine: Engine, sub: Submission) -> str:
 
     def write() -> str:
         with Session(engine) as session, session.begin():
-            dataset = find_dataset(session, sub.prepared.content_hash) or _new_dataset(sub)
-            session.add(dataset)
-            session.flush()
-            add_run(session, _new_run(run_id, dataset.id, sub), tickets, MAX_ATTEMPTS)
+            stored = (dataset_id(session, sub.prepared.content_hash)
+                      or insert_dataset(session, _new_dataset(sub)))
+            add_run(session, _new_run(run_id, stored, sub), tickets, MAX_ATTEMPTS)
         return run_id
 
     return with_retry(write)
@@ -80,14 +79,15 @@ def dataset_frame(checked: CheckedDataset, target: str) -> pd.DataFrame:
     return checked.features.assign(**{target: checked.target.to_numpy()})
 
 
-def _new_dataset(sub: Submission) -> Dataset:
+def _new_dataset(sub: Submission) -> dict[str, Any]:
+    """The dataset row's values: the checked table as Parquet bytes."""
     frame = dataset_frame(sub.checked, sub.target)
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
-    return Dataset(content_hash=sub.prepared.content_hash, target=sub.target,
-                   task=sub.prepared.task, n_rows=len(frame), n_columns=frame.shape[1],
-                   columns=[str(c) for c in frame.columns], format="parquet",
-                   data=buffer.getvalue(), created_at=utcnow())
+    return {"content_hash": sub.prepared.content_hash, "target": sub.target,
+            "task": sub.prepared.task, "n_rows": len(frame), "n_columns": frame.shape[1],
+            "columns": [str(c) for c in frame.columns], "format": "parquet",
+            "data": buffer.getvalue(), "created_at": utcnow()}
 
 
 def _new_run(run_id: str, dataset_id: int, sub: Submission) -> Run:

@@ -68,8 +68,27 @@ class Expired:
     held: bool = False
 
 
-def find_dataset(session: Session, content_hash: str) -> Dataset | None:
-    return session.scalars(select(Dataset).where(Dataset.content_hash == content_hash)).first()
+def dataset_id(session: Session, content_hash: str) -> int | None:
+    """The id of the dataset with this content hash, if stored."""
+    return session.scalar(select(Dataset.id).where(Dataset.content_hash == content_hash))
+
+
+def insert_dataset(session: Session, values: dict[str, Any]) -> int:
+    """Insert-or-select a dataset by content hash; its id either way.
+
+    ``ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite): a submitter racing another with
+    the same new data waits for the other's insert to commit, inserts nothing, and reads
+    the committed row back, instead of failing on the unique content hash."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+    session.execute(upsert(Dataset).values(**values)
+                    .on_conflict_do_nothing(index_elements=["content_hash"]))
+    found = dataset_id(session, values["content_hash"])
+    assert found is not None, "a dataset inserted or found by its hash is there"
+    return found
 
 
 def add_run(session: Session, run: Run, tickets: Iterable[tuple[str, str]],

@@ -261,3 +261,39 @@ def test_a_messy_table_runs_on_the_service_and_predicts_gaps_like_onnx(url: str)
     session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     got = session.run(None, {"features": onnx_features(model.preprocessor, rows)})[0]
     np.testing.assert_allclose(got, probabilities, atol=1e-5)
+
+
+def test_racing_submits_of_one_new_dataset_all_succeed(url: str,
+                                                       digits_frame: pd.DataFrame) -> None:
+    """Issue 17, case 4: eight clients writing the same new data at once, each on its own
+    connection, released together: one dataset row, eight runs, no IntegrityError."""
+    import threading
+
+    from automl.db.engine import make_engine
+    from automl.service import validate_submission, write_submission
+    from automl.tuner import TuneOptions
+
+    submission = validate_submission(digits_frame.iloc[:300], "target", FAST,
+                                     TuneOptions(storage=url, n_trials=2, progress=False))
+    engines = [make_engine(url) for _ in range(8)]
+    start = threading.Barrier(len(engines))
+    run_ids: list[str] = []
+    errors: list[BaseException] = []
+
+    def submit(engine: object) -> None:
+        start.wait(timeout=30)
+        try:
+            run_ids.append(write_submission(engine, submission))  # type: ignore[arg-type]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for engine in engines:
+        engine.dispose()
+    assert errors == [] and len(set(run_ids)) == 8
+    counts = table_counts(Client(url).engine)
+    assert counts["automl_datasets"] == 1 and counts["automl_runs"] == 8
