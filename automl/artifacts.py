@@ -29,7 +29,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from sqlalchemy import Engine
 
 from automl.db import queries
-from automl.db.engine import is_sqlite, make_engine
+from automl.db.engine import connection_url, is_sqlite, make_engine
 from automl.db.schema import check_schema
 from automl.errors import ConfigError, NoModelError, RunFailedError, UnsafeFormatError
 
@@ -173,7 +173,7 @@ def _study_of(engine: Engine, storage: optuna.storages.BaseStorage,
 @contextlib.contextmanager
 def _optuna_storage(url: str) -> Iterator[optuna.storages.RDBStorage]:
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if is_sqlite(url) else {}
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    storage = optuna.storages.RDBStorage(connection_url(url), engine_kwargs=kwargs)
     try:
         yield storage
     finally:

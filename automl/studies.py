@@ -17,6 +17,7 @@ import optuna
 from optuna.storages._cached_storage import _CachedStorage
 from sqlalchemy.engine import make_url
 
+from automl.db.engine import connection_url
 from automl.errors import ConfigError
 from automl.pruning import RUNG_PRUNERS, BaselinePruner, PruningPolicy
 from automl.retry import RetryingStorage
@@ -151,7 +152,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         kwargs = {"connect_args": {"timeout": 60}}
     else:
         kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
-    rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    rdb = optuna.storages.RDBStorage(connection_url(url), engine_kwargs=kwargs)
     # Optuna wraps an RDBStorage given by URL in its cache of finished trials; without it
     # every should_prune re-reads the whole study (measured: 9x the overhead per trial).
     # Reports and user attributes of a running trial are written in batches.

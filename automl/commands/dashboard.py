@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from automl.db.engine import connection_url
 from automl.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -64,7 +65,7 @@ def dashboard_storage(url: str) -> Any:
     from sqlalchemy.engine import make_url
 
     try:
-        parsed = make_url(url)
+        parsed = make_url(connection_url(url))
     except Exception as exc:
         raise ConfigError("storage is not a database URL (e.g. sqlite:///automl.db or "
                           "postgresql://host/db)", field="storage") from exc
@@ -85,7 +86,8 @@ def dashboard_storage(url: str) -> Any:
         raise ConfigError("no Optuna tables in this database: run `automl db upgrade` (the "
                           "service) or `automl tune` with this --storage first",
                           field="storage")
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True,
+    return optuna.storages.RDBStorage(connection_url(url), engine_kwargs=kwargs,
+                                      skip_table_creation=True,
                                       skip_compatibility_check=True)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from automl.client import RunFailedError
-from automl.db.engine import make_engine
+from automl.db.engine import connection_url, make_engine
 from automl.errors import ConfigError
 from automl.result import TuneResult, result_from_dict
 from automl.studies import check_storage_url
@@ -56,7 +56,7 @@ def load_finished_run(url: str, run: str) -> tuple[TuneResult, optuna.Study | No
     check_storage_url(url)
     _check_exists(url)
     summary, study_name = _service_run(url, run)
-    storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True)
+    storage = optuna.storages.RDBStorage(connection_url(url), skip_compatibility_check=True)
     if summary is None:  # not a service run: an embedded study by name
         try:
             study_id = storage.get_study_id_from_name(run)

@@ -14,10 +14,24 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def connection_url(url: str) -> str:
+    """``url`` with the driver this project installs: a plain ``postgresql://`` URL (which
+    SQLAlchemy 2.1 maps to psycopg 3, not installed) becomes ``postgresql+psycopg2://``.
+    Every engine and Optuna storage is made from a URL passed through here."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return url  # make_engine and check_storage_url say what is wrong with it
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg2").render_as_string(
+            hide_password=False)
+    return url
+
+
 def make_engine(url: str, pool_size: int = 2) -> Engine:
     """An engine with a small pool; SQLite gets WAL, a busy timeout and foreign keys."""
     try:
-        parsed = make_url(url)
+        parsed = make_url(connection_url(url))
     except Exception as exc:
         raise ConfigError("storage is not a database URL", field="storage") from exc
     if parsed.get_backend_name() == "sqlite":

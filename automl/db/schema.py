@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
-from automl.db.engine import is_sqlite, make_engine
+from automl.db.engine import connection_url, is_sqlite, make_engine
 from automl.db.models import VERSION_TABLE
 from automl.errors import AutoMLError
 
@@ -66,7 +66,7 @@ def upgrade(url: str) -> str:
         migrate(engine)
     finally:
         engine.dispose()
-    storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True)
+    storage = optuna.storages.RDBStorage(connection_url(url), skip_compatibility_check=True)
     if storage.get_current_version() != storage.get_head_version():
         storage.upgrade()
     storage.engine.dispose()

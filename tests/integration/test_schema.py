@@ -73,3 +73,22 @@ def test_our_downgrade_leaves_optuna_untouched(empty_url: str) -> None:
 def test_clients_refuse_an_unmigrated_database(empty_url: str) -> None:
     with pytest.raises(SchemaError, match="automl db upgrade"):
         Client(empty_url)
+
+
+def test_plain_postgresql_urls_work_as_the_docs_write_them(
+        pg_empty_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17: `postgresql://...` (docs/service.md) selects psycopg 3 under SQLAlchemy
+    2.1, which is not installed; the project maps it to the driver it installs."""
+    import pandas as pd
+
+    from automl.cli import main
+    from automl.commands.dashboard import dashboard_storage
+
+    plain = pg_empty_url.replace("postgresql+psycopg2://", "postgresql://")
+    assert plain.startswith("postgresql://")
+    assert main(["db", "upgrade", "--storage", plain]) == 0
+    frame = pd.DataFrame({"a": [float(i % 7) for i in range(40)], "y": [0, 1] * 20})
+    run = Client(plain).submit(frame, "y", n_trials=1, n_seeds=1)
+    assert main(["status", run.id, "--storage", plain]) == 0
+    assert '"status": "queued"' in capsys.readouterr().out
+    assert dashboard_storage(plain).get_all_studies() == []
