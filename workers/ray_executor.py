@@ -9,10 +9,11 @@ starts, the first trials train in a fork of the driver (:mod:`workers.head_start
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -228,11 +229,17 @@ def start_ray(address: str | None, n_workers: int | None,
     """Join ``address``, or start a local Ray bound to loopback with the machine's CPUs.
 
     Ray's token authentication stays on; the token file it writes (world-readable in Ray
-    2.60) is made readable by its owner only. A local Ray starts warm:
-    :func:`local_system_config`.
+    2.60) is created readable by its owner only (:func:`private_files`), and one written
+    before is made so. A local Ray starts warm: :func:`local_system_config`.
     """
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    runtime_env = {"env_vars": env_vars} if env_vars else None
+    with private_files():
+        _init_ray(address, n_workers, {"env_vars": env_vars} if env_vars else None)
+    protect_token_file()
+
+
+def _init_ray(address: str | None, n_workers: int | None,
+              runtime_env: dict[str, Any] | None) -> None:
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
                  runtime_env=runtime_env)
@@ -243,7 +250,17 @@ def start_ray(address: str | None, n_workers: int | None,
                  include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=False, _node_ip_address="127.0.0.1", runtime_env=runtime_env,
                  _system_config=local_system_config(runtime_env))
-    protect_token_file()
+
+
+@contextlib.contextmanager
+def private_files() -> Iterator[None]:
+    """Files this process creates meanwhile (Ray's token among them: Ray writes it with a
+    plain ``open``) are readable by their owner only from the moment they exist."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def local_system_config(runtime_env: dict[str, Any] | None) -> dict[str, Any]:

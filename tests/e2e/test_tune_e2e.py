@@ -161,6 +161,22 @@ def test_the_embedded_ray_is_its_own_and_keeps_its_token_private() -> None:
         executor.close()
 
 
+def test_rays_token_file_is_private_from_the_moment_it_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: Ray 2.60 writes its token with a plain open() (mode 0644 under the usual
+    umask); written while Ray starts here, it is 0600 before anyone could read it."""
+    from ray._private.authentication import authentication_token_setup as setup
+
+    from workers.ray_executor import private_files
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with private_files():
+        setup.generate_and_save_token()
+    token = tmp_path / ".ray" / "auth_token"
+    assert token.stat().st_mode & 0o777 == 0o600
+    assert token.parent.stat().st_mode & 0o077 == 0
+
+
 def test_the_first_trials_train_while_the_local_ray_starts(tmp_path: Path) -> None:
     """In a fresh interpreter, so that ``tune`` starts its own Ray (and forks before it)."""
     script = ("import sys\n"
