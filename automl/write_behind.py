@@ -59,6 +59,9 @@ from automl.retry import is_transient
 
 FLUSH_S = 5.0
 SNAPSHOT_S = 0.1
+# An enqueued trial with this user attribute (a lost trial's retry) is popped before any
+# other WAITING trial (warm starts), so it runs with its own parameters at any load.
+RETRY_ATTR = "retry_of_lost_trial"
 
 
 class WriteBehindStorage(BaseStorage):
@@ -238,6 +241,8 @@ class WriteBehindStorage(BaseStorage):
         trials = list(self._snapshot(study_id))  # callers may reorder their list
         if states is not None:
             trials = [t for t in trials if t.state in states]
+        if rows.only_waiting(states):  # Optuna pops the first WAITING trial it is given
+            trials.sort(key=lambda t: (not t.user_attrs.get(RETRY_ATTR), t.number))
         if self._pending:
             trials = [self._merged(t) for t in trials]
         return copy.deepcopy(trials) if deepcopy else trials

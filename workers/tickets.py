@@ -38,6 +38,7 @@ from automl.studies import (
 from automl.summary import architecture, final_seeds
 from automl.trials import best_trial, fail_trial, reread, trial_config
 from automl.tuner import baselines_for, first_trials
+from automl.write_behind import RETRY_ATTR
 from workers.data import TensorSplits, to_tensors
 from workers.dataset_cache import cached_frame
 from workers.evaluate import SeedsEvaluation, evaluate_seeds
@@ -89,8 +90,8 @@ class TicketRunner:
     def run_trial(self, claim: queries.Claim, ctx: RunContext,
                   stop_reason: StopReason) -> dict[str, Any]:
         study = self.study(ctx.run, worker_index=claim.id)
-        if claim.retry_params:
-            study.enqueue_trial(claim.retry_params)
+        if claim.retry_params:  # popped before any other waiting trial: write_behind
+            study.enqueue_trial(claim.retry_params, user_attrs={RETRY_ATTR: True})
         numbers: list[int] = []
 
         def on_start(trial: optuna.Trial) -> None:

@@ -296,3 +296,19 @@ def test_parallel_askers_each_get_a_different_enqueued_trial(tmp_path: Path) -> 
     for thread in threads:
         thread.join()
     assert sorted(numbers) == [0, 1, 2, 3]
+
+
+def test_a_lost_trials_retry_is_popped_before_waiting_warm_starts(tmp_path: Path) -> None:
+    """Issue 17, case 2: the retry of a lost trial is enqueued behind warm-start trials
+    still waiting; whichever process asks next must run the retry, with its own
+    parameters, or at small budgets it stays WAITING and the lost trial is never re-run."""
+    from automl.write_behind import RETRY_ATTR
+
+    url, study = _study(tmp_path)
+    for units in (16, 32, 64):
+        study.enqueue_trial({"units": units}, user_attrs={"warm_start": True})
+    study.enqueue_trial({"units": 99}, user_attrs={RETRY_ATTR: True})
+    other = optuna.load_study(study_name="s", storage=make_storage(url))
+    trial = other.ask()
+    assert trial.suggest_int("units", 1, 128) == 99
+    assert [other.ask().suggest_int("units", 1, 128) for _ in range(3)] == [16, 32, 64]
