@@ -123,6 +123,11 @@ class ServiceWorker:
             try:
                 result = self.runner.execute(claim, beat.stop_reason)
             except Exception as exc:
+                if is_transient(exc):  # the storage went away mid-ticket: not the work's fault
+                    logger.warning("ticket %s (%s %s) lost its storage (%s); left to its "
+                                   "lease, after which a sweeper runs it again", claim.id,
+                                   claim.kind, claim.name, describe(exc))
+                    return 0
                 status, error = "failed", describe(exc)
                 logger.warning("ticket %s (%s %s) failed: %s", claim.id, claim.kind,
                                claim.name, error)

@@ -135,3 +135,37 @@ def test_a_timed_out_run_skips_its_unstarted_trials(url: str) -> None:
     time.sleep(0.3)
     assert queries.skip_overdue_trials(engine) == 2
     assert queries.claim_ticket(engine, "w", 60) is None
+
+
+def test_a_ticket_that_loses_its_storage_is_left_to_its_lease_not_failed(
+        url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17, case 1: when the database goes away mid-ticket, Optuna's own optimize()
+    replaces the storage error with 'AssertionError: Should not reach.'; the ticket used
+    to end 'failed' with it and was never retried. Now the worker leaves it to its lease,
+    and the sweeper takes it back once the storage answers again."""
+    from sqlalchemy import update
+    from sqlalchemy.exc import OperationalError
+
+    from workers.service_worker import ServiceWorker
+
+    engine = make_engine(url)
+    make_run(engine, [("baseline", "mean_rule")], max_attempts=3)
+    worker = ServiceWorker(url, lease_s=60)
+
+    def storage_gone(*_args: object) -> None:
+        try:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        except OperationalError:
+            raise AssertionError("Should not reach.") from None
+
+    monkeypatch.setattr(worker.runner, "execute", storage_gone)
+    assert worker.step() == 0
+    with Session(engine) as session:
+        (ticket,) = session.scalars(select(Ticket)).all()
+    assert ticket.status == "running" and ticket.error is None
+    with engine.begin() as connection:  # the lease lapses (as it does while the storage is down)
+        connection.execute(update(Ticket).values(leased_until=queries.utcnow()))
+    worker.sweep()
+    with Session(engine) as session:
+        (ticket,) = session.scalars(select(Ticket)).all()
+    assert ticket.status == "queued" and ticket.error == queries.LEASE_EXPIRED
