@@ -26,6 +26,7 @@ from automl.notes import write_note
 from automl.result import ModelScore
 from automl.retry import is_transient, with_retry
 from automl.summary import constant_baseline, summarize
+from automl.trials import fail_orphans
 from automl.tuner import baselines_for
 from workers.tickets import TicketRunner
 
@@ -186,6 +187,11 @@ class ServiceWorker:
                                error="no trial completed: every trial was pruned or failed")
             return
         study = self.runner.study(ctx.run)
+        # Every ticket is closed: a trial still RUNNING lost its worker (a storage outage
+        # longer than the lease can leave one), so it ends FAIL and the counts add up.
+        if orphans := fail_orphans(study):
+            logger.warning("run %s: failed %d trial(s) left RUNNING by lost workers", run_id,
+                           orphans)
         trial = next(t for t in study.get_trials(deepcopy=False)
                      if t.number == best["trial_number"])
         scores = [ModelScore(r.name, r.rule, r.architecture, r.test_score, r.test_score_std,

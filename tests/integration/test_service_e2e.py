@@ -297,3 +297,26 @@ def test_racing_submits_of_one_new_dataset_all_succeed(url: str,
     assert errors == [] and len(set(run_ids)) == 8
     counts = table_counts(Client(url).engine)
     assert counts["automl_datasets"] == 1 and counts["automl_runs"] == 8
+
+
+def test_a_trial_left_running_by_a_lost_worker_is_failed_when_the_run_finishes(
+        tmp_path: Path, digits_frame: pd.DataFrame) -> None:
+    """Issue 17, case 1: after an outage longer than the lease a trial could stay RUNNING
+    while its ticket was settled; the run then 'succeeded' with a trial unaccounted for.
+    Finishing a run now fails such trials, so result and study agree."""
+    from automl.db.schema import upgrade
+    from workers.service_worker import ServiceWorker
+
+    url = f"sqlite:///{tmp_path / 'orphan.db'}"
+    upgrade(url)
+    run = Client(url).submit(digits_frame.iloc[:400], "target", space=FAST, n_trials=2,
+                             n_seeds=1)
+    study = optuna.create_study(study_name=f"automl-{run.id}", storage=url)
+    orphan = study.ask()  # a trial whose worker is gone, as an outage leaves it
+    ServiceWorker(url, lease_s=30).serve(idle_exit=0.5)
+    result = run.result()
+    trials = study_trials(url, run.id)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert trials[orphan.number].user_attrs["stop_reason"] == "lost_worker"
+    assert result["n_failed"] == 1 and result["n_complete"] + result["n_pruned"] == 2
