@@ -9,6 +9,7 @@ up, every test errors with the server log tail.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -107,3 +108,21 @@ def _database(pg_server: PostgresServer, template: str) -> Iterator[str]:
         yield pg_server.url(name)
     finally:
         pg_server.drop_database(name)
+
+
+BUSY_PROCESSES = 2
+
+
+@pytest.fixture(scope="module")
+def busy_machine() -> Iterator[None]:
+    """Two CPU-bound processes running beside the module's tests: the fault battery must
+    hold on a loaded machine (a 2-core CI machine is then oversubscribed), not only on a
+    quiet one. Used by test_faults.py, test_outages.py and test_ray_cluster.py."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(BUSY_PROCESSES)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()

@@ -1,4 +1,5 @@
-"""Fault battery for the service worker (RELIABILITY.md F2, F7, F9), on a real PostgreSQL."""
+"""Fault battery for the service worker (RELIABILITY.md F2, F7, F9), on a real PostgreSQL,
+with the machine kept busy (the ``busy_machine`` fixture)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from test_service_e2e import FAST, study_trials, worker
 from automl.client import Client
 from automl.db.models import Ticket
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("busy_machine")]
 
 
 def started(process: subprocess.Popen) -> float:
@@ -47,6 +48,14 @@ def running_trial(url: str, run_id: str) -> optuna.trial.FrozenTrial | None:
     return next((t for t in trials if t.state == TrialState.RUNNING), None)
 
 
+def training_trial(url: str, run_id: str) -> optuna.trial.FrozenTrial | None:
+    """A running trial with all its parameters recorded: it has started to train. (A
+    worker lost earlier, while Optuna still suggested them, leaves only those it had
+    stored, and its retry draws the rest afresh.)"""
+    trial = running_trial(url, run_id)
+    return trial if trial is not None and "config" in trial.user_attrs else None
+
+
 def test_f9_a_paused_worker_loses_its_trial_and_carries_on(
         pg_url: str, digits_frame: pd.DataFrame) -> None:
     client = Client(pg_url)
@@ -54,8 +63,8 @@ def test_f9_a_paused_worker_loses_its_trial_and_carries_on(
     run = client.submit(digits_frame, "target", space=slow, n_trials=3, n_seeds=1,
                         pruner="none")
     paused = worker(pg_url, "--lease", "2", "--idle-exit", "5")
-    wait_for(lambda: running_trial(pg_url, run.id) is not None, 90, "a running trial")
-    victim = running_trial(pg_url, run.id)
+    wait_for(lambda: training_trial(pg_url, run.id) is not None, 90, "a trial training")
+    victim = training_trial(pg_url, run.id)
     assert victim is not None
     os.kill(paused.pid, signal.SIGSTOP)
     other = worker(pg_url, "--lease", "2", "--idle-exit", "5")
@@ -80,16 +89,17 @@ def test_f2_a_killed_worker_restarted_resumes_the_run(pg_url: str,
     run = client.submit(digits_frame, "target", space=slow, n_trials=3, n_seeds=1,
                         pruner="none")
     first = worker(pg_url, "--lease", "2")
-    wait_for(lambda: running_trial(pg_url, run.id) is not None, 90, "a running trial")
-    victim = running_trial(pg_url, run.id)
+    wait_for(lambda: training_trial(pg_url, run.id) is not None, 90, "a trial training")
+    victim = training_trial(pg_url, run.id)
     assert victim is not None
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     second = worker(pg_url, "--lease", "2", "--idle-exit", "5")
-    restarted_at = started(second)  # imports take from 3 s to 20 s, with the machine's load
+    started(second)  # its imports take from 3 s to 20 s, with the machine's load
+    # Failed by the restarted worker's sweep once the lease (2 s) lapsed (the bound only
+    # stops a hang: nothing here is a speed claim), then re-run with its parameters.
     wait_for(lambda: study_trials(pg_url, run.id)[victim.number].state == TrialState.FAIL,
-             30, "the restarted worker to fail the orphaned trial")
-    assert time.monotonic() - restarted_at < 10  # the lease (2 s) + the first sweep
+             180, "the restarted worker to fail the orphaned trial")
     run.wait(progress=False, timeout=300)
     second.wait(timeout=120)
     trials = study_trials(pg_url, run.id)
@@ -97,6 +107,8 @@ def test_f2_a_killed_worker_restarted_resumes_the_run(pg_url: str,
     assert [t.user_attrs["stop_reason"] for t in trials if t.state == TrialState.FAIL] == \
         ["lost_worker"]
     assert not [t for t in trials if t.state == TrialState.RUNNING]
+    rerun = [t for t in trials if t.params == trials[victim.number].params]
+    assert [t.state for t in rerun] == [TrialState.FAIL, TrialState.COMPLETE]
 
 
 def test_f7_eight_workers_four_hundred_trials_exactly(pg_server, pg_url: str) -> None:

@@ -1,4 +1,5 @@
-"""The service on a real two-node Ray cluster, against PostgreSQL (issue 4, RELIABILITY F1)."""
+"""The service on a real two-node Ray cluster, against PostgreSQL (issue 4, RELIABILITY F1),
+with the machine kept busy (the ``busy_machine`` fixture)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from test_service_e2e import FAST, study_trials
 
 from automl.client import Client
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("busy_machine")]
 
 KILLED_TRIAL = 3
 
@@ -53,6 +54,8 @@ def test_twenty_trials_on_two_nodes_survive_a_killed_ray_worker(
     # Killed at the start of epoch 2: its two reports were still in the write-behind
     # buffer (flushed at the trial's end or every 5 s), so they died with it.
     assert len(lost.intermediate_values) <= 2
-    assert (lost.datetime_complete - lost.datetime_start).total_seconds() < 6  # F1 latency
+    # Settled when Ray reported the task's death (F1), not when a lease lapsed: the
+    # driver's heartbeat keeps the lease alive, so only Ray's report can end the trial.
+    assert "lost its Ray worker" in output, output
     (rerun,) = [t for t in finished if t.params == lost.params]  # re-run exactly once
     assert rerun.number > lost.number
