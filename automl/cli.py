@@ -31,11 +31,13 @@ from sqlalchemy.engine import make_url
 
 from automl.client import Client
 from automl.data import DataLimits
+from automl.db.engine import refusal
 from automl.db.schema import upgrade
-from automl.errors import AutoMLError
+from automl.errors import AutoMLError, ConfigError
 from automl.executor import check_gpu_share, single_machine_ray
 from automl.explain import stored_diagnostics_text
 from automl.result import format_report, result_from_dict
+from automl.retry import BUDGET_S, set_budget
 from automl.studies import PRUNERS
 from automl.tuner import DEFAULT_STORAGE, TuneOptions, tune
 
@@ -68,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-tickets", type=int, help="exit after this many tickets")
     worker.add_argument("--idle-exit", type=float, help="exit after SECONDS with no work")
     worker.add_argument("--lease", type=float, default=30.0, help="lease seconds (default 30)")
+    worker.add_argument("--db-retry", type=float, default=BUDGET_S, metavar="SECONDS",
+                        help="keep retrying a lost database connection this long before a "
+                        f"ticket is left to its lease (default {BUDGET_S:g})")
     worker.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     worker.add_argument("--ray-address", help="run tickets as Ray tasks on this cluster "
                         "('local' starts one here)")
@@ -199,6 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `automl ... | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        refused = refusal(exc)
+        if refused is None:
+            raise
+        print(refused.one_line(), file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -221,6 +232,10 @@ def run_db(args: argparse.Namespace) -> int:
 def run_worker(args: argparse.Namespace) -> int:
     from workers.service_worker import ServiceWorker
 
+    if not args.db_retry > 0:
+        raise ConfigError(f"--db-retry must be positive, got {args.db_retry}",
+                          field="db_retry")
+    set_budget(args.db_retry)
     worker: ServiceWorker
     if args.ray_address:
         check_gpu_share(args.gpus_per_trial)
@@ -268,8 +283,9 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 def run_runs(args: argparse.Namespace) -> int:
     for status in Client(storage_of(args)).runs():
-        print(f"{status.run_id}  {status.status:<9}  trials {status.trials_done}/"
-              f"{status.n_trials}  baselines {status.baselines_done}/{status.n_baselines}")
+        print(f"{status.run_id}  {status.status:<9}  trials {status.budget_spent}/"
+              f"{status.n_trials}  baselines {status.baselines_done}/{status.n_baselines}"
+              f"  by {status.submitted_by or '?'}")
     return 0
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from automl.db.engine import make_engine
-from automl.db.queries import cancel_run, list_runs, ticket_counts
+from automl.db.queries import cancel_run, list_runs, ticket_counts, trial_states
 from automl.db.schema import check_schema
 from automl.errors import ConfigError, RunFailedError
 from automl.progress import Progress
@@ -32,20 +32,36 @@ FINISHED = ("succeeded", "failed", "cancelled")
 
 @dataclass(frozen=True)
 class RunStatus:
-    """Where a run stands: its status and how many of its tickets are where."""
+    """Where a run stands.
+
+    The trial counts are read from the study's trials, so they are the counts its result
+    reports: ``trials_done`` = complete + pruned + failed (a trial lost with its worker is
+    failed, and its re-run counted again). ``trials_left`` is the trial budget
+    (``n_trials``) not yet spent: trials queued or running. Baselines are not trials:
+    their counts are the run's baseline tickets."""
 
     run_id: str
     status: str
     n_trials: int
     trials_done: int
+    trials_complete: int
+    trials_pruned: int
+    trials_failed: int
     trials_running: int
+    trials_left: int
     baselines_done: int
     n_baselines: int
     error: str | None
+    submitted_by: str | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def budget_spent(self) -> int:
+        """Trials of the budget that have ended, however they ended."""
+        return self.n_trials - self.trials_left
 
 
 class Client:
@@ -102,7 +118,8 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
     def status(self) -> RunStatus:
-        """The run's status and ticket counts (retried through a database restart)."""
+        """The run's status, its trials' counts and its baselines' (retried through a
+        database restart)."""
         return with_retry(self._status)
 
     def _status(self) -> RunStatus:
@@ -112,15 +129,17 @@ class RunHandle:
             run = session.get(Run, self.id)
             if run is None:
                 raise ConfigError(f"no run with id {self.id}", field="run")
-            counts = ticket_counts(session, self.id)
+            tickets = ticket_counts(session, self.id)
+            trials = trial_states(session, run.study_name)
+            done = trials["COMPLETE"] + trials["PRUNED"] + trials["FAIL"]
             return RunStatus(
-                run_id=run.id, status=run.status, n_trials=run.n_trials,
-                trials_done=sum(n for (k, s), n in counts.items()
-                                if k == "trial" and s in ("done", "failed", "skipped")),
-                trials_running=counts[("trial", "running")],
-                baselines_done=counts[("baseline", "done")],
-                n_baselines=sum(n for (k, _), n in counts.items() if k == "baseline"),
-                error=run.error)
+                run_id=run.id, status=run.status, n_trials=run.n_trials, trials_done=done,
+                trials_complete=trials["COMPLETE"], trials_pruned=trials["PRUNED"],
+                trials_failed=trials["FAIL"], trials_running=trials["RUNNING"],
+                trials_left=tickets[("trial", "queued")] + tickets[("trial", "running")],
+                baselines_done=tickets[("baseline", "done")],
+                n_baselines=sum(n for (k, _), n in tickets.items() if k == "baseline"),
+                error=run.error, submitted_by=run.submitted_by)
 
     def wait(self, progress: bool = True, poll_s: float = 1.0,
              timeout: float | None = None) -> dict[str, Any]:
@@ -131,13 +150,13 @@ class RunHandle:
         bar.start(status.n_trials, f"run {self.id[:8]} trials")
         try:
             while not status.finished:
-                bar.set(status.trials_done, status=status.status,
+                bar.set(status.budget_spent, status=status.status,
                         baselines=f"{status.baselines_done}/{status.n_baselines}")
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"run {self.id} still {status.status} after {timeout} s")
                 time.sleep(poll_s)
                 status = self.status()
-            bar.set(status.trials_done, status=status.status)
+            bar.set(status.budget_spent, status=status.status)
         finally:
             bar.close()
         return self.result()
@@ -156,7 +175,10 @@ class RunHandle:
             return dict(run.summary)
 
     def cancel(self) -> bool:
-        """Stop handing out this run's work; running trials stop at their next epoch."""
+        """Stop handing out this run's work; running trials stop at their next epoch.
+
+        False if the run had already ended; raises
+        :class:`~automl.errors.PermissionDeniedError` if it is another role's run."""
         return cancel_run(self.client.engine, self.id)
 
     def model(self) -> Any:

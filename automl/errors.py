@@ -80,6 +80,12 @@ class StudyUnhealthyError(AutoMLError):
     code = "E_STUDY_UNHEALTHY"
 
 
+class PermissionDeniedError(AutoMLError):
+    """The database role in use may not do this (see docs/service.md, roles)."""
+
+    code = "E_PERMISSION"
+
+
 class RunFailedError(AutoMLError):
     """The run ended without a result (every trial failed, or it was cancelled)."""
 

@@ -1,7 +1,8 @@
 """Riding out a database that goes away for a while (a restart, a failover).
 
 One policy for everything that talks to the database: transient connection errors are
-retried with exponential backoff for at most ``BUDGET_S`` seconds, then re-raised.
+retried with exponential backoff for at most ``BUDGET_S`` seconds (``automl worker
+--db-retry`` sets it for the process: :func:`set_budget`), then re-raised.
 Optuna's storage gets the same policy through :class:`RetryingStorage`: plain Optuna
 crashes a worker mid-trial when PostgreSQL restarts and leaves its trial RUNNING.
 """
@@ -19,6 +20,16 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 BUDGET_S = 30.0
+_budget_s = BUDGET_S
+
+
+def set_budget(seconds: float) -> None:
+    """How long this process's storage calls keep retrying a lost database; called once,
+    at the entry point (``automl worker --db-retry``)."""
+    global _budget_s
+    if not seconds > 0:
+        raise ValueError(f"the retry budget must be positive, got {seconds}")
+    _budget_s = float(seconds)
 
 
 def is_transient(exc: BaseException | None) -> bool:
@@ -45,9 +56,11 @@ def _proxy_unavailable(exc: BaseException) -> bool:
         return False
 
 
-def with_retry(action: Callable[[], T], budget_s: float = BUDGET_S) -> T:
-    """Run ``action``; on a transient database error wait and try again, within budget."""
-    deadline, delay = time.monotonic() + budget_s, 0.05
+def with_retry(action: Callable[[], T], budget_s: float | None = None) -> T:
+    """Run ``action``; on a transient database error wait and try again, within budget
+    (the process's, :func:`set_budget`, unless given)."""
+    deadline = time.monotonic() + (_budget_s if budget_s is None else budget_s)
+    delay = 0.05
     while True:
         try:
             return action()
@@ -68,7 +81,7 @@ class RetryingStorage(BaseStorage):
     add one extra WAITING/RUNNING trial in that narrow window.
     """
 
-    def __init__(self, inner: BaseStorage, budget_s: float = BUDGET_S):
+    def __init__(self, inner: BaseStorage, budget_s: float | None = None):
         self.inner, self.budget_s = inner, budget_s
 
     def __getattr__(self, name: str) -> Any:

@@ -84,6 +84,7 @@ class ServiceWorker:
         check_schema(self.engine)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._started_runs: set[str] = set()
+        self._unheld_since: dict[tuple[str, int], float] = {}
 
     def serve(self, max_tickets: int | None = None, idle_exit: float | None = None) -> int:
         """Run tickets; stop after ``max_tickets`` or ``idle_exit`` seconds with no work."""
@@ -154,8 +155,28 @@ class ServiceWorker:
             if expired.held and expired.trial_number is not None:
                 self.settle_lost_trial(expired.id, expired.run_id, expired.trial_number,
                                        queries.LEASE_EXPIRED)
+        self.fail_unheld_trials()
         queries.skip_overdue_trials(self.engine)
         self.finish_ready_runs()
+
+    def fail_unheld_trials(self) -> None:
+        """Fail (``lost_worker``) a RUNNING trial that no running ticket has held for a
+        whole lease: its worker is gone, and nothing else would ever end it. A trial is failed
+        only when two sweeps a lease apart both found it unheld (the query already spares
+        the trials of a run whose ticket is still recording its number, at any load)."""
+        def unheld() -> list[tuple[str, int]]:
+            with Session(self.engine) as session:
+                return queries.unheld_running_trials(session)
+
+        now = time.monotonic()
+        self._unheld_since = {key: self._unheld_since.get(key, now)
+                              for key in with_retry(unheld)}
+        for (run_id, number), since in list(self._unheld_since.items()):
+            if now - since >= self.lease_s:
+                logger.warning("run %s: trial %d has had no live ticket for a lease; failing "
+                               "it as lost_worker", run_id, number)
+                self.runner.fail_lost_trial(run_id, number)
+                del self._unheld_since[(run_id, number)]
 
     def settle_lost_trial(self, ticket_id: int, run_id: str, number: int, error: str) -> None:
         """A trial ticket this worker holds whose training process died: close it if its

@@ -8,6 +8,7 @@ heartbeats; an expired lease puts the ticket back in the queue until its attempt
 
 from __future__ import annotations
 
+import getpass
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,16 +20,19 @@ from sqlalchemy import (
     String,
     bindparam,
     case,
+    column,
     delete,
     exists,
     func,
     insert,
     select,
+    table,
     update,
 )
 from sqlalchemy.orm import Session, aliased
 
 from automl.db.models import ArtifactBlob, BaselineResult, Dataset, Run, Ticket
+from automl.errors import PermissionDeniedError
 from automl.retry import with_retry
 
 ACTIVE_RUN = ("queued", "running")
@@ -93,13 +97,24 @@ def insert_dataset(session: Session, values: dict[str, Any]) -> int:
 
 def add_run(session: Session, run: Run, tickets: Iterable[tuple[str, str]],
             max_attempts: int) -> None:
-    """Insert a run and its tickets (``(kind, name)`` pairs) in the caller's transaction."""
+    """Insert a run and its tickets (``(kind, name)`` pairs) in the caller's transaction.
+
+    The run is stamped with who submits it (:func:`current_role`): the row-level security
+    of docs/service.md lets a client role add tickets to, and cancel, only its own runs."""
     now = utcnow()
+    run.submitted_by = run.submitted_by or current_role(session)
     session.add(run)
     session.flush()
     session.add_all(Ticket(run_id=run.id, kind=kind, name=name, status="queued", attempts=0,
                            max_attempts=max_attempts, created_at=now, updated_at=now)
                     for kind, name in tickets)
+
+
+def current_role(session: Session) -> str:
+    """The database role of this connection (PostgreSQL), or the OS user (SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return str(session.scalar(select(func.current_user())))
+    return getpass.getuser()
 
 
 def _claim_statement() -> Any:
@@ -290,16 +305,29 @@ def skip_overdue_trials(engine: Engine) -> int:
 
 
 def cancel_run(engine: Engine, run_id: str) -> bool:
-    """Stop handing out the run's tickets; running ones notice at their next heartbeat."""
+    """Stop handing out the run's tickets; running ones notice at their next heartbeat.
+
+    False if the run had already ended. Raises :class:`PermissionDeniedError` when the
+    run is still active but this role may not cancel it (row-level security lets a client
+    role cancel only the runs it submitted: the update then changes no row)."""
     now = utcnow()
-    with engine.begin() as connection:
-        changed = connection.execute(
+    with Session(engine) as session, session.begin():
+        changed = session.connection().execute(
             update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE_RUN))
             .values(status="cancelled", finished_at=now)).rowcount
-        connection.execute(update(Ticket).where(Ticket.run_id == run_id,
-                                                Ticket.status.in_(("queued", "running")))
-                           .values(status="cancelled", updated_at=now))
-    return changed == 1
+        session.execute(update(Ticket).where(Ticket.run_id == run_id,
+                                             Ticket.status.in_(("queued", "running")))
+                        .values(status="cancelled", updated_at=now))
+        if changed == 1:
+            return True
+        run = session.execute(select(Run.status, Run.submitted_by)
+                              .where(Run.id == run_id)).first()
+        if run is not None and run.status in ACTIVE_RUN:
+            raise PermissionDeniedError(
+                f"run {run_id} is {run.status}, but role {current_role(session)} may not "
+                f"cancel it: it was submitted by {run.submitted_by or 'an unknown role'}; "
+                "ask them or the service's admin", field="run")
+    return False
 
 
 def ticket_counts(session: Session, run_id: str) -> Counter[tuple[str, str]]:
@@ -307,6 +335,39 @@ def ticket_counts(session: Session, run_id: str) -> Counter[tuple[str, str]]:
                            .where(Ticket.run_id == run_id)
                            .group_by(Ticket.kind, Ticket.status)).all()
     return Counter({(kind, status): n for kind, status, n in rows})
+
+
+# Optuna's own tables, only the columns a run's status reads (no private Optuna API).
+_STUDIES = table("studies", column("study_id"), column("study_name"))
+_TRIALS = table("trials", column("study_id"), column("number"), column("state"))
+
+
+def trial_states(session: Session, study_name: str) -> Counter[str]:
+    """How many of the study's trials are in each state (``COMPLETE``, ``PRUNED``,
+    ``FAIL``, ``RUNNING``, ``WAITING``), read from Optuna's tables: the counts a run's
+    result reports. Empty while no worker has created the study."""
+    rows = session.execute(select(_TRIALS.c.state, func.count())
+                           .join(_STUDIES, _STUDIES.c.study_id == _TRIALS.c.study_id)
+                           .where(_STUDIES.c.study_name == study_name)
+                           .group_by(_TRIALS.c.state)).all()
+    return Counter({str(state): n for state, n in rows})
+
+
+def unheld_running_trials(session: Session) -> list[tuple[str, int]]:
+    """``(run id, trial number)`` of every RUNNING trial of a running run that no running
+    ticket of the run holds. A worker records its trial's number on its ticket just after
+    Optuna starts the trial; until it has, any RUNNING trial of the run may be that one,
+    so a run with a running trial ticket that has no number yet has no unheld trials. A
+    trial that stays unheld has lost its worker (e.g. a storage outage between the two)."""
+    running = (Ticket.run_id == Run.id, Ticket.status == "running")
+    held = exists().where(*running, Ticket.trial_number == _TRIALS.c.number)
+    starting = exists().where(*running, Ticket.kind == "trial", Ticket.trial_number.is_(None))
+    rows = session.execute(select(Run.id, _TRIALS.c.number)
+                           .join(_STUDIES, _STUDIES.c.study_name == Run.study_name)
+                           .join(_TRIALS, _TRIALS.c.study_id == _STUDIES.c.study_id)
+                           .where(Run.status == "running", _TRIALS.c.state == "RUNNING",
+                                  ~held, ~starting))
+    return [(str(run_id), int(number)) for run_id, number in rows]
 
 
 def unfinished_runs_done(session: Session) -> list[str]:

@@ -33,17 +33,18 @@ import optuna
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from helpers import DOCUMENTED_ROLES, documented_role_statements
 from optuna_dashboard import get_note
 from pgserver import HOST, PostgresServer, free_port
 
 from automl.client import Client
+from automl.db.engine import connection_url
 
 pytestmark = pytest.mark.slow
 
 FAST = {"max_epochs": 8, "patience": 3, "n_layers": 1, "units": {"type": "int", "low": 8,
                                                                     "high": 32}}
 MODEL_FILES = ("model.json", "model.safetensors", "model.onnx")
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "service.md"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
@@ -101,39 +102,19 @@ def finished(pg_server: PostgresServer, pg_template: str,
 
 @pytest.fixture(scope="module")
 def reader(pg_server: PostgresServer, finished: FinishedRun) -> Iterator[str]:
-    """The read-only role, granted exactly what docs/service.md grants automl_reader."""
+    """The read-only role: docs/service.md's roles block run as written (fresh role names)."""
     suffix = uuid.uuid4().hex[:8]
-    roles = {name: f"{name}_{suffix}" for name in ("automl_reader", "automl_client",
-                                                    "automl_worker")}
-    for role in roles.values():
-        pg_server.psql(f"CREATE ROLE {role} LOGIN")
+    roles = {name: f"{name}_{suffix}" for name in DOCUMENTED_ROLES}
     try:
-        for statement in documented_reader_grants():
-            for name, role in roles.items():
-                statement = re.sub(rf"\b{name}\b", role, statement)
-            statement = re.sub(r"\bDATABASE automl\b", f"DATABASE {finished.database}",
-                               statement)
+        for statement in documented_role_statements(roles, finished.database):
             pg_server.psql(statement, dbname=finished.database)
-        yield (f"postgresql+psycopg2://{roles['automl_reader']}@{HOST}:{pg_server.port}/"
+        yield (f"postgresql://{roles['automl_reader']}@{HOST}:{pg_server.port}/"
                f"{finished.database}")
     finally:
         for role in roles.values():
             pg_server.psql(f"DROP OWNED BY {role}", dbname=finished.database)
-            pg_server.psql(f"DROP ROLE {role}")
-
-
-def documented_reader_grants() -> list[str]:
-    """The statements of docs/service.md's roles block that concern automl_reader."""
-    text = DOCS.read_text()
-    block = text[text.index("## Least-privilege roles"):]
-    sql = block[block.index("```sql") + len("```sql"):]
-    sql = sql[:sql.index("```")]
-    lines = [line.split("--")[0] for line in sql.splitlines()]
-    statements = [" ".join(s.split()) for s in "\n".join(lines).split(";")]
-    chosen = [s for s in statements
-              if "automl_reader" in s and not s.startswith("CREATE ROLE")]
-    assert any(s.startswith("GRANT SELECT") for s in chosen), chosen
-    return chosen
+        for role in roles.values():
+            pg_server.psql(f"DROP ROLE IF EXISTS {role}")
 
 
 class Dashboard:
@@ -349,7 +330,7 @@ def test_served_as_the_read_only_role_every_write_endpoint_fails_and_nothing_cha
 
     # The grants alone refuse it too, with the role's read-only default switched off; and
     # the role reads what the dashboard needs, not the data sets or the queue.
-    engine = sa.create_engine(reader, connect_args={
+    engine = sa.create_engine(connection_url(reader), connect_args={
         "options": "-c default_transaction_read_only=off"})
     try:
         with engine.connect() as connection:

@@ -320,3 +320,43 @@ def test_a_trial_left_running_by_a_lost_worker_is_failed_when_the_run_finishes(
     assert trials[orphan.number].state == TrialState.FAIL
     assert trials[orphan.number].user_attrs["stop_reason"] == "lost_worker"
     assert result["n_failed"] == 1 and result["n_complete"] + result["n_pruned"] == 2
+    status = run.status()  # counted from the trials: it agrees with the result
+    assert (status.trials_done, status.trials_failed, status.trials_running) == \
+        (result["n_trials"], 1, 0)
+    assert status.trials_complete == result["n_complete"] and status.budget_spent == 2
+
+
+def test_the_sweeper_fails_a_running_trial_that_no_ticket_holds(
+        tmp_path: Path, digits_frame: pd.DataFrame) -> None:
+    """Issue 17: a trial left RUNNING with no live ticket (its worker lost the storage
+    between starting the trial and recording it on its ticket) is failed by the sweeper
+    while the run goes on, not only when the run ends; a trial a live ticket holds is not,
+    nor is any while a running ticket of the run has yet to record its trial's number."""
+    from automl.db import queries
+    from automl.db.schema import upgrade
+    from workers.service_worker import ServiceWorker
+
+    url = f"sqlite:///{tmp_path / 'unheld.db'}"
+    upgrade(url)
+    client = Client(url)
+    run = client.submit(digits_frame.iloc[:400], "target", space=FAST, n_trials=2, n_seeds=1)
+    queries.start_run(client.engine, run.id)
+    study = optuna.create_study(study_name=f"automl-{run.id}", storage=url)
+    unheld, held = study.ask(), study.ask()
+    claim = queries.claim_ticket(client.engine, "a-live-worker", lease_s=600)
+    assert claim is not None and claim.kind == "trial"
+    sweeper = ServiceWorker(url, lease_s=0.5)
+    for _ in range(2):  # a live ticket yet to record its trial's number: either may be its
+        sweeper.sweep()
+        time.sleep(0.6)
+    assert [t.state for t in study_trials(url, run.id)] == [TrialState.RUNNING] * 2
+    queries.set_trial_number(client.engine, claim.id, held.number)
+    sweeper.sweep()
+    states = [t.state for t in study_trials(url, run.id)]
+    assert states == [TrialState.RUNNING] * 2  # a trial just started gets a lease's grace
+    time.sleep(0.6)
+    sweeper.sweep()
+    trials = study_trials(url, run.id)
+    assert trials[unheld.number].state == TrialState.FAIL
+    assert trials[unheld.number].user_attrs["stop_reason"] == "lost_worker"
+    assert trials[held.number].state == TrialState.RUNNING
