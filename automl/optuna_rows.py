@@ -1,8 +1,11 @@
 """The rows :mod:`automl.write_behind` writes to (and reads from) Optuna's own tables.
 
 Everything here goes through Optuna's ORM models, value encodings and sessions, so the
-rows are exactly those Optuna's ``RDBStorage`` would write; it relies on RDBStorage
-internals, which is why optuna is pinned below 5 and tests compare rows with Optuna's own.
+rows are exactly those Optuna's ``RDBStorage`` would write. It relies on RDBStorage
+internals (``optuna.storages._rdb``: the ORM models, ``_create_scoped_session``,
+``_set_trial_value_without_commit``) that Optuna 4.x and 5.x share, except the one
+difference handled in :func:`_stored_now`; CI runs the tests on both (``make
+test-optuna4``), and tests compare the rows with Optuna's own.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import json
 import time
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, cast
 
 from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
@@ -106,9 +109,22 @@ def claim_waiting(rdb: RDBStorage, trial_id: int) -> bool:
     model = models.TrialModel
     with _create_scoped_session(rdb.scoped_session) as session:
         claimed = session.execute(
-            update(model).where(model.trial_id == trial_id, model.state == TrialState.WAITING)
-            .values(state=TrialState.RUNNING, datetime_start=datetime.now()))
+            update(model.__table__)
+            .where(model.trial_id == trial_id, model.state == TrialState.WAITING)
+            .values({"state": TrialState.RUNNING, "datetime_start": _stored_now()}))
         return cast(int, claimed.rowcount) == 1  # type: ignore[attr-defined]
+
+
+# Optuna 5 stores trial datetimes as naive UTC (``TrialModel._datetime_start_utc``, column
+# ``datetime_start``, converted by a property); Optuna 4 stores naive local time.
+_STORES_UTC = hasattr(models.TrialModel, "_datetime_start_utc")
+
+
+def _stored_now() -> datetime:
+    """Now, as Optuna's ``trials.datetime_start`` column holds it in this Optuna version."""
+    if _STORES_UTC:
+        return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now()
 
 
 def any_waiting(rdb: RDBStorage, study_id: int) -> bool:
