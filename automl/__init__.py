@@ -16,7 +16,8 @@ from automl.result import TuneResult, format_report
 from automl.space import Choice, Fixed, FloatRange, IntRange, SearchSpace, default_space
 
 if TYPE_CHECKING:
-    from automl.tuner import TuneOptions, tune
+    from automl.plan import TuneOptions
+    from automl.tuner import tune
 
 __all__ = [
     "AutoMLError",

@@ -34,12 +34,14 @@ from automl.data import DataLimits
 from automl.db.engine import refusal
 from automl.db.schema import upgrade
 from automl.errors import AutoMLError, ConfigError
-from automl.executor import check_gpu_share, single_machine_ray
+from automl.executor import check_gpu_share
 from automl.explain import stored_diagnostics_text
+from automl.plan import DEFAULT_STORAGE, TuneOptions
 from automl.result import format_report, result_from_dict
 from automl.retry import BUDGET_S, set_budget
+from automl.runtime import service_worker
 from automl.studies import PRUNERS
-from automl.tuner import DEFAULT_STORAGE, TuneOptions, tune
+from automl.tuner import tune
 
 EXIT_USER_ERROR = 2
 
@@ -230,27 +232,20 @@ def run_db(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from workers.service_worker import ServiceWorker
-
     if not args.db_retry > 0:
         raise ConfigError(f"--db-retry must be positive, got {args.db_retry}",
                           field="db_retry")
     set_budget(args.db_retry)
-    worker: ServiceWorker
     if args.ray_address:
         check_gpu_share(args.gpus_per_trial)
-        if args.ray_address == "local":
-            single_machine_ray()
-        from workers.ray_service import RayServiceWorker
-
-        worker = RayServiceWorker(storage_of(args), ray_address=args.ray_address,
-                                  cpus_per_trial=args.cpus_per_trial,
-                                  gpus_per_trial=args.gpus_per_trial,
-                                  max_parallel=args.max_parallel, lease_s=args.lease,
-                                  optuna_proxy=args.optuna_proxy)
+        worker = service_worker(storage_of(args), lease_s=args.lease,
+                                optuna_proxy=args.optuna_proxy, ray_address=args.ray_address,
+                                cpus_per_trial=args.cpus_per_trial,
+                                gpus_per_trial=args.gpus_per_trial,
+                                max_parallel=args.max_parallel)
     else:
-        worker = ServiceWorker(storage_of(args), lease_s=args.lease, threads=args.threads,
-                               optuna_proxy=args.optuna_proxy)
+        worker = service_worker(storage_of(args), lease_s=args.lease,
+                                optuna_proxy=args.optuna_proxy, threads=args.threads)
     print(f"worker {worker.worker_id} started", file=sys.stderr)
     done = worker.serve(max_tickets=args.max_tickets, idle_exit=args.idle_exit)
     print(f"worker {worker.worker_id} stopped after {done} tickets", file=sys.stderr)

@@ -21,10 +21,10 @@ from automl.db.engine import make_engine
 from automl.db.queries import cancel_run, list_runs, ticket_counts, trial_states
 from automl.db.schema import check_schema
 from automl.errors import ConfigError, RunFailedError
+from automl.plan import TuneOptions
 from automl.progress import Progress
 from automl.retry import with_retry
 from automl.service import validate_submission, write_submission
-from automl.tuner import TuneOptions
 
 STORAGE_ENV = "AUTOML_STORAGE"
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -187,7 +187,7 @@ class RunHandle:
         It is read from Optuna's artifact store in the same database (the files
         ``automl export`` writes); raises a typed error while the run has no model."""
         from automl.artifacts import read_model
-        from workers.predictor import Predictor
+        from automl.runtime import predictor_from_files
 
         files = read_model(self.client.url, self.id, onnx=False, engine=self.client.engine)
-        return Predictor.from_files(files)
+        return predictor_from_files(files)

@@ -1,14 +1,13 @@
 """The interface between the tuner and whatever runs the training work.
 
 ``automl`` defines it and never imports torch or ray; :mod:`workers.ray_executor`
-implements it with Ray (local in-process by default, or a cluster address). The default
-is reached by :func:`default_executor`, the only place ``automl`` names ``workers``.
+implements it with Ray (local in-process by default, or a cluster address), reached
+through :func:`automl.runtime.default_executor`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -53,17 +52,6 @@ class Executor(Protocol):
         """Release what the executor started."""
 
 
-def single_machine_ray() -> None:
-    """Make a Ray started here listen on 127.0.0.1 only.
-
-    Ray 2.60 otherwise binds its servers to every interface and advertises the host's
-    outward address, even when told 127.0.0.1. Its single-machine mode (the switch below,
-    read when ray is first imported) keeps everything on loopback. Clusters are unaffected:
-    this is only called when no cluster address is given.
-    """
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-
-
 def check_gpu_share(value: Any) -> None:
     """``gpus_per_trial``: 0 (CPU), a fraction of one GPU (trials share it), or a whole
     number of GPUs, as Ray accepts; anything else is refused by name."""
@@ -71,20 +59,3 @@ def check_gpu_share(value: Any) -> None:
     if not number or not 0 <= value < math.inf or (value > 1 and value != int(value)):
         raise ConfigError("gpus_per_trial must be 0, a fraction of one GPU such as 0.25, "
                           f"or a whole number of GPUs, not {value!r}", field="gpus_per_trial")
-
-
-def default_executor(ray_address: str | None = None, n_workers: int | None = None,
-                     cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
-                     head_start: bool = True) -> Executor:
-    """The Ray executor (a local Ray started in-process unless ``ray_address`` is given).
-
-    ``head_start``: a local Ray's first trials train in a fork of this process while Ray
-    starts (:mod:`workers.head_start`)."""
-    if ray_address is None:
-        single_machine_ray()
-    try:
-        from workers.ray_executor import RayExecutor
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise ConfigError(f"training needs the worker extras ({exc.name} is missing): "
-                          "pip install 'automl[worker]'", field="executor") from exc
-    return RayExecutor(ray_address, n_workers, cpus_per_trial, gpus_per_trial, head_start)

@@ -23,10 +23,10 @@ from automl.data.preprocess import prepare
 from automl.data.sources import read_dataset
 from automl.db.models import Dataset, Run
 from automl.db.queries import add_run, dataset_id, insert_dataset, utcnow
+from automl.plan import TuneOptions, as_space, baselines_for, settings_of
 from automl.retry import with_retry
 from automl.space import SearchSpace
 from automl.summary import metric_of
-from automl.tuner import TuneOptions, as_space, baselines_for, settings_of
 
 MAX_ATTEMPTS = 3
 

@@ -109,7 +109,8 @@ def child(args: argparse.Namespace, gpus: float, out: Path) -> None:
     import optuna
 
     from automl.data import load_dataset
-    from automl.executor import StudyJob, single_machine_ray
+    from automl.executor import StudyJob
+    from automl.runtime import single_machine_ray
     from automl.space import SearchSpace
     from automl.studies import StudySettings, create_study, pruning_policy
     from workers.ray_executor import RayExecutor

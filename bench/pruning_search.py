@@ -79,7 +79,7 @@ def pruning_run(args: argparse.Namespace, pruner: str, seed: int, folder: Path) 
 
 
 def pruning(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from automl.executor import single_machine_ray
+    from automl.runtime import single_machine_ray
     from workers.ray_executor import start_ray
 
     single_machine_ray()

@@ -23,11 +23,11 @@ from automl.db import queries
 from automl.db.models import Run
 from automl.db.schema import check_schema
 from automl.notes import write_note
+from automl.plan import baselines_for
 from automl.result import ModelScore
 from automl.retry import is_transient, with_retry
 from automl.summary import constant_baseline, summarize
 from automl.trials import fail_orphans
-from automl.tuner import baselines_for
 from workers.tickets import TicketRunner
 
 logger = logging.getLogger(__name__)

@@ -62,11 +62,10 @@ def export_model(url: str, run_or_study: str, out: Path, *, onnx: bool = True,
 def _onnx_here(files: dict[str, bytes]) -> bytes:
     """The stored bundle has no ONNX file (its export failed on the worker): export it
     here from the weights, which needs the worker extras."""
+    from automl.runtime import onnx_from_files
+
     try:
-        from workers.export import onnx_bytes
-        from workers.predictor import Predictor
-    except ImportError as exc:
-        raise ConfigError(f"the stored model has no ONNX file and making one needs the "
-                          f"worker extras ({exc.name} is missing): pip install "
-                          "'automl[worker]', or pass --no-onnx", field="onnx") from exc
-    return onnx_bytes(Predictor.from_files(files))
+        return onnx_from_files(files)
+    except ConfigError as exc:
+        raise ConfigError(f"the stored model has no ONNX file and {exc}, or pass --no-onnx",
+                          field="onnx") from exc

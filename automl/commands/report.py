@@ -19,9 +19,8 @@ from sqlalchemy.orm import Session
 from automl.client import RunFailedError
 from automl.db.engine import connection_url, make_engine
 from automl.errors import ConfigError
-from automl.result import TuneResult, result_from_dict
+from automl.result import RESULT_ATTR, TuneResult, result_from_dict
 from automl.studies import check_storage_url
-from automl.tuner import RESULT_ATTR
 
 
 def register(commands: Any) -> None:

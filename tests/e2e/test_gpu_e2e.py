@@ -20,7 +20,7 @@ import automl
 from automl.configs import ModelConfig, TrainConfig, TrialConfig
 from automl.data import PreparedData
 from automl.errors import ConfigError
-from automl.executor import default_executor
+from automl.runtime import default_executor
 from workers.data import to_tensors
 from workers.evaluate import evaluate_config
 

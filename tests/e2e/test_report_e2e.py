@@ -14,7 +14,7 @@ from sklearn.datasets import load_breast_cancer
 import automl
 from automl.cli import main
 from automl.explain import stored_diagnostics_text
-from automl.tuner import RESULT_ATTR
+from automl.result import RESULT_ATTR
 
 pytestmark = pytest.mark.slow
 

@@ -132,7 +132,7 @@ def test_repeated_divergence_stops_the_study_as_unhealthy(tmp_path: Path) -> Non
 
 def test_the_embedded_ray_listens_on_loopback_only() -> None:
     """Checked in a fresh interpreter: Ray reads its network mode when first imported."""
-    script = ("from automl.executor import default_executor\n"
+    script = ("from automl.runtime import default_executor\n"
               "executor = default_executor(n_workers=1)\n"
               "executor.start()  # a local Ray starts at the first trial otherwise\n"
               "import ray\n"

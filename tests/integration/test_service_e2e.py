@@ -270,8 +270,8 @@ def test_racing_submits_of_one_new_dataset_all_succeed(url: str,
     import threading
 
     from automl.db.engine import make_engine
+    from automl.plan import TuneOptions
     from automl.service import validate_submission, write_submission
-    from automl.tuner import TuneOptions
 
     submission = validate_submission(digits_frame.iloc[:300], "target", FAST,
                                      TuneOptions(storage=url, n_trials=2, progress=False))

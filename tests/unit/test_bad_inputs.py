@@ -3,7 +3,7 @@
 Every case builds one malformed submission (a DataFrame, numpy arrays, a file written
 into ``tmp_path``, a search space or run options), calls the real entry point
 (:func:`automl.data.load_dataset`, :class:`automl.space.SearchSpace`,
-:class:`automl.tuner.TuneOptions`) and asserts:
+:class:`automl.plan.TuneOptions`) and asserts:
 
 * the exact typed error class and its stable ``code``;
 * ``.field`` names the offending column or parameter (``"data"`` for whole-file
@@ -52,8 +52,8 @@ from automl.errors import (
     TooLargeError,
     UnsafeFormatError,
 )
+from automl.plan import TuneOptions
 from automl.space import SearchSpace
-from automl.tuner import TuneOptions
 
 MAX_SECONDS = 2.0
 NPZ_TARGET = "y"  # sources._read_npz names the column of the y array "y"

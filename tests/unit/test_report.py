@@ -17,9 +17,8 @@ from automl.cli import main
 from automl.explain import comparison_rows, diagnostics_text, note_markdown, width_rows
 from automl.pruning import AUDIT_ATTR
 from automl.report import write_report
-from automl.result import BestTrial, ModelScore, TuneResult
+from automl.result import RESULT_ATTR, BestTrial, ModelScore, TuneResult
 from automl.space import Choice, Fixed, FloatRange, IntRange, SearchSpace
-from automl.tuner import RESULT_ATTR
 
 SPACE = SearchSpace({"n_layers": IntRange(1, 2), "units": IntRange(8, 256, log=True),
                      "lr": FloatRange(1e-4, 1e-2, log=True), "activation": Choice(("relu",

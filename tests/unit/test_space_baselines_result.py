@@ -123,8 +123,8 @@ def test_equal_scores_are_a_tie_not_a_loss() -> None:
 
 
 def test_start_up_trials_scale_with_the_budget() -> None:
+    from automl.plan import TuneOptions, pruner_startup, settings_of, startup_trials
     from automl.space import SearchSpace
-    from automl.tuner import TuneOptions, pruner_startup, settings_of, startup_trials
 
     assert [startup_trials(n) for n in (1, 9, 20, 30, 100)] == [3, 3, 6, 10, 10]
     assert [pruner_startup(n) for n in (1, 9, 20, 30, 100)] == [3, 3, 5, 5, 5]

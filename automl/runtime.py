@@ -1,0 +1,86 @@
+"""The one place ``automl`` names ``workers``: the training side, imported on first use.
+
+``automl`` never imports torch or Ray at import time, so the client and the CLI's light
+commands work without the ``worker`` extras. Whatever trains, serves tickets, predicts or
+exports a model is reached through the functions here; each imports its ``workers``
+module when called and turns a missing extra into one actionable :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from automl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from automl.executor import Executor
+    from workers.service_worker import ServiceWorker
+
+
+def _workers(module: str, what: str) -> ModuleType:
+    try:
+        return importlib.import_module(f"workers.{module}")
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        if exc.name is None or exc.name.startswith("workers"):
+            raise
+        raise ConfigError(f"{what} needs the worker extras ({exc.name} is missing): "
+                          "pip install 'automl[worker]'", field="executor") from exc
+
+
+def single_machine_ray() -> None:
+    """Make a Ray started here listen on 127.0.0.1 only.
+
+    Ray 2.60 otherwise binds its servers to every interface and advertises the host's
+    outward address, even when told 127.0.0.1. Its single-machine mode (the switch below,
+    read when ray is first imported) keeps everything on loopback. Clusters are unaffected:
+    this is only called when no cluster address is given.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def default_executor(ray_address: str | None = None, n_workers: int | None = None,
+                     cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+                     head_start: bool = True) -> Executor:
+    """The Ray executor (a local Ray started in-process unless ``ray_address`` is given).
+
+    ``head_start``: a local Ray's first trials train in a fork of this process while Ray
+    starts (:mod:`workers.head_start`)."""
+    if ray_address is None:
+        single_machine_ray()
+    module = _workers("ray_executor", "training")
+    executor: Executor = module.RayExecutor(ray_address, n_workers, cpus_per_trial,
+                                            gpus_per_trial, head_start)
+    return executor
+
+
+def service_worker(storage: str, *, lease_s: float, optuna_proxy: str | None,
+                   ray_address: str | None = None, threads: int = 1,
+                   **ray_options: Any) -> ServiceWorker:
+    """An ``automl worker``: tickets run in this process, or on Ray when ``ray_address``
+    is given (``"local"`` starts a Ray on this machine); ``ray_options`` are
+    ``RayServiceWorker``'s (``cpus_per_trial``, ``gpus_per_trial``, ``max_parallel``)."""
+    if ray_address is None:
+        module = _workers("service_worker", "a worker")
+        worker: ServiceWorker = module.ServiceWorker(storage, lease_s=lease_s, threads=threads,
+                                                     optuna_proxy=optuna_proxy)
+        return worker
+    if ray_address == "local":
+        single_machine_ray()
+    module = _workers("ray_service", "a Ray worker")
+    worker = module.RayServiceWorker(storage, ray_address=ray_address, lease_s=lease_s,
+                                     optuna_proxy=optuna_proxy, **ray_options)
+    return worker
+
+
+def predictor_from_files(files: dict[str, bytes]) -> Any:
+    """A stored model bundle (file name -> bytes) as a ``workers.predictor.Predictor``."""
+    return _workers("predictor", "predicting").Predictor.from_files(files)
+
+
+def onnx_from_files(files: dict[str, bytes]) -> bytes:
+    """The ONNX file of a stored model bundle, exported here from its weights."""
+    predictor = predictor_from_files(files)
+    return bytes(_workers("export", "exporting to ONNX").onnx_bytes(predictor))
