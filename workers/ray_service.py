@@ -17,7 +17,7 @@ from typing import Any
 import ray
 import torch
 
-from automl.db import queries
+from automl.db import leases, queries
 from workers.ray_executor import check_gpus, start_ray, trial_slots
 from workers.service_worker import Heartbeat, ServiceWorker, describe
 from workers.tickets import TicketRunner
@@ -38,7 +38,7 @@ class TicketWatch:
     def stop_reason(self) -> str | None:
         if self.reason is None and time.monotonic() - self.checked_at >= self.every_s:
             self.checked_at = time.monotonic()
-            status, holder, run_status = queries.holder_of(self.engine, self.ticket_id)
+            status, holder, run_status = leases.holder_of(self.engine, self.ticket_id)
             if run_status == "cancelled":
                 self.reason = "cancelled"
             elif status != "running" or holder != self.worker_id:
@@ -59,7 +59,7 @@ def task_runner(url: str, optuna_proxy: str | None = None) -> TicketRunner:
 
 
 @ray.remote(max_retries=0)
-def run_ticket(url: str, claim: queries.Claim, worker_id: str,
+def run_ticket(url: str, claim: leases.Claim, worker_id: str,
                optuna_proxy: str | None = None) -> dict[str, Any]:
     logging.getLogger("optuna").setLevel(logging.WARNING)
     runner = task_runner(url, optuna_proxy)
@@ -79,7 +79,7 @@ class RayServiceWorker(ServiceWorker):
         resources = ray.cluster_resources()
         check_gpus(resources, gpus_per_trial, local=ray_address == "local")
         self.max_parallel = max_parallel or trial_slots(resources, **self.options)
-        self.inflight: dict[ray.ObjectRef, tuple[queries.Claim, Heartbeat]] = {}
+        self.inflight: dict[ray.ObjectRef, tuple[leases.Claim, Heartbeat]] = {}
 
     def idle(self) -> bool:
         return not self.inflight
@@ -87,7 +87,7 @@ class RayServiceWorker(ServiceWorker):
     def step(self) -> int:
         self.sweep_if_due()
         while len(self.inflight) < self.max_parallel:
-            claim = queries.claim_ticket(self.engine, self.worker_id, self.lease_s)
+            claim = leases.claim_ticket(self.engine, self.worker_id, self.lease_s)
             if claim is None:
                 break
             queries.start_run(self.engine, claim.run_id)
@@ -115,15 +115,15 @@ class RayServiceWorker(ServiceWorker):
         else:
             self.release(claim, "done", result, None)
 
-    def lost(self, claim: queries.Claim, exc: BaseException) -> None:
+    def lost(self, claim: leases.Claim, exc: BaseException) -> None:
         """Settle the dead task's ticket now rather than when its lease lapses."""
         logger.warning("ticket %s lost its Ray worker: %s", claim.id, type(exc).__name__)
         error = f"lost_worker: {type(exc).__name__}"
-        number = queries.trial_number_of(self.engine, claim.id)
+        number = leases.trial_number_of(self.engine, claim.id)
         if claim.kind == "trial" and number is not None:
             self.settle_lost_trial(claim.id, claim.run_id, number, error)
         else:
-            queries.requeue_lost(self.engine, claim.id, self.worker_id, None, error)
+            leases.requeue_lost(self.engine, claim.id, self.worker_id, None, error)
 
 
 def passthrough_env() -> dict[str, str]:

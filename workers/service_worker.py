@@ -19,7 +19,7 @@ from datetime import timezone
 import torch
 from sqlalchemy.orm import Session
 
-from automl.db import queries
+from automl.db import leases, queries
 from automl.db.models import Run
 from automl.db.schema import check_schema
 from automl.notes import write_note
@@ -54,7 +54,7 @@ class Heartbeat:
         interval = self.worker.lease_s / 3
         while not self._done.wait(interval):
             try:
-                held = queries.renew_lease(self.worker.engine, self.ticket_id,
+                held = leases.renew_lease(self.worker.engine, self.ticket_id,
                                            self.worker.worker_id, self.worker.lease_s)
             except Exception:  # the database is away: keep trying until the lease lapses
                 logger.warning("heartbeat failed; retrying", exc_info=True)
@@ -113,7 +113,7 @@ class ServiceWorker:
     def step(self) -> int:
         """Sweep (when due), then claim and run one ticket; the number of tickets finished."""
         self.sweep_if_due()
-        claim = queries.claim_ticket(self.engine, self.worker_id, self.lease_s)
+        claim = leases.claim_ticket(self.engine, self.worker_id, self.lease_s)
         if claim is None:
             self.sweep()  # nothing to do here: look for lost work and finished runs
             return 0
@@ -136,9 +136,9 @@ class ServiceWorker:
         self.release(claim, status, result, error)
         return 1
 
-    def release(self, claim: queries.Claim, status: str, result: dict | None,
+    def release(self, claim: leases.Claim, status: str, result: dict | None,
                 error: str | None) -> None:
-        queries.release_ticket(self.engine, claim.id, self.worker_id, status=status,
+        leases.release_ticket(self.engine, claim.id, self.worker_id, status=status,
                                result=result, error=error)
         if claim.kind != "trial":  # a run ends with its best or baseline tickets, never a trial
             self.finish_ready_runs()
@@ -151,10 +151,10 @@ class ServiceWorker:
         """Take back expired leases (settling their lost trials), skip overdue trials and
         write the summary of every run whose work is all done."""
         self._swept_at = time.monotonic()
-        for expired in queries.expire_leases(self.engine, self.worker_id, self.lease_s):
+        for expired in leases.expire_leases(self.engine, self.worker_id, self.lease_s):
             if expired.held and expired.trial_number is not None:
                 self.settle_lost_trial(expired.id, expired.run_id, expired.trial_number,
-                                       queries.LEASE_EXPIRED)
+                                       leases.LEASE_EXPIRED)
         self.fail_unheld_trials()
         queries.skip_overdue_trials(self.engine)
         self.finish_ready_runs()
@@ -184,10 +184,10 @@ class ServiceWorker:
         permitting) with the trial's parameters."""
         lost = self.runner.fail_lost_trial(run_id, number)
         if lost.finished:  # told before its worker died: nothing to run again
-            queries.release_ticket(self.engine, ticket_id, self.worker_id, status="done",
+            leases.release_ticket(self.engine, ticket_id, self.worker_id, status="done",
                                    result={"trial_number": number})
         else:
-            queries.requeue_lost(self.engine, ticket_id, self.worker_id, lost.params, error)
+            leases.requeue_lost(self.engine, ticket_id, self.worker_id, lost.params, error)
 
     def finish_ready_runs(self) -> None:
         def ready_runs() -> list[str]:

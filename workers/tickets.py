@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from automl.artifacts import DatabaseArtifactStore, upload_model
 from automl.configs import TrialConfig
 from automl.data import PreparedData, load_dataset
-from automl.db import queries
+from automl.db import leases, queries
 from automl.db.engine import make_engine
 from automl.db.models import BaselineResult, Run
 from automl.plan import baselines_for, first_trials
@@ -79,7 +79,7 @@ class TicketRunner:
         self._contexts: dict[str, RunContext] = {}
         self._studies: dict[str, optuna.Study] = {}
 
-    def execute(self, claim: queries.Claim, stop_reason: StopReason) -> dict[str, Any]:
+    def execute(self, claim: leases.Claim, stop_reason: StopReason) -> dict[str, Any]:
         ctx = self.context(claim.run_id)
         if claim.kind == "trial":
             return self.run_trial(claim, ctx, stop_reason)
@@ -87,7 +87,7 @@ class TicketRunner:
             return self.run_baseline(claim.name, ctx, stop_reason)
         return self.run_best(ctx, stop_reason)
 
-    def run_trial(self, claim: queries.Claim, ctx: RunContext,
+    def run_trial(self, claim: leases.Claim, ctx: RunContext,
                   stop_reason: StopReason) -> dict[str, Any]:
         study = self.study(ctx.run, worker_index=claim.id)
         if claim.retry_params:  # popped before any other waiting trial: write_behind
@@ -96,7 +96,7 @@ class TicketRunner:
 
         def on_start(trial: optuna.Trial) -> None:
             numbers.append(trial.number)
-            queries.set_trial_number(self.engine, claim.id, trial.number)
+            leases.set_trial_number(self.engine, claim.id, trial.number)
 
         run_trial(study, ctx.space, ctx.data, ctx.run.seed, TrialHooks(on_start, stop_reason),
                   pruning_policy(StudySettings(**ctx.run.settings)))

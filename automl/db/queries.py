@@ -1,9 +1,7 @@
-"""Every query the service makes, in one place.
-
-Claiming work is one statement: ``UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE
-SKIP LOCKED) RETURNING ...`` on PostgreSQL; on SQLite the lock clause is dropped and the
-single-writer lock makes the same conditional UPDATE atomic. Leases are renewed by
-heartbeats; an expired lease puts the ticket back in the queue until its attempts run out.
+"""Every query the service makes on its own tables, in one place with
+:mod:`automl.db.leases` (claiming, renewing and releasing tickets): data sets, runs and
+their tickets, results, model files, and the few reads of Optuna's tables a run's status
+needs (through ``table()`` definitions, no private Optuna API).
 """
 
 from __future__ import annotations
@@ -11,15 +9,11 @@ from __future__ import annotations
 import getpass
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import (
     Engine,
-    String,
-    bindparam,
-    case,
     column,
     delete,
     exists,
@@ -29,7 +23,7 @@ from sqlalchemy import (
     table,
     update,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from automl.db.models import ArtifactBlob, BaselineResult, Dataset, Run, Ticket
 from automl.errors import PermissionDeniedError
@@ -41,35 +35,6 @@ TERMINAL_TICKET = ("done", "failed", "skipped", "cancelled")
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A ticket a worker now holds."""
-
-    id: int
-    run_id: str
-    kind: str
-    name: str
-    attempts: int
-    retry_params: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class Expired:
-    """A running ticket whose lease ran out, and what became of it.
-
-    ``held``: a trial ticket whose trial exists; the sweeper now holds its lease and must
-    settle it (:func:`release_ticket` or :func:`requeue_lost`). Otherwise the ticket was
-    re-queued (``requeued``) or failed, its attempts spent.
-    """
-
-    id: int
-    run_id: str
-    kind: str
-    trial_number: int | None
-    requeued: bool
-    held: bool = False
 
 
 def dataset_id(session: Session, content_hash: str) -> int | None:
@@ -117,163 +82,17 @@ def current_role(session: Session) -> str:
     return getpass.getuser()
 
 
-def _claim_statement() -> Any:
-    """``UPDATE ... WHERE id = (the next claimable ticket) RETURNING ...``, built once
-    (building it cost more than running it); bound: worker_id, now, leased_until."""
-    other, trial = aliased(Ticket), aliased(Ticket)
-    running_in_run = (select(func.count()).where(other.run_id == Ticket.run_id,
-                                                 other.status == "running")
-                      .correlate(Ticket).scalar_subquery())
-    trials_pending = exists().where(trial.run_id == Ticket.run_id, trial.kind == "trial",
-                                    trial.status.in_(("queued", "running")))
-    candidate = (select(Ticket.id).join(Run, Run.id == Ticket.run_id)
-                 .where(Ticket.status == "queued", Run.status.in_(ACTIVE_RUN),
-                        (Ticket.kind != "best") | ~trials_pending)
-                 .order_by(running_in_run, Ticket.id).limit(1)
-                 .with_for_update(skip_locked=True, of=Ticket).scalar_subquery())
-    now = bindparam("b_now", type_=Ticket.updated_at.type)
-    return (update(Ticket).where(Ticket.id == candidate, Ticket.status == "queued")
-            .values(status="running", worker_id=bindparam("b_worker_id", type_=String),
-                    attempts=Ticket.attempts + 1, heartbeat_at=now, updated_at=now,
-                    leased_until=bindparam("b_leased_until", type_=Ticket.leased_until.type))
-            .returning(Ticket.id, Ticket.run_id, Ticket.kind, Ticket.name,
-                       Ticket.attempts, Ticket.retry_params))
-
-
-_CLAIM = _claim_statement()
-
-
-def claim_ticket(engine: Engine, worker_id: str, lease_s: float) -> Claim | None:
-    """Take the next queued ticket, fairly across runs; None when there is nothing to do.
-
-    A run's ``best`` ticket waits until none of its trials is queued or running. Among
-    runs, the one with the fewest running tickets goes first.
-    """
-    def claim() -> Claim | None:
-        now = utcnow()
-        with engine.begin() as connection:
-            row = connection.execute(_CLAIM, {
-                "b_worker_id": worker_id, "b_now": now,
-                "b_leased_until": now + timedelta(seconds=lease_s)}).first()
-        return None if row is None else Claim(*row)
-
-    return with_retry(claim)
-
-
-def renew_lease(engine: Engine, ticket_id: int, worker_id: str, lease_s: float) -> bool:
-    """Extend a held lease; False if the ticket is no longer this worker's (expired and
-    re-queued, or its run was cancelled)."""
-    now = utcnow()
-    statement = (update(Ticket).where(Ticket.id == ticket_id, Ticket.worker_id == worker_id,
-                                      Ticket.status == "running")
-                 .values(leased_until=now + timedelta(seconds=lease_s), heartbeat_at=now,
-                         updated_at=now))
-    return with_retry(lambda: _rowcount(engine, statement) == 1)
-
-
-def _rowcount(engine: Engine, statement: Any, values: dict[str, Any] | None = None) -> int:
+def rowcount(engine: Engine, statement: Any, values: dict[str, Any] | None = None) -> int:
     with engine.begin() as connection:
         return int(connection.execute(statement, values).rowcount)
 
 
 # Built once: per ticket, building a statement cost more than running it.
-_RELEASE = (update(Ticket)
-            .where(Ticket.id == bindparam("b_ticket_id"),
-                   Ticket.worker_id == bindparam("b_worker_id"), Ticket.status == "running")
-            .values(status=bindparam("b_status", type_=String),
-                    result=bindparam("b_result", type_=Ticket.result.type),
-                    error=bindparam("b_error", type_=String), leased_until=None,
-                    updated_at=bindparam("b_now", type_=Ticket.updated_at.type)))
-_SET_TRIAL_NUMBER = (update(Ticket).where(Ticket.id == bindparam("b_ticket_id"))
-                     .values(trial_number=bindparam("b_number")))
-
-
-def release_ticket(engine: Engine, ticket_id: int, worker_id: str, *, status: str,
-                   result: dict[str, Any] | None = None, error: str | None = None) -> bool:
-    """Finish a held ticket as ``done`` or ``failed``; False if the lease was lost."""
-    values = {"b_ticket_id": ticket_id, "b_worker_id": worker_id, "b_status": status,
-              "b_result": result, "b_error": error, "b_now": utcnow()}
-    return with_retry(lambda: _rowcount(engine, _RELEASE, values) == 1)
-
-
-def set_trial_number(engine: Engine, ticket_id: int, number: int) -> None:
-    with_retry(lambda: _rowcount(engine, _SET_TRIAL_NUMBER,
-                                 {"b_ticket_id": ticket_id, "b_number": number}))
-
-
-LEASE_EXPIRED = "lease expired: the worker stopped sending heartbeats"
-
-
-def expire_leases(engine: Engine, sweeper_id: str, lease_s: float) -> list[Expired]:
-    """Take back expired running tickets.
-
-    A trial ticket whose trial exists passes to the sweeper (``sweeper_id`` holds it for
-    ``lease_s``) until the sweeper has read how the trial ended: no other worker can claim
-    it meanwhile, so a trial told just before its worker died is not run twice, and a
-    retry always carries the lost trial's parameters. Every other expired ticket is
-    re-queued, or failed once its attempts are spent.
-    """
-    return with_retry(lambda: _expire_leases(engine, sweeper_id, lease_s))
-
-
-def _expire_leases(engine: Engine, sweeper_id: str, lease_s: float) -> list[Expired]:
-    now = utcnow()
-    expired = []
-    with engine.begin() as connection:
-        rows = connection.execute(
-            select(Ticket.id, Ticket.run_id, Ticket.kind, Ticket.trial_number,
-                   Ticket.attempts < Ticket.max_attempts)
-            .where(Ticket.status == "running", Ticket.leased_until < now)
-            .with_for_update(skip_locked=True)).all()
-        for ticket_id, run_id, kind, number, retry in rows:
-            held = kind == "trial" and number is not None
-            if held:
-                values: dict[str, Any] = {"worker_id": sweeper_id,
-                                          "leased_until": now + timedelta(seconds=lease_s)}
-            else:
-                values = {"status": "queued" if retry else "failed", "worker_id": None,
-                          "leased_until": None}
-            connection.execute(update(Ticket).where(Ticket.id == ticket_id)
-                               .values(**values, error=LEASE_EXPIRED, updated_at=now))
-            expired.append(Expired(ticket_id, run_id, kind, number,
-                                   bool(retry) and not held, held))
-    return expired
-
-
-def requeue_lost(engine: Engine, ticket_id: int, worker_id: str,
-                 retry_params: dict[str, Any] | None, error: str) -> None:
-    """The process running a held ticket died: queue it again now (attempts permitting)
-    instead of waiting for its lease to lapse."""
-    statement = (update(Ticket).where(Ticket.id == ticket_id, Ticket.worker_id == worker_id,
-                                      Ticket.status == "running")
-                 .values(status=case((Ticket.attempts < Ticket.max_attempts, "queued"),
-                                     else_="failed"),
-                         worker_id=None, leased_until=None, retry_params=retry_params,
-                         trial_number=None, error=error, updated_at=utcnow()))
-    with_retry(lambda: _rowcount(engine, statement))
-
-
-def _scalar(engine: Engine, statement: Any) -> Any:
+def scalar(engine: Engine, statement: Any) -> Any:
     """One value read in its own connection, retried through outages."""
     def read() -> Any:
         with engine.connect() as connection:
             return connection.scalar(statement)
-
-    return with_retry(read)
-
-
-def trial_number_of(engine: Engine, ticket_id: int) -> int | None:
-    return _scalar(engine, select(Ticket.trial_number).where(Ticket.id == ticket_id))
-
-
-def holder_of(engine: Engine, ticket_id: int) -> tuple[str, str | None, str]:
-    """(ticket status, the worker holding it, run status) of one ticket."""
-    def read() -> tuple[str, str | None, str]:
-        with engine.connect() as connection:
-            row = connection.execute(select(Ticket.status, Ticket.worker_id, Run.status)
-                                     .join(Run, Run.id == Ticket.run_id)
-                                     .where(Ticket.id == ticket_id)).one()
-        return row[0], row[1], row[2]
 
     return with_retry(read)
 
@@ -301,7 +120,7 @@ def skip_overdue_trials(engine: Engine) -> int:
     statement = (update(Ticket).where(Ticket.kind == "trial", Ticket.status == "queued",
                                       Ticket.run_id.in_(overdue))
                  .values(status="skipped", error="run timeout reached", updated_at=now))
-    return with_retry(lambda: _rowcount(engine, statement))
+    return with_retry(lambda: rowcount(engine, statement))
 
 
 def cancel_run(engine: Engine, run_id: str) -> bool:
@@ -382,7 +201,7 @@ def finish_run(engine: Engine, run_id: str, *, status: str, summary: dict[str, A
     """Write the run's outcome once; False if another worker already did."""
     statement = (update(Run).where(Run.id == run_id, Run.status == "running")
                  .values(status=status, summary=summary, error=error, finished_at=utcnow()))
-    return with_retry(lambda: _rowcount(engine, statement) == 1)
+    return with_retry(lambda: rowcount(engine, statement) == 1)
 
 
 def list_runs(session: Session, limit: int = 50) -> list[Run]:
@@ -420,14 +239,14 @@ def write_artifact(engine: Engine, artifact_id: str, data: bytes) -> None:
 
 
 def read_artifact(engine: Engine, artifact_id: str) -> bytes | None:
-    return _scalar(engine, select(ArtifactBlob.data)
+    return scalar(engine, select(ArtifactBlob.data)
                    .where(ArtifactBlob.artifact_id == artifact_id))
 
 
 def delete_artifact(engine: Engine, artifact_id: str) -> bool:
     """Remove one artifact; False if there was none."""
     statement = delete(ArtifactBlob).where(ArtifactBlob.artifact_id == artifact_id)
-    return with_retry(lambda: _rowcount(engine, statement) == 1)
+    return with_retry(lambda: rowcount(engine, statement) == 1)
 
 
 def run_and_dataset(session: Session, run_id: str) -> tuple[Run, str, str] | None:
@@ -440,7 +259,7 @@ def run_and_dataset(session: Session, run_id: str) -> tuple[Run, str, str] | Non
 
 def dataset_bytes(engine: Engine, content_hash: str) -> bytes:
     """The stored Parquet bytes of a dataset."""
-    data = _scalar(engine, select(Dataset.data).where(Dataset.content_hash == content_hash))
+    data = scalar(engine, select(Dataset.data).where(Dataset.content_hash == content_hash))
     if data is None:
         raise LookupError(f"no dataset with hash {content_hash}")
     return bytes(data)

@@ -11,7 +11,7 @@ from helpers import make_run
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from automl.db import queries
+from automl.db import leases, queries
 from automl.db.engine import make_engine
 from automl.db.models import Ticket
 
@@ -25,9 +25,9 @@ def drain(url: str, worker: str, out: mp.Queue) -> None:
     """A worker process: claim and release until the queue is empty."""
     engine = make_engine(url)
     claimed = []
-    while (claim := queries.claim_ticket(engine, worker, lease_s=60)) is not None:
+    while (claim := leases.claim_ticket(engine, worker, lease_s=60)) is not None:
         claimed.append(claim.id)
-        assert queries.release_ticket(engine, claim.id, worker, status="done",
+        assert leases.release_ticket(engine, claim.id, worker, status="done",
                                       result={"by": worker})
     out.put((worker, claimed))
 
@@ -55,18 +55,18 @@ def test_two_processes_racing_run_each_ticket_exactly_once(url: str) -> None:
 def test_an_expired_lease_is_requeued_until_attempts_run_out(url: str) -> None:
     engine = make_engine(url)
     make_run(engine, [("trial", "0")], max_attempts=2)
-    first = queries.claim_ticket(engine, "dead", lease_s=0.2)
+    first = leases.claim_ticket(engine, "dead", lease_s=0.2)
     assert first is not None and first.attempts == 1  # died before its trial was asked
     time.sleep(0.4)
-    (expired,) = queries.expire_leases(engine, "sweeper", 10)
+    (expired,) = leases.expire_leases(engine, "sweeper", 10)
     assert expired.requeued and not expired.held and expired.trial_number is None
-    assert not queries.renew_lease(engine, first.id, "dead", 10)  # the dead worker lost it
-    second = queries.claim_ticket(engine, "alive", lease_s=0.2)
+    assert not leases.renew_lease(engine, first.id, "dead", 10)  # the dead worker lost it
+    second = leases.claim_ticket(engine, "alive", lease_s=0.2)
     assert second is not None and second.id == first.id and second.attempts == 2
     time.sleep(0.4)
-    (again,) = queries.expire_leases(engine, "sweeper", 10)
+    (again,) = leases.expire_leases(engine, "sweeper", 10)
     assert not again.requeued
-    assert queries.claim_ticket(engine, "alive", lease_s=1) is None
+    assert leases.claim_ticket(engine, "alive", lease_s=1) is None
 
 
 def test_an_expired_trial_is_held_by_the_sweeper_until_it_settles_it(url: str) -> None:
@@ -74,57 +74,57 @@ def test_an_expired_trial_is_held_by_the_sweeper_until_it_settles_it(url: str) -
     ticket: it would ask Optuna for a new trial beside a lost one that may have finished."""
     engine = make_engine(url)
     make_run(engine, [("trial", "0")], max_attempts=2)
-    first = queries.claim_ticket(engine, "dead", lease_s=0.2)
+    first = leases.claim_ticket(engine, "dead", lease_s=0.2)
     assert first is not None
-    queries.set_trial_number(engine, first.id, 7)
+    leases.set_trial_number(engine, first.id, 7)
     time.sleep(0.4)
-    (expired,) = queries.expire_leases(engine, "sweeper", 10)
+    (expired,) = leases.expire_leases(engine, "sweeper", 10)
     assert expired.held and not expired.requeued and expired.trial_number == 7
-    assert not queries.renew_lease(engine, first.id, "dead", 10)
-    assert queries.claim_ticket(engine, "alive", lease_s=1) is None  # the sweeper holds it
-    queries.requeue_lost(engine, first.id, "sweeper", {"lr": 0.01}, "lease expired")
-    retry = queries.claim_ticket(engine, "alive", lease_s=1)
+    assert not leases.renew_lease(engine, first.id, "dead", 10)
+    assert leases.claim_ticket(engine, "alive", lease_s=1) is None  # the sweeper holds it
+    leases.requeue_lost(engine, first.id, "sweeper", {"lr": 0.01}, "lease expired")
+    retry = leases.claim_ticket(engine, "alive", lease_s=1)
     assert retry is not None and retry.retry_params == {"lr": 0.01} and retry.attempts == 2
 
 
 def test_renewed_leases_do_not_expire(url: str) -> None:
     engine = make_engine(url)
     make_run(engine, [("trial", "0")])
-    claim = queries.claim_ticket(engine, "w", lease_s=0.3)
+    claim = leases.claim_ticket(engine, "w", lease_s=0.3)
     assert claim is not None
     for _ in range(3):
         time.sleep(0.15)
-        assert queries.renew_lease(engine, claim.id, "w", 0.3)
-    assert queries.expire_leases(engine, "sweeper", 10) == []
+        assert leases.renew_lease(engine, claim.id, "w", 0.3)
+    assert leases.expire_leases(engine, "sweeper", 10) == []
 
 
 def test_runs_are_claimed_fairly(url: str) -> None:
     engine = make_engine(url)
     first = make_run(engine, [("trial", str(i)) for i in range(4)])
     second = make_run(engine, [("trial", str(i)) for i in range(4)])
-    order = [queries.claim_ticket(engine, "w", 60) for _ in range(4)]
+    order = [leases.claim_ticket(engine, "w", 60) for _ in range(4)]
     assert [c.run_id for c in order if c] == [first, second, first, second]
 
 
 def test_best_waits_for_every_trial(url: str) -> None:
     engine = make_engine(url)
     make_run(engine, [("trial", "0"), ("best", "best")])
-    trial = queries.claim_ticket(engine, "w", 60)
+    trial = leases.claim_ticket(engine, "w", 60)
     assert trial is not None and trial.kind == "trial"
-    assert queries.claim_ticket(engine, "w", 60) is None  # the trial is still running
-    queries.release_ticket(engine, trial.id, "w", status="done")
-    best = queries.claim_ticket(engine, "w", 60)
+    assert leases.claim_ticket(engine, "w", 60) is None  # the trial is still running
+    leases.release_ticket(engine, trial.id, "w", status="done")
+    best = leases.claim_ticket(engine, "w", 60)
     assert best is not None and best.kind == "best"
 
 
 def test_cancel_stops_handing_out_work_and_ends_running_tickets(url: str) -> None:
     engine = make_engine(url)
     run_id = make_run(engine, [("trial", "0"), ("trial", "1")])
-    running = queries.claim_ticket(engine, "w", 60)
+    running = leases.claim_ticket(engine, "w", 60)
     assert running is not None
     assert queries.cancel_run(engine, run_id)
-    assert queries.claim_ticket(engine, "w", 60) is None
-    assert not queries.renew_lease(engine, running.id, "w", 60)
+    assert leases.claim_ticket(engine, "w", 60) is None
+    assert not leases.renew_lease(engine, running.id, "w", 60)
     assert not queries.cancel_run(engine, run_id)
 
 
@@ -134,7 +134,7 @@ def test_a_timed_out_run_skips_its_unstarted_trials(url: str) -> None:
     queries.start_run(engine, run_id)
     time.sleep(0.3)
     assert queries.skip_overdue_trials(engine) == 2
-    assert queries.claim_ticket(engine, "w", 60) is None
+    assert leases.claim_ticket(engine, "w", 60) is None
 
 
 def test_a_ticket_that_loses_its_storage_is_left_to_its_lease_not_failed(
@@ -168,4 +168,4 @@ def test_a_ticket_that_loses_its_storage_is_left_to_its_lease_not_failed(
     worker.sweep()
     with Session(engine) as session:
         (ticket,) = session.scalars(select(Ticket)).all()
-    assert ticket.status == "queued" and ticket.error == queries.LEASE_EXPIRED
+    assert ticket.status == "queued" and ticket.error == leases.LEASE_EXPIRED

@@ -68,14 +68,14 @@ def test_a_trial_told_before_its_worker_died_is_not_run_again(
         url: str, digits_frame: pd.DataFrame) -> None:
     # The worker finished its trial (told Optuna) and died before releasing the ticket:
     # the sweep must close the ticket, not re-queue it for a second trial.
-    from automl.db import queries
+    from automl.db import leases
     from automl.db.models import Ticket
     from workers.service_worker import ServiceWorker
 
     run = Client(url).submit(digits_frame, "target", space=FAST, n_trials=1, n_seeds=1)
     service = ServiceWorker(url, worker_id="sweeper", poll_s=0.1)
     claims = []
-    while (claim := queries.claim_ticket(service.engine, "dead", lease_s=0.1)) is not None:
+    while (claim := leases.claim_ticket(service.engine, "dead", lease_s=0.1)) is not None:
         claims.append(claim)  # the trial and the baselines (the best ticket waits)
     trial_ticket = next(c for c in claims if c.kind == "trial")
     service.runner.execute(trial_ticket, lambda: None)  # trained and told, never released
@@ -332,7 +332,7 @@ def test_the_sweeper_fails_a_running_trial_that_no_ticket_holds(
     between starting the trial and recording it on its ticket) is failed by the sweeper
     while the run goes on, not only when the run ends; a trial a live ticket holds is not,
     nor is any while a running ticket of the run has yet to record its trial's number."""
-    from automl.db import queries
+    from automl.db import leases, queries
     from automl.db.schema import upgrade
     from workers.service_worker import ServiceWorker
 
@@ -343,14 +343,14 @@ def test_the_sweeper_fails_a_running_trial_that_no_ticket_holds(
     queries.start_run(client.engine, run.id)
     study = optuna.create_study(study_name=f"automl-{run.id}", storage=url)
     unheld, held = study.ask(), study.ask()
-    claim = queries.claim_ticket(client.engine, "a-live-worker", lease_s=600)
+    claim = leases.claim_ticket(client.engine, "a-live-worker", lease_s=600)
     assert claim is not None and claim.kind == "trial"
     sweeper = ServiceWorker(url, lease_s=0.5)
     for _ in range(2):  # a live ticket yet to record its trial's number: either may be its
         sweeper.sweep()
         time.sleep(0.6)
     assert [t.state for t in study_trials(url, run.id)] == [TrialState.RUNNING] * 2
-    queries.set_trial_number(client.engine, claim.id, held.number)
+    leases.set_trial_number(client.engine, claim.id, held.number)
     sweeper.sweep()
     states = [t.state for t in study_trials(url, run.id)]
     assert states == [TrialState.RUNNING] * 2  # a trial just started gets a lease's grace

@@ -78,7 +78,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(name)
         for imported in sorted(graph.get(name, ())):
             if state.get(imported) == 1:
-                return path[path.index(imported):] + [imported]
+                return [*path[path.index(imported):], imported]
             if imported not in state and (loop := visit(imported)):
                 return loop
         path.pop()
