@@ -16,14 +16,13 @@ and the numbers:
   ``audit_would_prune_at``); how many of them went on to be in the top 10% of trials, set a
   new best when they finished, or became the best trial.
 
-:func:`epoch_account` adds up the epochs trained and the epochs pruning saved.
+The epochs trained and those pruning saved are added up in :mod:`automl.epochs`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +35,6 @@ from automl.errors import AutoMLError
 from automl.pruning import AUDIT_ATTR
 from automl.result import TuneResult
 from automl.space import DOMAINS, FloatRange, IntRange, SearchSpace
-from automl.studies import SETTINGS_ATTR
 from automl.trials import failure_kind
 
 EDGE = 0.05  # share of a range (log scale for log ranges) that counts as its edge
@@ -325,64 +323,6 @@ def audit_diagnostic(audit: PruningAudit) -> Diagnostic:
                       "turn out poor.")
 
 
-# -- epochs trained and saved --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrialEpochs:
-    number: int
-    outcome: str  # stop_reason: completed, early_stopped, pruned, diverged, error...
-    run: int  # epochs trained
-    saved: int  # epochs pruning saved (up to the epoch budget); 0 unless pruned
-    would_prune_at: int | None  # for audited trials: the epoch the pruner would have stopped
-
-
-@dataclass(frozen=True)
-class EpochAccount:
-    max_epochs: int
-    trials: list[TrialEpochs]
-
-    @property
-    def trained(self) -> int:
-        return sum(t.run for t in self.trials)
-
-    @property
-    def saved(self) -> int:
-        """Upper bound: a pruned trial might have stopped early before the full budget."""
-        return sum(t.saved for t in self.trials)
-
-    @property
-    def typical_saved(self) -> int:
-        """Estimate: pruned trials would have run as long as the median finished trial."""
-        full = [t.run for t in self.trials if t.outcome in ("completed", "early_stopped")]
-        typical = statistics.median(full) if full else self.max_epochs
-        return int(sum(max(0.0, typical - t.run) for t in self.trials
-                       if t.outcome == "pruned"))
-
-    @property
-    def audit_cost(self) -> int:
-        """Epochs audited trials ran past the epoch the pruner would have stopped them at."""
-        return sum(max(0, t.run - (t.would_prune_at + 1)) for t in self.trials
-                   if t.would_prune_at is not None)
-
-
-def epoch_account(trials: Iterable[FrozenTrial], max_epochs: int) -> EpochAccount:
-    """Per finished trial: epochs run (user attr ``epochs``, else the reported epochs) and,
-    for pruned ones, the epochs left in the budget that pruning saved."""
-    rows = []
-    for t in sorted(trials, key=lambda t: t.number):
-        if not t.state.is_finished():
-            continue
-        run = t.user_attrs.get("epochs")
-        run = int(run) if isinstance(run, (int, float)) else len(t.intermediate_values)
-        outcome = str(t.user_attrs.get("stop_reason") or t.state.name.lower())
-        saved = max(0, max_epochs - run) if outcome == "pruned" else 0
-        audit = t.user_attrs.get(AUDIT_ATTR)
-        rows.append(TrialEpochs(t.number, outcome, run, saved,
-                                int(audit) if isinstance(audit, (int, float)) else None))
-    return EpochAccount(max_epochs, rows)
-
-
 def _number(value: float) -> str:
     if isinstance(value, int):
         return str(value)
@@ -399,15 +339,6 @@ def space_of(study: optuna.Study) -> SearchSpace | None:
         return SearchSpace.from_dict(data) if data else None
     except AutoMLError:
         return None
-
-
-def max_epochs_of(study: optuna.Study) -> int:
-    """The epoch budget of a trial: from the study's settings, else the trials' longest."""
-    settings = study.user_attrs.get(SETTINGS_ATTR) or {}
-    if isinstance(settings.get("max_epochs"), int):
-        return int(settings["max_epochs"])
-    runs = [len(t.intermediate_values) for t in study.get_trials(deepcopy=False)]
-    return max(runs, default=1)
 
 
 def diagnose_study(result: TuneResult, study: optuna.Study | None) -> list[Diagnostic]:

@@ -15,13 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from automl.diagnostics import (
-    Diagnostic,
-    diagnose_study,
-    epoch_account,
-    max_epochs_of,
-    param_label,
-)
+from automl.diagnostics import Diagnostic, diagnose_study, param_label
+from automl.epochs import epoch_account, max_epochs_of
 from automl.result import (
     METRIC_NAMES,
     ModelScore,

@@ -11,13 +11,8 @@ from collections.abc import Sequence
 
 import optuna
 
-from automl.diagnostics import (
-    Diagnostic,
-    EpochAccount,
-    diagnose_study,
-    epoch_account,
-    max_epochs_of,
-)
+from automl.diagnostics import Diagnostic, diagnose_study
+from automl.epochs import EpochAccount, epoch_account, max_epochs_of
 from automl.explain import (
     MIN_IMPORTANCE_TRIALS,
     ROUGH_IMPORTANCE_TRIALS,

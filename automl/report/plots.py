@@ -22,7 +22,8 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.diagnostics import EpochAccount, param_label
+from automl.diagnostics import param_label
+from automl.epochs import EpochAccount
 from automl.result import TuneResult
 
 BLUE, GREY, ORANGE, RED, GREEN = "#1f77b4", "#9a9a9a", "#ff7f0e", "#d62728", "#2ca02c"

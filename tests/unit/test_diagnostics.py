@@ -14,12 +14,12 @@ from automl.diagnostics import (
     audit_diagnostic,
     audit_pruning,
     edge_of_range,
-    epoch_account,
     failures,
     score_noise,
     val_rows,
     validation_resolution,
 )
+from automl.epochs import epoch_account
 from automl.pruning import AUDIT_ATTR
 from automl.space import FloatRange, IntRange, SearchSpace
 
