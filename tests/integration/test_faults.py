@@ -8,6 +8,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import optuna
@@ -20,6 +22,8 @@ from test_service_e2e import FAST, study_trials, worker
 
 from automl.client import Client
 from automl.db.models import Ticket
+
+T = TypeVar("T")
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("busy_machine")]
 
@@ -38,6 +42,16 @@ def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-u
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
+
+
+def first_value(read: Callable[[], T | None], timeout: float, what: str) -> T:
+    """The first value ``read`` gives that is not None (read once: it may be gone by a
+    second read, e.g. a trial that finished meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while (value := read()) is None:
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return value
 
 
 def running_trial(url: str, run_id: str) -> optuna.trial.FrozenTrial | None:
@@ -63,9 +77,7 @@ def test_f9_a_paused_worker_loses_its_trial_and_carries_on(
     run = client.submit(digits_frame, "target", space=slow, n_trials=3, n_seeds=1,
                         pruner="none")
     paused = worker(pg_url, "--lease", "2", "--idle-exit", "5")
-    wait_for(lambda: training_trial(pg_url, run.id) is not None, 90, "a trial training")
-    victim = training_trial(pg_url, run.id)
-    assert victim is not None
+    victim = first_value(lambda: training_trial(pg_url, run.id), 90, "a trial training")
     os.kill(paused.pid, signal.SIGSTOP)
     other = worker(pg_url, "--lease", "2", "--idle-exit", "5")
     wait_for(lambda: study_trials(pg_url, run.id)[victim.number].state == TrialState.FAIL,
@@ -89,9 +101,7 @@ def test_f2_a_killed_worker_restarted_resumes_the_run(pg_url: str,
     run = client.submit(digits_frame, "target", space=slow, n_trials=3, n_seeds=1,
                         pruner="none")
     first = worker(pg_url, "--lease", "2")
-    wait_for(lambda: training_trial(pg_url, run.id) is not None, 90, "a trial training")
-    victim = training_trial(pg_url, run.id)
-    assert victim is not None
+    victim = first_value(lambda: training_trial(pg_url, run.id), 90, "a trial training")
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     second = worker(pg_url, "--lease", "2", "--idle-exit", "5")
