@@ -3,7 +3,9 @@
 Set ``AUTOML_FAULT`` to one or more comma-free specs separated by ``;``, each
 ``ACTION@trial:N:epoch:E`` (either part optional), for example
 ``raise@trial:3:epoch:1`` or ``oom@epoch:1``. Actions: ``raise`` (RuntimeError),
-``oom`` (torch.OutOfMemoryError), ``sigkill`` (kill this process). Unset, it costs nothing.
+``oom`` (torch.OutOfMemoryError), ``sigkill`` (kill this process). It is read once per
+process, when this module is imported (:func:`install` replaces it); unset, it costs
+nothing.
 """
 
 from __future__ import annotations
@@ -37,12 +39,17 @@ def parse_faults(text: str) -> list[Fault]:
     return faults
 
 
+def install(spec: str | None) -> None:
+    """Replace this process's faults with ``spec`` (None or "" removes them). A process
+    installs ``$AUTOML_FAULT`` once, when this module is first imported: a worker or a
+    Ray task started with it set; tests running trials in-process call this."""
+    global _installed
+    _installed = tuple(parse_faults(spec or ""))
+
+
 def inject(trial: int, epoch: int) -> None:
-    """Raise or kill if a configured fault matches this trial and epoch."""
-    text = os.environ.get(FAULT_ENV)
-    if not text:
-        return
-    for fault in parse_faults(text):
+    """Raise or kill if an installed fault matches this trial and epoch."""
+    for fault in _installed:
         if not fault.matches(trial, epoch):
             continue
         if fault.action == "sigkill":
@@ -50,3 +57,6 @@ def inject(trial: int, epoch: int) -> None:
         if fault.action == "oom":
             raise torch.OutOfMemoryError("injected CUDA out of memory")
         raise RuntimeError(f"injected fault at trial {trial}, epoch {epoch}")
+
+
+_installed: tuple[Fault, ...] = tuple(parse_faults(os.environ.get(FAULT_ENV, "")))

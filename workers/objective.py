@@ -16,12 +16,12 @@ import optuna
 import torch
 
 from automl.configs import count_parameters
-from automl.pruning import AUDIT_ATTR, REASON_ATTR, PruningPolicy, prune_reason
+from automl.pruning import PruningPolicy
 from automl.space import SearchSpace
 from automl.suggest import suggest_trial_config
+from workers.callbacks import Faults, Interruption, Pruning, Report, in_turn
 from workers.data import TensorSplits, predict, score
 from workers.evaluate import fit
-from workers.faults import inject
 
 logger = logging.getLogger(__name__)
 
@@ -58,33 +58,10 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
         trial.set_user_attr("device", str(data.device))
         trial.set_user_attr("n_parameters",
                             count_parameters(data.n_inputs, data.n_outputs, config.model))
-        pruned_at: list[int] = []
-        interrupted: list[str] = []
-        audited: list[int] = []
-        losses: list[float] = []
-
-        def on_epoch(epoch: int, val_loss: float) -> bool:
-            inject(trial.number, epoch)
-            reason = hooks.stop_reason() if hooks.stop_reason is not None else None
-            if reason:
-                interrupted.append(reason)
-                return True
-            trial.report(val_loss, epoch)
-            losses.append(val_loss)
-            if audited or not policy.worth_asking(epoch) or not trial.should_prune():
-                return False
-            if policy.audits(trial.number):  # let it finish: was pruning right?
-                audited.append(epoch)
-                trial.set_user_attr(AUDIT_ATTR, epoch)
-                return False
-            pruned_at.append(epoch)
-            anchor_at = getattr(trial.study.pruner, "anchor_at", None)
-            anchor = anchor_at(trial.study, epoch) if anchor_at is not None else None
-            trial.set_user_attr(REASON_ATTR,
-                                prune_reason(trial.study, epoch, min(losses), anchor,
-                                             policy.percentile, policy.rule))
-            return True
-
+        interruption = Interruption(hooks.stop_reason)
+        report = Report(trial)
+        pruning = Pruning(trial, policy, report)
+        on_epoch = in_turn([Faults(trial.number), interruption, report, pruning])
         try:
             model, outcome = fit(config, data, on_epoch)
         except torch.OutOfMemoryError as exc:
@@ -93,15 +70,16 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
         except Exception as exc:
             _record_failure(trial, "error", exc)
             raise
-        if interrupted:
-            trial.set_user_attr("stop_reason", interrupted[0])
-            raise TrialInterrupted(interrupted[0])
+        if interruption.reason is not None:
+            trial.set_user_attr("stop_reason", interruption.reason)
+            raise TrialInterrupted(interruption.reason)
         trial.set_user_attr("val_score", score(data.task, predict(model, data.x_val), data.y_val))
         trial.set_user_attr("epochs", outcome.epochs_run)
         trial.set_user_attr("seconds", outcome.seconds)
-        trial.set_user_attr("stop_reason", "pruned" if pruned_at else outcome.stop_reason)
-        if pruned_at:
-            raise optuna.TrialPruned(f"pruned at epoch {pruned_at[0]}")
+        pruned = pruning.pruned_at is not None
+        trial.set_user_attr("stop_reason", "pruned" if pruned else outcome.stop_reason)
+        if pruned:
+            raise optuna.TrialPruned(f"pruned at epoch {pruning.pruned_at}")
         if outcome.stop_reason == "diverged":
             trial.set_user_attr("detail", outcome.detail)
             raise optuna.TrialPruned(f"diverged: {outcome.detail}")

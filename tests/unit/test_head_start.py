@@ -13,7 +13,7 @@ from automl.data import PreparedData
 from automl.executor import StudyJob
 from automl.space import Fixed, IntRange, SearchSpace
 from automl.studies import StudySettings, create_study
-from workers.faults import FAULT_ENV
+from workers.faults import install
 from workers.head_start import HeadStart, can_fork
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="the head start forks (Linux only)")
@@ -76,10 +76,12 @@ def test_an_expired_deadline_claims_nothing(tmp_path: Path, blobs) -> None:
     assert stored_trials(url) == []
 
 
-def test_a_killed_fork_loses_its_trial_not_the_run(tmp_path: Path, blobs,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(FAULT_ENV, "sigkill@trial:0:epoch:1")
-    head, url = start(tmp_path, blobs, n_trials=3)
+def test_a_killed_fork_loses_its_trial_not_the_run(tmp_path: Path, blobs) -> None:
+    install("sigkill@trial:0:epoch:1")  # the fork inherits this process's faults
+    try:
+        head, url = start(tmp_path, blobs, n_trials=3)
+    finally:
+        install(None)
     wait_until_done(head)
     (error,) = head.close()
     assert "head-start process exited with code -9" in error

@@ -22,7 +22,7 @@ from automl.studies import StudySettings, create_study, load_study, pruning_poli
 from automl.suggest import suggest_trial_config
 from automl.trials import count_trials, fail_orphans, fail_trial, repeated_failure
 from workers.data import to_tensors
-from workers.faults import FAULT_ENV, parse_faults
+from workers.faults import install, parse_faults
 from workers.objective import run_trial
 
 SMALL = {"max_epochs": Fixed(12), "patience": Fixed(12), "n_layers": IntRange(1, 2),
@@ -97,12 +97,14 @@ def test_divergence_is_pruned_with_its_reason_and_never_a_value(tmp_path: Path,
     ("raise@trial:0:epoch:0", "error", "RuntimeError"),
 ])
 def test_exceptions_fail_the_trial_with_a_reason_and_the_study_goes_on(
-        tmp_path: Path, blobs, monkeypatch, fault, reason, error) -> None:
-    monkeypatch.setenv(FAULT_ENV, fault)
+        tmp_path: Path, blobs, fault, reason, error) -> None:
     _, study = new_study(tmp_path)
     data = to_tensors(blobs)
-    run_trial(study, small_space(), data, seed=0)
-    monkeypatch.delenv(FAULT_ENV)
+    install(fault)
+    try:
+        run_trial(study, small_space(), data, seed=0)
+    finally:
+        install(None)
     run_trial(study, small_space(), data, seed=0)
     failed, next_one = study.trials
     assert failed.state == TrialState.FAIL
