@@ -26,6 +26,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune_cmd.add_argument("--no-head-start", dest="head_start", action="store_false",
                           help="do not train the first trials in this process's fork while "
                                "the local Ray starts")
-    tune_cmd.add_argument("--gpus-per-trial", type=float, default=0.0,
+    tune_cmd.add_argument("--gpus-per-trial", type=float, default=TuneOptions.gpus_per_trial,
                           help="GPUs per trial; a fraction such as 0.25 packs several trials "
                                "on one GPU (default 0: CPU)")
     tune_cmd.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -113,20 +114,24 @@ def _run_arguments(command: argparse.ArgumentParser) -> None:
                          "sklearn:NAME")
     command.add_argument("--target", required=True, help="name of the target column")
     command.add_argument("--space", help="YAML/JSON search space (overrides the default)")
-    command.add_argument("--trials", type=int, default=30, help="trial budget (default 30)")
+    command.add_argument("--trials", type=int, default=TuneOptions.n_trials,
+                         help=f"trial budget (default {TuneOptions.n_trials})")
     command.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
     _storage_argument(command)
-    command.add_argument("--seed", type=int, default=0, help="seed of split, sampler, training")
+    command.add_argument("--seed", type=int, default=TuneOptions.seed,
+                         help="seed of split, sampler, training")
     command.add_argument("--task", choices=["binary", "multiclass", "classification",
                                             "regression"], help="override the inferred task")
-    command.add_argument("--pruner", choices=PRUNERS, default="median")
-    command.add_argument("--pruner-percentile", type=float, default=40.0, metavar="P",
+    command.add_argument("--pruner", choices=PRUNERS, default=TuneOptions.pruner)
+    command.add_argument("--pruner-percentile", type=float,
+                         default=TuneOptions.pruner_percentile, metavar="P",
                          help="with --pruner percentile: prune trials outside the best P %% "
-                         "of completed trials at the same epoch (default 40)")
+                         "of completed trials at the same epoch (default "
+                         f"{TuneOptions.pruner_percentile:g})")
     command.add_argument("--no-warm-start", dest="warm_start", action="store_false",
                          help="do not start the search from the rules of thumb")
-    command.add_argument("--seeds", type=int, default=3,
-                         help="seeds for the final comparison (default 3)")
+    command.add_argument("--seeds", type=int, default=TuneOptions.n_seeds,
+                         help=f"seeds for the final comparison (default {TuneOptions.n_seeds})")
     command.add_argument("--keep-identifiers", action="store_true",
                          help="keep columns that look like row identifiers (a distinct whole "
                          "number or word in every row); by default they are dropped")
@@ -152,16 +157,21 @@ def limits_from_env() -> DataLimits:
     )
 
 
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options `tune` and `submit` share, mapped from the command line in one place
+    (their defaults are TuneOptions')."""
+    return {"n_trials": args.trials, "timeout": args.timeout, "seed": args.seed,
+            "n_seeds": args.seeds, "pruner": args.pruner,
+            "pruner_percentile": args.pruner_percentile, "task": args.task,
+            "warm_start": args.warm_start, "limits": limits_from_env(),
+            "keep_identifiers": args.keep_identifiers}
+
+
 def run_tune(args: argparse.Namespace) -> int:
     options = TuneOptions(
-        n_trials=args.trials, timeout=args.timeout, seed=args.seed, n_seeds=args.seeds,
-        pruner=args.pruner, pruner_percentile=args.pruner_percentile,
-        storage=storage_of(args), task=args.task,
-        warm_start=args.warm_start, n_workers=args.workers, ray_address=args.ray_address,
-        head_start=args.head_start, gpus_per_trial=args.gpus_per_trial,
-        progress=not args.quiet, limits=limits_from_env(),
-        keep_identifiers=args.keep_identifiers,
-    )
+        **run_options(args), storage=storage_of(args), n_workers=args.workers,
+        ray_address=args.ray_address, head_start=args.head_start,
+        gpus_per_trial=args.gpus_per_trial, progress=not args.quiet)
     with stdout_to_stderr():
         result = tune(args.data, args.target, space=args.space, **vars(options))
     if args.json:
@@ -216,11 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_submit(args: argparse.Namespace) -> int:
     client = Client(storage_of(args))
-    run = client.submit(args.data, args.target, space=args.space, n_trials=args.trials,
-                        timeout=args.timeout, seed=args.seed, n_seeds=args.seeds,
-                        pruner=args.pruner, pruner_percentile=args.pruner_percentile,
-                        task=args.task, warm_start=args.warm_start,
-                        limits=limits_from_env(), keep_identifiers=args.keep_identifiers)
+    run = client.submit(args.data, args.target, space=args.space, **run_options(args))
     print(json.dumps({"run_id": run.id}) if args.json else run.id)
     return 0
 

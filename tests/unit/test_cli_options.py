@@ -1,0 +1,29 @@
+"""`automl tune` and `automl submit` map their shared options in one place, with
+TuneOptions' defaults (issue 18: configuration read once)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from automl.cli import build_parser, run_options
+from automl.plan import TuneOptions
+
+
+def parsed(*argv: str) -> dict:
+    return run_options(build_parser().parse_args(list(argv)))
+
+
+def test_tune_and_submit_map_the_same_options_the_same_way() -> None:
+    flags = ("--target", "y", "--trials", "7", "--seed", "3", "--seeds", "2",
+             "--pruner", "percentile", "--pruner-percentile", "25", "--no-warm-start",
+             "--task", "regression", "--timeout", "60", "--keep-identifiers")
+    tune, submit = parsed("tune", "data.csv", *flags), parsed("submit", "data.csv", *flags)
+    assert tune == submit
+    assert TuneOptions(**tune).n_trials == 7 and tune["pruner_percentile"] == 25
+
+
+def test_left_out_options_are_tune_options_defaults() -> None:
+    defaults = {f.name: f.default for f in fields(TuneOptions)}
+    for name, value in parsed("tune", "data.csv", "--target", "y").items():
+        if name != "limits":  # from the environment (AUTOML_MAX_*), else DataLimits()
+            assert value == defaults[name], name
