@@ -15,10 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from automl.db.engine import make_engine
-from automl.db.queries import cancel_run, list_runs, ticket_counts, trial_states
+from automl.db.queries import cancel_run, recent_run_ids, run_of, run_state
 from automl.db.schema import check_schema
 from automl.errors import ConfigError, RunFailedError
 from automl.plan import TuneOptions
@@ -100,9 +98,8 @@ class Client:
 
     def runs(self, limit: int = 50) -> list[RunStatus]:
         """The most recent runs, newest first."""
-        with Session(self.engine) as session:
-            ids = [run.id for run in list_runs(session, limit)]
-        return [RunHandle(self, run_id).status() for run_id in ids]
+        return [RunHandle(self, run_id).status()
+                for run_id in with_retry(lambda: recent_run_ids(self.engine, limit))]
 
     def close(self) -> None:
         self.engine.dispose()
@@ -123,23 +120,19 @@ class RunHandle:
         return with_retry(self._status)
 
     def _status(self) -> RunStatus:
-        from automl.db.models import Run
-
-        with Session(self.client.engine) as session:
-            run = session.get(Run, self.id)
-            if run is None:
-                raise ConfigError(f"no run with id {self.id}", field="run")
-            tickets = ticket_counts(session, self.id)
-            trials = trial_states(session, run.study_name)
-            done = trials["COMPLETE"] + trials["PRUNED"] + trials["FAIL"]
-            return RunStatus(
-                run_id=run.id, status=run.status, n_trials=run.n_trials, trials_done=done,
-                trials_complete=trials["COMPLETE"], trials_pruned=trials["PRUNED"],
-                trials_failed=trials["FAIL"], trials_running=trials["RUNNING"],
-                trials_left=tickets[("trial", "queued")] + tickets[("trial", "running")],
-                baselines_done=tickets[("baseline", "done")],
-                n_baselines=sum(n for (k, _), n in tickets.items() if k == "baseline"),
-                error=run.error, submitted_by=run.submitted_by)
+        state = run_state(self.client.engine, self.id)
+        if state is None:
+            raise ConfigError(f"no run with id {self.id}", field="run")
+        run, tickets, trials = state.run, state.tickets, state.trials
+        done = trials["COMPLETE"] + trials["PRUNED"] + trials["FAIL"]
+        return RunStatus(
+            run_id=run.id, status=run.status, n_trials=run.n_trials, trials_done=done,
+            trials_complete=trials["COMPLETE"], trials_pruned=trials["PRUNED"],
+            trials_failed=trials["FAIL"], trials_running=trials["RUNNING"],
+            trials_left=tickets[("trial", "queued")] + tickets[("trial", "running")],
+            baselines_done=tickets[("baseline", "done")],
+            n_baselines=sum(n for (k, _), n in tickets.items() if k == "baseline"),
+            error=run.error, submitted_by=run.submitted_by)
 
     def wait(self, progress: bool = True, poll_s: float = 1.0,
              timeout: float | None = None) -> dict[str, Any]:
@@ -163,16 +156,13 @@ class RunHandle:
 
     def result(self) -> dict[str, Any]:
         """The finished run's result: the same JSON as ``automl tune --json``."""
-        from automl.db.models import Run
-
-        with Session(self.client.engine) as session:
-            run = session.get(Run, self.id)
-            if run is None:
-                raise ConfigError(f"no run with id {self.id}", field="run")
-            if run.status != "succeeded" or run.summary is None:
-                reason = f": {run.error}" if run.error else ""
-                raise RunFailedError(f"run {self.id} is {run.status}{reason}", field="run")
-            return dict(run.summary)
+        run = run_of(self.client.engine, self.id)
+        if run is None:
+            raise ConfigError(f"no run with id {self.id}", field="run")
+        if run.status != "succeeded" or run.summary is None:
+            reason = f": {run.error}" if run.error else ""
+            raise RunFailedError(f"run {self.id} is {run.status}{reason}", field="run")
+        return dict(run.summary)
 
     def cancel(self) -> bool:
         """Stop handing out this run's work; running trials stop at their next epoch.

@@ -15,14 +15,13 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from automl.data import PreparedData
 from automl.data.checks import CheckedDataset, check_dataset
 from automl.data.preprocess import prepare
 from automl.data.sources import read_dataset
 from automl.db.models import Dataset, Run
-from automl.db.queries import add_run, dataset_id, insert_dataset, utcnow
+from automl.db.queries import submit_run, utcnow
 from automl.plan import TuneOptions, as_space, baselines_for, settings_of
 from automl.retry import with_retry
 from automl.space import SearchSpace
@@ -65,14 +64,10 @@ def write_submission(engine: Engine, sub: Submission) -> str:
     first, then = (baselines, trials) if sub.options.pruner == "baseline" else (trials, baselines)
     tickets = [*first, *then, ("best", "best")]
 
-    def write() -> str:
-        with Session(engine) as session, session.begin():
-            stored = (dataset_id(session, sub.prepared.content_hash)
-                      or insert_dataset(session, _new_dataset(sub)))
-            add_run(session, _new_run(run_id, stored, sub), tickets, MAX_ATTEMPTS)
-        return run_id
-
-    return with_retry(write)
+    dataset = _new_dataset(sub)
+    with_retry(lambda: submit_run(engine, dataset, _new_run(run_id, sub), tickets,
+                                  MAX_ATTEMPTS))
+    return run_id
 
 
 def dataset_frame(checked: CheckedDataset, target: str) -> pd.DataFrame:
@@ -90,9 +85,10 @@ def _new_dataset(sub: Submission) -> dict[str, Any]:
             "data": buffer.getvalue(), "created_at": utcnow()}
 
 
-def _new_run(run_id: str, dataset_id: int, sub: Submission) -> Run:
+def _new_run(run_id: str, sub: Submission) -> Run:
+    """The run's row; its dataset is set when the row is stored (queries.submit_run)."""
     opts = sub.options
-    return Run(id=run_id, study_name=f"automl-{run_id}", dataset_id=dataset_id,
+    return Run(id=run_id, study_name=f"automl-{run_id}",
                status="queued", task=sub.prepared.task, metric=metric_of(sub.prepared.task),
                space=sub.space.to_dict(), settings=settings_of(opts, sub.space).to_dict(),
                n_trials=opts.n_trials, timeout_s=opts.timeout, seed=opts.seed,

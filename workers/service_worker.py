@@ -17,10 +17,8 @@ import uuid
 from datetime import timezone
 
 import torch
-from sqlalchemy.orm import Session
 
 from automl.db import leases, queries
-from automl.db.models import Run
 from automl.db.schema import check_schema
 from automl.notes import write_note
 from automl.plan import baselines_for
@@ -164,13 +162,9 @@ class ServiceWorker:
         whole lease: its worker is gone, and nothing else would ever end it. A trial is failed
         only when two sweeps a lease apart both found it unheld (the query already spares
         the trials of a run whose ticket is still recording its number, at any load)."""
-        def unheld() -> list[tuple[str, int]]:
-            with Session(self.engine) as session:
-                return queries.unheld_running_trials(session)
-
         now = time.monotonic()
-        self._unheld_since = {key: self._unheld_since.get(key, now)
-                              for key in with_retry(unheld)}
+        unheld = with_retry(lambda: queries.unheld_running_trials(self.engine))
+        self._unheld_since = {key: self._unheld_since.get(key, now) for key in unheld}
         for (run_id, number), since in list(self._unheld_since.items()):
             if now - since >= self.lease_s:
                 logger.warning("run %s: trial %d has had no live ticket for a lease; failing "
@@ -190,19 +184,13 @@ class ServiceWorker:
             leases.requeue_lost(self.engine, ticket_id, self.worker_id, lost.params, error)
 
     def finish_ready_runs(self) -> None:
-        def ready_runs() -> list[str]:
-            with Session(self.engine) as session:
-                return queries.unfinished_runs_done(session)
-
-        for run_id in with_retry(ready_runs):
+        for run_id in with_retry(lambda: queries.unfinished_runs_done(self.engine)):
             self.finish(run_id)
 
     def finish(self, run_id: str) -> None:
         """Write the run's summary (or its failure) from the stored results."""
         ctx = self.runner.context(run_id)
-        with Session(self.engine) as session:
-            best = queries.best_ticket_result(session, run_id)
-            rows = queries.baselines_of(session, run_id)
+        best, rows = with_retry(lambda: queries.finished_tickets(self.engine, run_id))
         if best is None:
             queries.finish_run(self.engine, run_id, status="failed", summary=None,
                                error="no trial completed: every trial was pruned or failed")
@@ -229,9 +217,8 @@ class ServiceWorker:
         queries.finish_run(self.engine, run_id, status="succeeded", summary=result.to_dict())
 
     def run_status(self, run_id: str) -> str | None:
-        with Session(self.engine) as session:
-            run = session.get(Run, run_id)
-            return None if run is None else run.status
+        run = queries.run_of(self.engine, run_id)
+        return None if run is None else run.status
 
 
 def describe(exc: BaseException) -> str:

@@ -13,8 +13,6 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from sqlalchemy import delete
-from sqlalchemy.orm import Session
 
 from automl.artifacts import DatabaseArtifactStore, upload_model
 from automl.configs import TrialConfig
@@ -113,10 +111,8 @@ class TicketRunner:
         # Its learning curve anchors baseline pruning and is drawn by the report.
         record_curve(self.study(ctx.run), BaselineCurve(
             name, baseline.rule, runs[0]["val_score"], runs[0]["history"]))
-        with Session(self.engine) as session, session.begin():
-            session.execute(delete(BaselineResult).where(BaselineResult.run_id == ctx.run.id,
-                                                         BaselineResult.name == name))
-            session.add(BaselineResult(run_id=ctx.run.id, **vars(score)))
+        with_retry(lambda: queries.save_baseline(
+            self.engine, BaselineResult(run_id=ctx.run.id, **vars(score))))
         return {"name": name, "test_score": score.test_score}
 
     def run_best(self, ctx: RunContext, stop_reason: StopReason) -> dict[str, Any]:
@@ -193,8 +189,6 @@ class TicketRunner:
         return self._contexts[run_id]
 
     def _run(self, run_id: str) -> tuple[Run, str, str]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            found = queries.run_and_dataset(session, run_id)
-            assert found is not None, f"no run {run_id}"
-            session.expunge_all()
+        found = with_retry(lambda: queries.run_and_dataset(self.engine, run_id))
+        assert found is not None, f"no run {run_id}"
         return found

@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 from automl.client import RunFailedError
 from automl.db.engine import connection_url, make_engine
@@ -78,23 +76,21 @@ def load_finished_run(url: str, run: str) -> tuple[TuneResult, optuna.Study | No
 def _service_run(url: str, run: str) -> tuple[dict[str, Any] | None, str]:
     """(summary, study name) of the service run with id (or study name) ``run``; (None, "")
     if the storage has no such run or no service tables."""
-    from automl.db.models import Run
+    from automl.db.queries import run_of
     from automl.db.schema import current_revision
 
     engine = make_engine(url)
     try:
         if current_revision(engine) is None:
             return None, ""
-        with Session(engine) as session:
-            row = session.get(Run, run) or session.scalars(
-                select(Run).where(Run.study_name == run)).first()
-            if row is None:
-                return None, ""
-            if row.status != "succeeded" or row.summary is None:
-                reason = f": {row.error}" if row.error else ""
-                raise RunFailedError(f"run {row.id} is {row.status}{reason}; a report needs "
-                                     "a finished run", field="run")
-            return dict(row.summary), row.study_name
+        row = run_of(engine, run, or_study=True)
+        if row is None:
+            return None, ""
+        if row.status != "succeeded" or row.summary is None:
+            reason = f": {row.error}" if row.error else ""
+            raise RunFailedError(f"run {row.id} is {row.status}{reason}; a report needs "
+                                 "a finished run", field="run")
+        return dict(row.summary), row.study_name
     finally:
         engine.dispose()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -37,12 +38,12 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def dataset_id(session: Session, content_hash: str) -> int | None:
+def _dataset_id(session: Session, content_hash: str) -> int | None:
     """The id of the dataset with this content hash, if stored."""
     return session.scalar(select(Dataset.id).where(Dataset.content_hash == content_hash))
 
 
-def insert_dataset(session: Session, values: dict[str, Any]) -> int:
+def _insert_dataset(session: Session, values: dict[str, Any]) -> int:
     """Insert-or-select a dataset by content hash; its id either way.
 
     ``ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite): a submitter racing another with
@@ -55,13 +56,25 @@ def insert_dataset(session: Session, values: dict[str, Any]) -> int:
         from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
     session.execute(upsert(Dataset).values(**values)
                     .on_conflict_do_nothing(index_elements=["content_hash"]))
-    found = dataset_id(session, values["content_hash"])
+    found = _dataset_id(session, values["content_hash"])
     assert found is not None, "a dataset inserted or found by its hash is there"
     return found
 
 
-def add_run(session: Session, run: Run, tickets: Iterable[tuple[str, str]],
-            max_attempts: int) -> None:
+def submit_run(engine: Engine, dataset: dict[str, Any] | None, run: Run,
+               tickets: Iterable[tuple[str, str]], max_attempts: int) -> None:
+    """In one transaction: store ``dataset`` (a row's values) unless its content hash is
+    stored already, then add the run on it (``run.dataset_id`` is set) and its tickets.
+    ``dataset`` None: the run names its stored dataset itself."""
+    with Session(engine) as session, session.begin():
+        if dataset is not None:
+            run.dataset_id = (_dataset_id(session, dataset["content_hash"])
+                              or _insert_dataset(session, dataset))
+        _add_run(session, run, tickets, max_attempts)
+
+
+def _add_run(session: Session, run: Run, tickets: Iterable[tuple[str, str]],
+             max_attempts: int) -> None:
     """Insert a run and its tickets (``(kind, name)`` pairs) in the caller's transaction.
 
     The run is stamped with who submits it (:func:`current_role`): the row-level security
@@ -76,7 +89,7 @@ def add_run(session: Session, run: Run, tickets: Iterable[tuple[str, str]],
 
 
 def current_role(session: Session) -> str:
-    """The database role of this connection (PostgreSQL), or the OS user (SQLite)."""
+    """The database role of this session (PostgreSQL), or the OS user (SQLite)."""
     if session.get_bind().dialect.name == "postgresql":
         return str(session.scalar(select(func.current_user())))
     return getpass.getuser()
@@ -149,7 +162,29 @@ def cancel_run(engine: Engine, run_id: str) -> bool:
     return False
 
 
-def ticket_counts(session: Session, run_id: str) -> Counter[tuple[str, str]]:
+@dataclass(frozen=True)
+class RunState:
+    """A run (detached), its tickets counted by ``(kind, status)`` and its trials by
+    state (``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``, ``WAITING``)."""
+
+    run: Run
+    tickets: Counter[tuple[str, str]]
+    trials: Counter[str]
+
+
+def run_state(engine: Engine, run_id: str) -> RunState | None:
+    """What ``status`` shows, read in one session; None for an unknown run."""
+    with Session(engine, expire_on_commit=False) as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            return None
+        state = RunState(run, _ticket_counts(session, run_id),
+                         _trial_states(session, run.study_name))
+        session.expunge_all()
+        return state
+
+
+def _ticket_counts(session: Session, run_id: str) -> Counter[tuple[str, str]]:
     rows = session.execute(select(Ticket.kind, Ticket.status, func.count())
                            .where(Ticket.run_id == run_id)
                            .group_by(Ticket.kind, Ticket.status)).all()
@@ -161,7 +196,7 @@ _STUDIES = table("studies", column("study_id"), column("study_name"))
 _TRIALS = table("trials", column("study_id"), column("number"), column("state"))
 
 
-def trial_states(session: Session, study_name: str) -> Counter[str]:
+def _trial_states(session: Session, study_name: str) -> Counter[str]:
     """How many of the study's trials are in each state (``COMPLETE``, ``PRUNED``,
     ``FAIL``, ``RUNNING``, ``WAITING``), read from Optuna's tables: the counts a run's
     result reports. Empty while no worker has created the study."""
@@ -172,7 +207,7 @@ def trial_states(session: Session, study_name: str) -> Counter[str]:
     return Counter({str(state): n for state, n in rows})
 
 
-def unheld_running_trials(session: Session) -> list[tuple[str, int]]:
+def unheld_running_trials(engine: Engine) -> list[tuple[str, int]]:
     """``(run id, trial number)`` of every RUNNING trial of a running run that no running
     ticket of the run holds. A worker records its trial's number on its ticket just after
     Optuna starts the trial; until it has, any RUNNING trial of the run may be that one,
@@ -181,19 +216,22 @@ def unheld_running_trials(session: Session) -> list[tuple[str, int]]:
     running = (Ticket.run_id == Run.id, Ticket.status == "running")
     held = exists().where(*running, Ticket.trial_number == _TRIALS.c.number)
     starting = exists().where(*running, Ticket.kind == "trial", Ticket.trial_number.is_(None))
-    rows = session.execute(select(Run.id, _TRIALS.c.number)
-                           .join(_STUDIES, _STUDIES.c.study_name == Run.study_name)
-                           .join(_TRIALS, _TRIALS.c.study_id == _STUDIES.c.study_id)
-                           .where(Run.status == "running", _TRIALS.c.state == "RUNNING",
-                                  ~held, ~starting))
+    with engine.connect() as connection:
+        rows = connection.execute(select(Run.id, _TRIALS.c.number)
+                                  .join(_STUDIES, _STUDIES.c.study_name == Run.study_name)
+                                  .join(_TRIALS, _TRIALS.c.study_id == _STUDIES.c.study_id)
+                                  .where(Run.status == "running", _TRIALS.c.state == "RUNNING",
+                                         ~held, ~starting)).all()
     return [(str(run_id), int(number)) for run_id, number in rows]
 
 
-def unfinished_runs_done(session: Session) -> list[str]:
+def unfinished_runs_done(engine: Engine) -> list[str]:
     """Running runs whose every ticket is terminal: ready for their summary."""
     open_ticket = exists().where(Ticket.run_id == Run.id,
                                  Ticket.status.not_in(TERMINAL_TICKET))
-    return list(session.scalars(select(Run.id).where(Run.status == "running", ~open_ticket)))
+    with engine.connect() as connection:
+        return list(connection.scalars(select(Run.id).where(Run.status == "running",
+                                                            ~open_ticket)))
 
 
 def finish_run(engine: Engine, run_id: str, *, status: str, summary: dict[str, Any] | None,
@@ -204,19 +242,35 @@ def finish_run(engine: Engine, run_id: str, *, status: str, summary: dict[str, A
     return with_retry(lambda: rowcount(engine, statement) == 1)
 
 
-def list_runs(session: Session, limit: int = 50) -> list[Run]:
-    return list(session.scalars(select(Run).order_by(Run.created_at.desc()).limit(limit)))
+def recent_run_ids(engine: Engine, limit: int = 50) -> list[str]:
+    """The ids of the most recent runs, newest first."""
+    with engine.connect() as connection:
+        return list(connection.scalars(select(Run.id).order_by(Run.created_at.desc())
+                                       .limit(limit)))
 
 
-def baselines_of(session: Session, run_id: str) -> list[BaselineResult]:
-    return list(session.scalars(select(BaselineResult).where(BaselineResult.run_id == run_id)
-                                .order_by(BaselineResult.id)))
+def save_baseline(engine: Engine, result: BaselineResult) -> None:
+    """Store a baseline's scores, replacing an earlier result of the same run and name
+    (a ticket run again after its worker was lost)."""
+    with Session(engine) as session, session.begin():
+        session.execute(delete(BaselineResult).where(BaselineResult.run_id == result.run_id,
+                                                     BaselineResult.name == result.name))
+        session.add(result)
 
 
-def best_ticket_result(session: Session, run_id: str) -> dict[str, Any] | None:
-    return session.scalars(select(Ticket.result).where(Ticket.run_id == run_id,
-                                                       Ticket.kind == "best",
-                                                       Ticket.status == "done")).first()
+def finished_tickets(engine: Engine, run_id: str) -> tuple[dict[str, Any] | None,
+                                                          list[BaselineResult]]:
+    """The final evaluation's result (None unless its ticket is done) and the baselines'
+    stored scores (detached), in their order of storing."""
+    with Session(engine, expire_on_commit=False) as session:
+        best = session.scalars(select(Ticket.result).where(Ticket.run_id == run_id,
+                                                           Ticket.kind == "best",
+                                                           Ticket.status == "done")).first()
+        rows = list(session.scalars(select(BaselineResult)
+                                    .where(BaselineResult.run_id == run_id)
+                                    .order_by(BaselineResult.id)))
+        session.expunge_all()
+    return best, rows
 
 
 def table_counts(engine: Engine) -> dict[str, int]:
@@ -249,11 +303,13 @@ def delete_artifact(engine: Engine, artifact_id: str) -> bool:
     return with_retry(lambda: rowcount(engine, statement) == 1)
 
 
-def run_and_dataset(session: Session, run_id: str) -> tuple[Run, str, str] | None:
-    """A run, its dataset's content hash and target column (not the dataset's bytes)."""
-    row = session.execute(select(Run, Dataset.content_hash, Dataset.target)
-                          .join(Dataset, Dataset.id == Run.dataset_id)
-                          .where(Run.id == run_id)).first()
+def run_and_dataset(engine: Engine, run_id: str) -> tuple[Run, str, str] | None:
+    """A run (detached), its dataset's content hash and target column (not the bytes)."""
+    with Session(engine, expire_on_commit=False) as session:
+        row = session.execute(select(Run, Dataset.content_hash, Dataset.target)
+                              .join(Dataset, Dataset.id == Run.dataset_id)
+                              .where(Run.id == run_id)).first()
+        session.expunge_all()
     return None if row is None else (row[0], row[1], row[2])
 
 
@@ -265,11 +321,14 @@ def dataset_bytes(engine: Engine, content_hash: str) -> bytes:
     return bytes(data)
 
 
-def run_of(engine: Engine, run_id: str) -> Run | None:
-    """The run with this id (detached), or None."""
+def run_of(engine: Engine, run_id: str, *, or_study: bool = False) -> Run | None:
+    """The run with this id (detached), or None; ``or_study``: also the run whose Optuna
+    study has this name."""
     def read() -> Run | None:
         with Session(engine, expire_on_commit=False) as session:
             run = session.get(Run, run_id)
+            if run is None and or_study:
+                run = session.scalars(select(Run).where(Run.study_name == run_id)).first()
             session.expunge_all()
             return run
 

@@ -102,3 +102,23 @@ def test_no_import_cycles() -> None:
 def test_the_cycle_finder_finds_a_loop() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+STATEMENT_BUILDERS = {"select", "insert", "update", "delete", "text", "exists", "table",
+                      "column", "func"}
+SQL_HOMES = ("automl.db", "automl.optuna_rows")  # ours; Optuna's rows (write-behind)
+
+
+def test_sql_is_written_only_in_the_db_package() -> None:
+    """No module outside automl/db builds a statement or opens an ORM session (Optuna's
+    own rows, written behind, are automl/optuna_rows.py's)."""
+    writing = []
+    for name, path in sources().items():
+        if name.startswith(SQL_HOMES):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy"):
+                names = {alias.name for alias in node.names}
+                if node.module == "sqlalchemy.orm" or names & STATEMENT_BUILDERS:
+                    writing.append(f"{name}: from {node.module} import {sorted(names)}")
+    assert writing == []
