@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import optuna
-from optuna.storages._cached_storage import _CachedStorage
 from sqlalchemy.engine import make_url
 
 from automl.db.engine import connection_url
 from automl.errors import ConfigError
+from automl.optuna_storage.private import cached_storage
+from automl.optuna_storage.write_behind import WriteBehindStorage
 from automl.pruning import RUNG_PRUNERS, BaselinePruner, PruningPolicy
 from automl.retry import RetryingStorage
-from automl.write_behind import WriteBehindStorage
 
 PRUNERS = ("median", "percentile", "baseline", "hyperband", "successive_halving", "none")
 SETTINGS_ATTR = "automl_settings"
@@ -156,7 +156,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     # Optuna wraps an RDBStorage given by URL in its cache of finished trials; without it
     # every should_prune re-reads the whole study (measured: 9x the overhead per trial).
     # Reports and user attributes of a running trial are written in batches.
-    cached = _CachedStorage(rdb)
+    cached = cached_storage(rdb)
     return RetryingStorage(WriteBehindStorage(cached))  # type: ignore[abstract]
 
 

@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.configs import TrialConfig
+from automl.optuna_storage.private import set_stored_user_attr, stored_trial
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,14 @@ def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
     """
     if reread(study, trial).state.is_finished():
         return False
-    study._storage.set_trial_user_attr(trial._trial_id, "stop_reason", reason)
+    set_stored_user_attr(study, trial, "stop_reason", reason)
     study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     return True
 
 
 def reread(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:
     """``trial`` as the storage has it now (the one given may be a stale read)."""
-    return study._storage.get_trial(trial._trial_id)
+    return stored_trial(study, trial)
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:

@@ -16,6 +16,7 @@ import optuna
 import torch
 
 from automl.configs import count_parameters
+from automl.optuna_storage.private import stored_trial
 from automl.pruning import PruningPolicy
 from automl.space import SearchSpace
 from automl.suggest import suggest_trial_config
@@ -117,4 +118,4 @@ def run_trial(study: optuna.Study, space: SearchSpace, data: TensorSplits, seed:
 
 
 def _finished_elsewhere(study: optuna.Study, trial: optuna.Trial) -> bool:
-    return study._storage.get_trial(trial._trial_id).state.is_finished()
+    return stored_trial(study, trial).state.is_finished()

@@ -20,6 +20,7 @@ from automl.data import PreparedData, load_dataset
 from automl.db import leases, queries
 from automl.db.engine import make_engine
 from automl.db.models import BaselineResult, Run
+from automl.optuna_storage.write_behind import RETRY_ATTR
 from automl.plan import baselines_for, first_trials
 from automl.pruning import BaselineCurve, record_curve
 from automl.result import ModelScore
@@ -36,7 +37,6 @@ from automl.studies import (
 )
 from automl.summary import architecture, final_seeds
 from automl.trials import best_trial, fail_trial, reread, trial_config
-from automl.write_behind import RETRY_ATTR
 from workers.data import TensorSplits, to_tensors
 from workers.dataset_cache import cached_frame
 from workers.evaluate import SeedsEvaluation, evaluate_seeds

@@ -106,12 +106,12 @@ def test_the_cycle_finder_finds_a_loop() -> None:
 
 STATEMENT_BUILDERS = {"select", "insert", "update", "delete", "text", "exists", "table",
                       "column", "func"}
-SQL_HOMES = ("automl.db", "automl.optuna_rows")  # ours; Optuna's rows (write-behind)
+SQL_HOMES = ("automl.db", "automl.optuna_storage")  # ours; Optuna's rows (write-behind)
 
 
 def test_sql_is_written_only_in_the_db_package() -> None:
     """No module outside automl/db builds a statement or opens an ORM session (Optuna's
-    own rows, written behind, are automl/optuna_rows.py's)."""
+    own rows, written behind, are automl/optuna_storage's)."""
     writing = []
     for name, path in sources().items():
         if name.startswith(SQL_HOMES):
@@ -122,3 +122,13 @@ def test_sql_is_written_only_in_the_db_package() -> None:
                 if node.module == "sqlalchemy.orm" or names & STATEMENT_BUILDERS:
                     writing.append(f"{name}: from {node.module} import {sorted(names)}")
     assert writing == []
+
+
+PRIVATE_OPTUNA = re.compile(r"\._storage\b|\._trial_id\b|\._study_id\b|optuna\.storages\._")
+
+
+def test_optunas_internals_are_used_only_behind_one_door() -> None:
+    using = [name for name, path in sources().items()
+             if not name.startswith("automl.optuna_storage")
+             and PRIVATE_OPTUNA.search(path.read_text())]
+    assert using == []

@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
+from automl.optuna_storage.write_behind import WriteBehindStorage
 from automl.studies import StudySettings, create_study, make_storage
-from automl.write_behind import WriteBehindStorage
 
 
 def _write_behind(storage: optuna.storages.BaseStorage) -> WriteBehindStorage:
@@ -302,7 +302,7 @@ def test_a_lost_trials_retry_is_popped_before_waiting_warm_starts(tmp_path: Path
     """Issue 17, case 2: the retry of a lost trial is enqueued behind warm-start trials
     still waiting; whichever process asks next must run the retry, with its own
     parameters, or at small budgets it stays WAITING and the lost trial is never re-run."""
-    from automl.write_behind import RETRY_ATTR
+    from automl.optuna_storage.write_behind import RETRY_ATTR
 
     url, study = _study(tmp_path)
     for units in (16, 32, 64):

@@ -1,4 +1,4 @@
-"""The rows :mod:`automl.write_behind` writes to (and reads from) Optuna's own tables.
+"""The rows :mod:`.write_behind` writes to (and reads from) Optuna's own tables.
 
 Everything here goes through Optuna's ORM models, value encodings and sessions, so the
 rows are exactly those Optuna's ``RDBStorage`` would write. It relies on RDBStorage

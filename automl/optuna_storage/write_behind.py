@@ -30,7 +30,7 @@ for enqueued (WAITING) trials at every ``ask``; here that is one narrow query. A
 all trials less than ``snapshot_s`` (0.1 s) old is served again unless this process
 wrote since: TPE with constant liar reads the study twice within one ``ask``.
 
-The rows are written by :mod:`automl.optuna_rows` through Optuna's own ORM models and
+The rows are written by :mod:`automl.optuna_storage.rows` through Optuna's own ORM models and
 value encodings, so they are exactly those that ``report``, ``set_user_attr``,
 ``set_trial_param`` and ``tell`` would have written, after the same check that refuses
 writes to a finished trial (with the trial's row locked, as ``tell`` does).
@@ -53,8 +53,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from automl import optuna_rows as rows
-from automl.optuna_rows import Batch
+from automl.optuna_storage import rows
+from automl.optuna_storage.rows import Batch
 from automl.retry import is_transient
 
 FLUSH_S = 5.0
