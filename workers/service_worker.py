@@ -22,7 +22,6 @@ from automl.db import leases, queries
 from automl.db.schema import check_schema
 from automl.notes import write_note
 from automl.plan import baselines_for
-from automl.result import ModelScore
 from automl.retry import is_transient, with_retry
 from automl.summary import constant_baseline, summarize
 from automl.trials import fail_orphans
@@ -190,7 +189,7 @@ class ServiceWorker:
     def finish(self, run_id: str) -> None:
         """Write the run's summary (or its failure) from the stored results."""
         ctx = self.runner.context(run_id)
-        best, rows = with_retry(lambda: queries.finished_tickets(self.engine, run_id))
+        best, scores = with_retry(lambda: queries.finished_tickets(self.engine, run_id))
         if best is None:
             queries.finish_run(self.engine, run_id, status="failed", summary=None,
                                error="no trial completed: every trial was pruned or failed")
@@ -203,9 +202,6 @@ class ServiceWorker:
                            orphans)
         trial = next(t for t in study.get_trials(deepcopy=False)
                      if t.number == best["trial_number"])
-        scores = [ModelScore(r.name, r.rule, r.architecture, r.test_score, r.test_score_std,
-                             r.test_scores, r.val_score, r.n_parameters, r.train_seconds,
-                             r.epochs, r.ensemble_score, r.ensemble_val_score) for r in rows]
         floor = next(b for b in baselines_for(ctx.prepared, ctx.space) if b.config is None)
         scores.append(constant_baseline(ctx.prepared, floor))
         started = ctx.run.started_at or ctx.run.created_at

@@ -19,7 +19,7 @@ from automl.configs import TrialConfig
 from automl.data import PreparedData, load_dataset
 from automl.db import leases, queries
 from automl.db.engine import make_engine
-from automl.db.models import BaselineResult, Run
+from automl.db.models import Run
 from automl.optuna_storage.write_behind import RETRY_ATTR
 from automl.plan import baselines_for, first_trials
 from automl.pruning import BaselineCurve, record_curve
@@ -111,8 +111,7 @@ class TicketRunner:
         # Its learning curve anchors baseline pruning and is drawn by the report.
         record_curve(self.study(ctx.run), BaselineCurve(
             name, baseline.rule, runs[0]["val_score"], runs[0]["history"]))
-        with_retry(lambda: queries.save_baseline(
-            self.engine, BaselineResult(run_id=ctx.run.id, **vars(score))))
+        with_retry(lambda: queries.save_baseline(self.engine, ctx.run.id, score))
         return {"name": name, "test_score": score.test_score}
 
     def run_best(self, ctx: RunContext, stop_reason: StopReason) -> dict[str, Any]:

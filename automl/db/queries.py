@@ -9,7 +9,7 @@ from __future__ import annotations
 import getpass
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -28,9 +28,11 @@ from sqlalchemy.orm import Session
 
 from automl.db.models import ArtifactBlob, BaselineResult, Dataset, Run, Ticket
 from automl.errors import PermissionDeniedError
+from automl.result import ModelScore
 from automl.retry import with_retry
 
 ACTIVE_RUN = ("queued", "running")
+SCORE_FIELDS = tuple(f.name for f in fields(ModelScore))  # a baseline row's scores
 TERMINAL_TICKET = ("done", "failed", "skipped", "cancelled")
 
 
@@ -249,28 +251,28 @@ def recent_run_ids(engine: Engine, limit: int = 50) -> list[str]:
                                        .limit(limit)))
 
 
-def save_baseline(engine: Engine, result: BaselineResult) -> None:
+def save_baseline(engine: Engine, run_id: str, score: ModelScore) -> None:
     """Store a baseline's scores, replacing an earlier result of the same run and name
     (a ticket run again after its worker was lost)."""
     with Session(engine) as session, session.begin():
-        session.execute(delete(BaselineResult).where(BaselineResult.run_id == result.run_id,
-                                                     BaselineResult.name == result.name))
-        session.add(result)
+        session.execute(delete(BaselineResult).where(BaselineResult.run_id == run_id,
+                                                     BaselineResult.name == score.name))
+        session.add(BaselineResult(run_id=run_id, **asdict(score)))
 
 
 def finished_tickets(engine: Engine, run_id: str) -> tuple[dict[str, Any] | None,
-                                                          list[BaselineResult]]:
+                                                          list[ModelScore]]:
     """The final evaluation's result (None unless its ticket is done) and the baselines'
-    stored scores (detached), in their order of storing."""
+    stored scores, in their order of storing."""
     with Session(engine, expire_on_commit=False) as session:
         best = session.scalars(select(Ticket.result).where(Ticket.run_id == run_id,
                                                            Ticket.kind == "best",
                                                            Ticket.status == "done")).first()
-        rows = list(session.scalars(select(BaselineResult)
-                                    .where(BaselineResult.run_id == run_id)
-                                    .order_by(BaselineResult.id)))
-        session.expunge_all()
-    return best, rows
+        rows = session.scalars(select(BaselineResult).where(BaselineResult.run_id == run_id)
+                               .order_by(BaselineResult.id))
+        scores = [ModelScore(**{name: getattr(row, name) for name in SCORE_FIELDS})
+                  for row in rows]
+    return best, scores
 
 
 def table_counts(engine: Engine) -> dict[str, int]:

@@ -12,9 +12,10 @@ its result. The machine is kept busy meanwhile (``busy_machine``).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -77,33 +78,37 @@ def stop_workers(processes: list[subprocess.Popen]) -> None:
     assert all(alive), outputs  # every worker survived the outage
 
 
+@contextlib.contextmanager
+def two_workers(url: str) -> Iterator[list[subprocess.Popen]]:
+    """Two ``automl worker`` processes on the short lease, each checked alive at the end."""
+    workers = [worker(url, *LEASE) for _ in range(2)]
+    try:
+        yield workers
+    finally:
+        stop_workers(workers)
+
+
 def run_through_outage(pg_server: PostgresServer, url: str, frame: pd.DataFrame,
                        when: Callable[[RunHandle], bool], n_seeds: int = 1) -> None:
     client = Client(url)
     run = client.submit(frame, "target", space=SLOW, n_trials=3, n_seeds=n_seeds,
                         pruner="none")
-    workers = [worker(url, *LEASE) for _ in range(2)]
-    try:
+    with two_workers(url):
         wait_for(lambda: when(run), 240, "the step the outage is aimed at")
         outage(pg_server)
         result = run.wait(progress=False, timeout=600)
-    finally:
-        stop_workers(workers)
     nothing_lost(url, run, result, 3)
 
 
 def test_an_outage_while_workers_wait_to_claim(pg_server: PostgresServer, pg_url: str,
                                                digits_frame: pd.DataFrame) -> None:
-    workers = [worker(pg_url, *LEASE) for _ in range(2)]
-    try:
+    with two_workers(pg_url) as workers:
         for process in workers:
             started(process)
         outage(pg_server)  # every claim fails for longer than the lease and the retries
         run = Client(pg_url).submit(digits_frame, "target", space=FAST, n_trials=3,
                                     n_seeds=1, pruner="none")
         result = run.wait(progress=False, timeout=600)
-    finally:
-        stop_workers(workers)
     nothing_lost(pg_url, run, result, 3)
 
 
