@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from automl.errors import ConfigError
 
+WORKER_EXTRAS = "worker_extras"  # the field of the error a missing extra raises
+
 if TYPE_CHECKING:
     from automl.executor import Executor
     from workers.service_worker import ServiceWorker
@@ -27,7 +29,7 @@ def _workers(module: str, what: str) -> ModuleType:
         if exc.name is None or exc.name.startswith("workers"):
             raise
         raise ConfigError(f"{what} needs the worker extras ({exc.name} is missing): "
-                          "pip install 'automl[worker]'", field="executor") from exc
+                          "pip install 'automl[worker]'", field=WORKER_EXTRAS) from exc
 
 
 def single_machine_ray() -> None:

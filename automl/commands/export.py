@@ -62,10 +62,12 @@ def export_model(url: str, run_or_study: str, out: Path, *, onnx: bool = True,
 def _onnx_here(files: dict[str, bytes]) -> bytes:
     """The stored bundle has no ONNX file (its export failed on the worker): export it
     here from the weights, which needs the worker extras."""
-    from automl.runtime import onnx_from_files
+    from automl.runtime import WORKER_EXTRAS, onnx_from_files
 
     try:
         return onnx_from_files(files)
     except ConfigError as exc:
+        if exc.field != WORKER_EXTRAS:
+            raise
         raise ConfigError(f"the stored model has no ONNX file and {exc}, or pass --no-onnx",
                           field="onnx") from exc

@@ -181,3 +181,25 @@ def test_a_version_1_bundle_of_one_mlp_still_loads() -> None:
     loaded = Predictor.from_files(files)
     assert not isinstance(loaded.model, SeedEnsemble)
     np.testing.assert_array_equal(loaded.predict(rows), predictor.predict(rows))
+
+
+def test_exporting_onnx_here_without_the_worker_extras_says_how_to_get_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from automl import runtime
+    from automl.commands.export import _onnx_here
+    from automl.errors import ConfigError
+
+    def missing(files: dict[str, bytes]) -> bytes:
+        raise ConfigError("exporting to ONNX needs the worker extras (torch is missing)",
+                          field=runtime.WORKER_EXTRAS)
+
+    monkeypatch.setattr(runtime, "onnx_from_files", missing)
+    with pytest.raises(ConfigError, match=r"no ONNX file and exporting .* or pass --no-onnx"):
+        _onnx_here({})
+
+    def broken(files: dict[str, bytes]) -> bytes:  # any other refusal is not about extras
+        raise ConfigError("model.json is not a model bundle", field="model")
+
+    monkeypatch.setattr(runtime, "onnx_from_files", broken)
+    with pytest.raises(ConfigError, match=r"^model\.json is not a model bundle"):
+        _onnx_here({})
