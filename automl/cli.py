@@ -26,7 +26,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TypedDict
 
 from sqlalchemy.engine import make_url
 
@@ -157,7 +157,22 @@ def limits_from_env() -> DataLimits:
     )
 
 
-def run_options(args: argparse.Namespace) -> dict[str, Any]:
+class RunOptions(TypedDict):
+    """The TuneOptions fields `tune` and `submit` both take from the command line."""
+
+    n_trials: int
+    timeout: float | None
+    seed: int
+    n_seeds: int
+    pruner: str
+    pruner_percentile: float
+    task: str | None
+    warm_start: bool
+    limits: DataLimits
+    keep_identifiers: bool
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
     """The options `tune` and `submit` share, mapped from the command line in one place
     (their defaults are TuneOptions')."""
     return {"n_trials": args.trials, "timeout": args.timeout, "seed": args.seed,

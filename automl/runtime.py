@@ -84,5 +84,5 @@ def predictor_from_files(files: dict[str, bytes]) -> Any:
 
 def onnx_from_files(files: dict[str, bytes]) -> bytes:
     """The ONNX file of a stored model bundle, exported here from its weights."""
-    predictor = predictor_from_files(files)
-    return bytes(_workers("export", "exporting to ONNX").onnx_bytes(predictor))
+    export = _workers("export", "exporting to ONNX")
+    return bytes(export.onnx_bytes(predictor_from_files(files)))

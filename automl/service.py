@@ -64,9 +64,8 @@ def write_submission(engine: Engine, sub: Submission) -> str:
     first, then = (baselines, trials) if sub.options.pruner == "baseline" else (trials, baselines)
     tickets = [*first, *then, ("best", "best")]
 
-    dataset = _new_dataset(sub)
-    with_retry(lambda: submit_run(engine, dataset, _new_run(run_id, sub), tickets,
-                                  MAX_ATTEMPTS))
+    with_retry(lambda: submit_run(engine, sub.prepared.content_hash, lambda: _new_dataset(sub),
+                                  _new_run(run_id, sub), tickets, MAX_ATTEMPTS))
     return run_id
 
 

@@ -78,7 +78,7 @@ OURS_CALLS = [
     ("ServiceWorker.step (whole ticket)", "workers/service_worker.py", "step"),
     ("  sweep: expire_leases + skip_overdue + finished runs", "workers/service_worker.py",
      "sweep"),
-    ("  claim_ticket", "automl/db/queries.py", "claim_ticket"),
+    ("  claim_ticket", "automl/db/leases.py", "claim_ticket"),
     ("  start_run", "automl/db/queries.py", "start_run"),
     ("  TicketRunner.context (data, once per run)", "workers/tickets.py", "context"),
     ("  TicketRunner.study (per ticket)", "workers/tickets.py", "study"),
@@ -87,7 +87,7 @@ OURS_CALLS = [
     ("  TicketRunner.study: make_sampler", "automl/studies.py", "make_sampler"),
     ("  TicketRunner.study: load_study", "automl/studies.py", "load_study"),
     ("  Heartbeat thread start + stop", "workers/service_worker.py", "__exit__"),
-    ("  set_trial_number", "automl/db/queries.py", "set_trial_number"),
+    ("  set_trial_number", "automl/db/leases.py", "set_trial_number"),
     ("  Study.optimize (one trial)", "optuna/study/study.py", "optimize"),
     ("    Study.ask (new trial, relative sampling)", "optuna/study/study.py", "ask"),
     ("    TPE sample_relative", "optuna/samplers/_tpe/sampler.py", "sample_relative"),
@@ -97,7 +97,7 @@ OURS_CALLS = [
     ("    Trial.should_prune", "optuna/trial/_trial.py", "should_prune"),
     ("    train_model (incl. report/should_prune)", "workers/train.py", "train_model"),
     ("    tell", "optuna/study/_tell.py", "_tell_with_warning"),
-    ("  release_ticket", "automl/db/queries.py", "release_ticket"),
+    ("  release_ticket", "automl/db/leases.py", "release_ticket"),
     ("  finish_ready_runs (sweep + release)", "workers/service_worker.py",
      "finish_ready_runs"),
     ("_CachedStorage.get_all_trials (all callers)", "optuna/storages/_cached_storage.py",
@@ -399,8 +399,10 @@ def _dump(profiler: Any, profile_dir: str | None, side: str,
 
 
 PRODUCT_FILES = ("automl/studies.py", "automl/retry.py", "automl/suggest.py",
-                 "automl/db/engine.py", "automl/db/queries.py", "workers/service_worker.py",
-                 "workers/tickets.py", "workers/objective.py", "workers/train.py")
+                 "automl/db/engine.py", "automl/db/queries.py", "automl/db/leases.py",
+                 "automl/optuna_storage/write_behind.py", "automl/optuna_storage/rows.py",
+                 "workers/service_worker.py", "workers/tickets.py", "workers/objective.py",
+                 "workers/callbacks.py", "workers/train.py")
 
 
 def product_fingerprint() -> dict[str, str]:

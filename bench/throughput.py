@@ -137,8 +137,9 @@ def measure(server: Any, n_workers: int, n_trials: int, timeout: float,
 
 
 PRODUCT_FILES = ("automl/studies.py", "automl/retry.py", "automl/db/queries.py",
+                 "automl/db/leases.py", "automl/optuna_storage/write_behind.py",
                  "workers/service_worker.py", "workers/tickets.py", "workers/objective.py",
-                 "workers/train.py")
+                 "workers/callbacks.py", "workers/train.py")
 
 
 def product_fingerprint() -> dict[str, str]:

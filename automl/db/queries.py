@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import getpass
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -63,15 +63,15 @@ def _insert_dataset(session: Session, values: dict[str, Any]) -> int:
     return found
 
 
-def submit_run(engine: Engine, dataset: dict[str, Any] | None, run: Run,
-               tickets: Iterable[tuple[str, str]], max_attempts: int) -> None:
-    """In one transaction: store ``dataset`` (a row's values) unless its content hash is
-    stored already, then add the run on it (``run.dataset_id`` is set) and its tickets.
-    ``dataset`` None: the run names its stored dataset itself."""
+def submit_run(engine: Engine, content_hash: str, new_dataset: Callable[[], dict[str, Any]],
+               run: Run, tickets: Iterable[tuple[str, str]], max_attempts: int) -> None:
+    """In one transaction: the dataset with ``content_hash`` (stored from the row values
+    ``new_dataset()`` makes, called only when no such dataset is stored: serialising a
+    large table is not free), then the run on it (``run.dataset_id`` is set) and its
+    tickets."""
     with Session(engine) as session, session.begin():
-        if dataset is not None:
-            run.dataset_id = (_dataset_id(session, dataset["content_hash"])
-                              or _insert_dataset(session, dataset))
+        run.dataset_id = (_dataset_id(session, content_hash)
+                          or _insert_dataset(session, new_dataset()))
         _add_run(session, run, tickets, max_attempts)
 
 

@@ -22,7 +22,7 @@ def make_run(engine: Engine, tickets: list[tuple[str, str]], *, max_attempts: in
     run = Run(id=run_id, study_name=f"s-{run_id}", status="queued", task="binary",
               metric="accuracy", space={}, settings={}, n_trials=0, timeout_s=timeout_s,
               seed=0, n_seeds=1, created_at=utcnow())
-    submit_run(engine, dataset, run, tickets, max_attempts)
+    submit_run(engine, dataset["content_hash"], lambda: dataset, run, tickets, max_attempts)
     return run_id
 
 

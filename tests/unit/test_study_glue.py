@@ -22,7 +22,7 @@ from automl.studies import StudySettings, create_study, load_study, pruning_poli
 from automl.suggest import suggest_trial_config
 from automl.trials import count_trials, fail_orphans, fail_trial, repeated_failure
 from workers.data import to_tensors
-from workers.faults import install, parse_faults
+from workers.faults import Fault, install, parse_faults
 from workers.objective import run_trial
 
 SMALL = {"max_epochs": Fixed(12), "patience": Fixed(12), "n_layers": IntRange(1, 2),
@@ -163,6 +163,14 @@ def test_fault_specs_parse() -> None:
     (fault,) = parse_faults("sigkill@trial:3:epoch:2")
     assert (fault.action, fault.trial, fault.epoch) == ("sigkill", 3, 2)
     assert fault.matches(3, 2) and not fault.matches(3, 1)
+    assert parse_faults("oom@epoch:1; raise") == [Fault("oom", None, 1), Fault("raise")]
+
+
+@pytest.mark.parametrize("spec", ["raise@trial:x", "raise@trial", "explode@epoch:1",
+                                  "raise@batch:3"])
+def test_a_malformed_fault_spec_is_refused_by_name(spec: str) -> None:
+    with pytest.raises(ConfigError, match="AUTOML_FAULT"):
+        parse_faults(spec)
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):
