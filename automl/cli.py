@@ -34,7 +34,7 @@ from automl.client import Client
 from automl.data import DataLimits
 from automl.db.engine import refusal
 from automl.db.schema import upgrade
-from automl.errors import AutoMLError, ConfigError
+from automl.errors import AutoMLError
 from automl.executor import check_gpu_share
 from automl.explain import stored_diagnostics_text
 from automl.plan import DEFAULT_STORAGE, TuneOptions
@@ -253,9 +253,6 @@ def run_db(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    if not args.db_retry > 0:
-        raise ConfigError(f"--db-retry must be positive, got {args.db_retry}",
-                          field="db_retry")
     set_budget(args.db_retry)
     if args.ray_address:
         check_gpu_share(args.gpus_per_trial)

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 from optuna.storages import BaseStorage
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from automl.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 BUDGET_S = 30.0
@@ -28,7 +30,8 @@ def set_budget(seconds: float) -> None:
     at the entry point (``automl worker --db-retry``)."""
     global _budget_s
     if not seconds > 0:
-        raise ValueError(f"the retry budget must be positive, got {seconds}")
+        raise ConfigError(f"the database retry budget (--db-retry) must be a positive number "
+                          f"of seconds, not {seconds}", field="db_retry")
     _budget_s = float(seconds)
 
 

@@ -28,7 +28,7 @@ def drain(url: str, worker: str, out: mp.Queue) -> None:
     while (claim := leases.claim_ticket(engine, worker, lease_s=60)) is not None:
         claimed.append(claim.id)
         assert leases.release_ticket(engine, claim.id, worker, status="done",
-                                      result={"by": worker})
+                                     result={"by": worker})
     out.put((worker, claimed))
 
 

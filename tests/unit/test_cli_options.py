@@ -4,8 +4,11 @@ TuneOptions' defaults (issue 18: configuration read once)."""
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 
-from automl.cli import build_parser, run_options
+import pytest
+
+from automl.cli import build_parser, main, run_options
 from automl.plan import TuneOptions
 
 
@@ -27,3 +30,11 @@ def test_left_out_options_are_tune_options_defaults() -> None:
     for name, value in parsed("tune", "data.csv", "--target", "y").items():
         if name != "limits":  # from the environment (AUTOML_MAX_*), else DataLimits()
             assert value == defaults[name], name
+
+
+
+def test_a_non_positive_db_retry_is_refused_by_name(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker", "--db-retry", "0", "--storage", f"sqlite:///{tmp_path}/x.db"]) == 2
+    err = capsys.readouterr().err
+    assert "E_CONFIG" in err and "--db-retry" in err
