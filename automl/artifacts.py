@@ -99,16 +99,6 @@ def upload_model(store: DatabaseArtifactStore, study: optuna.Study, trial_number
     return ids
 
 
-def store_model(url: str, study: optuna.Study, trial_number: int,
-                files: Mapping[str, bytes]) -> dict[str, str]:
-    """:func:`upload_model` into the artifact store of the database at ``url``."""
-    store = open_artifact_store(url)
-    try:
-        return upload_model(store, study, trial_number, files)
-    finally:
-        store.engine.dispose()
-
-
 def read_model(url: str, run_or_study: str, *, onnx: bool = True,
                engine: Engine | None = None) -> dict[str, bytes]:
     """The stored model bundle (file name -> bytes) of a service run id or a study name.

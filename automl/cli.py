@@ -35,9 +35,8 @@ from automl.data import DataLimits
 from automl.db.engine import refusal
 from automl.db.schema import upgrade
 from automl.errors import AutoMLError
-from automl.executor import check_gpu_share
 from automl.explain import stored_diagnostics_text
-from automl.plan import DEFAULT_STORAGE, TuneOptions
+from automl.plan import DEFAULT_STORAGE, TuneOptions, check_gpu_share
 from automl.result import format_report, result_from_dict
 from automl.retry import BUDGET_S, set_budget
 from automl.runtime import service_worker

@@ -91,10 +91,14 @@ class Client:
         run_id = write_submission(self.engine, validate_submission(data, target, space, opts))
         return RunHandle(self, run_id)
 
-    def run(self, run_id: str) -> RunHandle:
-        handle = RunHandle(self, run_id)
-        handle.status()  # raises if unknown
-        return handle
+    def run(self, run: str) -> RunHandle:
+        """The run with this id, or whose study has this name (``tune`` names its runs
+        after their study); raises :class:`ConfigError` when there is none."""
+        found = run_of(self.engine, run, or_study=True)
+        if found is None:
+            raise ConfigError(f"no run or study named {run} in this storage; list them with "
+                              "`automl runs`", field="run")
+        return RunHandle(self, found.id)
 
     def runs(self, limit: int = 50) -> list[RunStatus]:
         """The most recent runs, newest first."""

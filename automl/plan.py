@@ -13,7 +13,6 @@ from typing import Any
 from automl.baselines import Baseline, rule_of_thumb_baselines
 from automl.data import DataLimits, PreparedData
 from automl.errors import ConfigError
-from automl.executor import check_gpu_share
 from automl.space import Fixed, IntRange, SearchSpace
 from automl.studies import StudySettings, check_storage_url
 from automl.warm_start import warm_start_params
@@ -88,6 +87,7 @@ def settings_of(options: TuneOptions, space: SearchSpace) -> StudySettings:
                          pruner_percentile=options.pruner_percentile,
                          pruning_audit=options.pruning_audit,
                          warm_start=options.warm_start,
+                         max_consecutive_failures=options.max_consecutive_failures,
                          max_epochs=upper_bound(space, "max_epochs"))
 
 
@@ -141,6 +141,15 @@ def upper_bound(space: SearchSpace, name: str) -> int:
     if isinstance(param, IntRange):
         return int(param.high)
     return int(max(param.choices))  # type: ignore[union-attr]
+
+
+def check_gpu_share(value: Any) -> None:
+    """``gpus_per_trial``: 0 (CPU), a fraction of one GPU (trials share it), or a whole
+    number of GPUs, as Ray accepts; anything else is refused by name."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not 0 <= value < math.inf or (value > 1 and value != int(value)):
+        raise ConfigError("gpus_per_trial must be 0, a fraction of one GPU such as 0.25, "
+                          f"or a whole number of GPUs, not {value!r}", field="gpus_per_trial")
 
 
 def _positive_int(name: str, value: Any) -> None:

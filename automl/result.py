@@ -13,7 +13,6 @@ from typing import Any
 
 METRIC_NAMES = {"accuracy": "test accuracy", "r2": "test R²"}
 TIE = 1e-6  # score differences below this are float noise between equal accuracies
-RESULT_ATTR = "result"  # a finished tune() run's TuneResult.to_dict(), on its study
 
 
 @dataclass

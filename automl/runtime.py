@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from automl.errors import ConfigError
 WORKER_EXTRAS = "worker_extras"  # the field of the error a missing extra raises
 
 if TYPE_CHECKING:
-    from automl.executor import Executor
+    from automl.data import PreparedData
     from workers.service_worker import ServiceWorker
 
 
@@ -43,19 +44,24 @@ def single_machine_ray() -> None:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
-def default_executor(ray_address: str | None = None, n_workers: int | None = None,
-                     cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
-                     head_start: bool = True) -> Executor:
-    """The Ray executor (a local Ray started in-process unless ``ray_address`` is given).
+def check_local_gpus(gpus_per_trial: float) -> None:
+    """Trials that ask for a GPU on a local Ray where torch sees none: a ConfigError now."""
+    if gpus_per_trial > 0:
+        _workers("ray_setup", "training").check_local_gpus(gpus_per_trial)
 
-    ``head_start``: a local Ray's first trials train in a fork of this process while Ray
-    starts (:mod:`workers.head_start`)."""
+
+def run_to_end(url: str, run_id: str, prepared: PreparedData, finished: Callable[[], bool],
+               *, ray_address: str | None = None, n_workers: int | None = None,
+               gpus_per_trial: float = 0.0, head_start: bool = True) -> None:
+    """Serve a submitted run's tickets from this process until ``finished()`` says it has
+    ended: on a local Ray started here (``n_workers`` CPUs) unless ``ray_address`` is given,
+    the first tickets training in a fork while a local Ray starts (``head_start``, CPU
+    only). See :mod:`workers.local_run`."""
     if ray_address is None:
         single_machine_ray()
-    module = _workers("ray_executor", "training")
-    executor: Executor = module.RayExecutor(ray_address, n_workers, cpus_per_trial,
-                                            gpus_per_trial, head_start)
-    return executor
+    module = _workers("local_run", "training")
+    where = module.LocalRun(ray_address, n_workers, gpus_per_trial, head_start)
+    module.run_to_end(url, run_id, prepared, where, finished)
 
 
 def service_worker(storage: str, *, lease_s: float, optuna_proxy: str | None,

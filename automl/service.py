@@ -54,8 +54,9 @@ def validate_submission(data: Any, target: Any, space: Any, options: TuneOptions
     return Submission(checked, prepared, resolved, options, str(raw.target.name))
 
 
-def write_submission(engine: Engine, sub: Submission) -> str:
-    """Insert dataset (if new), run and tickets in one transaction; return the run id."""
+def write_submission(engine: Engine, sub: Submission, study_name: str | None = None) -> str:
+    """Insert dataset (if new), run and tickets in one transaction; return the run id.
+    The run's Optuna study is ``study_name`` (default ``automl-<run id>``)."""
     run_id = uuid.uuid4().hex
     trials = [("trial", str(i)) for i in range(sub.options.n_trials)]
     baselines = [("baseline", b.name) for b in baselines_for(sub.prepared, sub.space)
@@ -65,7 +66,8 @@ def write_submission(engine: Engine, sub: Submission) -> str:
     tickets = [*first, *then, ("best", "best")]
 
     with_retry(lambda: submit_run(engine, sub.prepared.content_hash, lambda: _new_dataset(sub),
-                                  _new_run(run_id, sub), tickets, MAX_ATTEMPTS))
+                                  _new_run(run_id, sub, study_name or f"automl-{run_id}"),
+                                  tickets, MAX_ATTEMPTS))
     return run_id
 
 
@@ -84,10 +86,10 @@ def _new_dataset(sub: Submission) -> dict[str, Any]:
             "data": buffer.getvalue(), "created_at": utcnow()}
 
 
-def _new_run(run_id: str, sub: Submission) -> Run:
+def _new_run(run_id: str, sub: Submission, study_name: str) -> Run:
     """The run's row; its dataset is set when the row is stored (queries.submit_run)."""
     opts = sub.options
-    return Run(id=run_id, study_name=f"automl-{run_id}",
+    return Run(id=run_id, study_name=study_name,
                status="queued", task=sub.prepared.task, metric=metric_of(sub.prepared.task),
                space=sub.space.to_dict(), settings=settings_of(opts, sub.space).to_dict(),
                n_trials=opts.n_trials, timeout_s=opts.timeout, seed=opts.seed,

@@ -40,6 +40,7 @@ class StudySettings:
     max_epochs: int = 100
     pruning_audit: float = 0.1  # share of to-be-pruned trials let finish, to audit pruning
     warm_start: bool = True  # the first trials try the rules of thumb (automl.warm_start)
+    max_consecutive_failures: int = 10  # the run stops when this many fail the same way
 
     def __post_init__(self) -> None:
         if not isinstance(self.warm_start, bool):
@@ -210,6 +211,17 @@ def create_study(url: str, name: str, settings: StudySettings, attrs: dict[str, 
         for params in first_trials:
             study.enqueue_trial(params, user_attrs={"warm_start": True})
     return study
+
+
+def load_study_if_exists(url: str, name: str) -> optuna.Study | None:
+    """The study named ``name`` (its default sampler: for reading and settling trials),
+    or None."""
+    storage = make_storage(url)
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def load_study(url: str, name: str, worker_index: int = 0, *,

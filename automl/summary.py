@@ -1,8 +1,6 @@
-"""Build a :class:`TuneResult` from a study and the final evaluations.
-
-Shared by the embedded ``tune()`` and the service workers, so the CLI's JSON and
-``run.result()`` are the same thing.
-"""
+"""Build a :class:`TuneResult` from a study and the final evaluations: what the worker
+that finishes a run stores on it (``tune --json``, ``automl result`` and ``run.result()``
+print that one stored result)."""
 
 from __future__ import annotations
 
@@ -16,7 +14,7 @@ from automl.baselines import Baseline, constant_score
 from automl.configs import TrialConfig
 from automl.data import PreparedData
 from automl.result import BestTrial, ModelScore, TuneResult
-from automl.trials import count_trials
+from automl.trials import count_trials, search_seconds
 
 
 def final_seeds(seed: int, n_seeds: int) -> list[int]:
@@ -40,11 +38,12 @@ def constant_baseline(prepared: PreparedData, baseline: Baseline) -> ModelScore:
 
 def summarize(study: optuna.Study, prepared: PreparedData, best: FrozenTrial,
               best_seeds: dict[str, Any], baselines: list[ModelScore], *, n_seeds: int,
-              storage: str, tuning_seconds: float) -> TuneResult:
+              storage: str, total_seconds: float) -> TuneResult:
     """The run's result: the best trial retrained over seeds next to every baseline.
 
-    ``best_seeds``: the best configuration's ``{"runs": [...], "ensemble": {...}}``, as
-    ``Executor.evaluate`` returns it."""
+    ``best_seeds``: the best configuration's ``{"runs": [...], "ensemble": {...}}`` (a
+    ``SeedsEvaluation.to_dict()``); ``total_seconds``: from submission to now. The search's
+    own time is the span of its trials."""
     config = TrialConfig.from_dict(best.user_attrs["config"])
     score = ModelScore.from_evaluations("tuned", "best trial", architecture(config),
                                         best_seeds["runs"], best_seeds.get("ensemble"))
@@ -55,8 +54,9 @@ def summarize(study: optuna.Study, prepared: PreparedData, best: FrozenTrial,
                        val_loss=float(best.value or 0.0)),
         baselines=baselines, n_trials=counts.finished, n_complete=counts.complete,
         n_pruned=counts.pruned, n_failed=counts.failed, n_diverged=counts.diverged,
-        study_name=study.study_name, storage=redacted(storage), tuning_seconds=tuning_seconds,
-        total_seconds=0.0, n_seeds=n_seeds, warnings=list(prepared.warnings),
+        study_name=study.study_name, storage=redacted(storage),
+        tuning_seconds=search_seconds(study), total_seconds=total_seconds, n_seeds=n_seeds,
+        warnings=list(prepared.warnings),
     )
 
 

@@ -40,6 +40,14 @@ def count_trials(study: optuna.Study) -> TrialCounts:
     )
 
 
+def search_seconds(study: optuna.Study) -> float:
+    """Wall time of the search: from the first trial's start to the last trial's end."""
+    trials = study.get_trials(deepcopy=False)
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+
+
 def failure_kind(trial: FrozenTrial) -> str | None:
     """'diverged', 'error: <Exception>' ... for unhealthy trials; None for healthy ones."""
     reason = trial.user_attrs.get("stop_reason")
@@ -49,6 +57,15 @@ def failure_kind(trial: FrozenTrial) -> str | None:
         error = str(trial.user_attrs.get("error", "")).split(":")[0]
         return f"{reason or 'error'}: {error}" if error else str(reason or "error")
     return None
+
+
+UNHEALTHY = "stopped after"  # how the circuit breaker's message starts
+
+
+def unhealthy_message(limit: int, kind: str) -> str:
+    """Why the circuit breaker stopped a run (``kind``: :func:`repeated_failure`'s)."""
+    return (f"{UNHEALTHY} {limit} consecutive trials failed the same way ({kind}); "
+            "check the search space (e.g. the learning-rate range)")
 
 
 def repeated_failure(study: optuna.Study, limit: int) -> str | None:

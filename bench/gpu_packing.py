@@ -2,15 +2,15 @@
 
     python bench/gpu_packing.py --data fashion_mnist --rows 30000 --trials 32 --epochs 10
 
-Each setting runs in its own fresh child process: a local Ray (``RayExecutor``, no head
-start, ``cpus_per_trial=1``) with ``gpus_per_trial`` = 1, 0.5, 0.25, 0.125 (``--fractions``)
-and, with ``--cpu``, ``gpus_per_trial=0`` (one CPU thread per trial, as many trials as
-cores). Every setting runs the same fixed-length trials: pruning off, warm start off, a
-space with fixed depth, width, batch size and epochs (``--layers``, ``--units``,
-``--batch-size``, ``--epochs``; patience = epochs, so no early stop), the rest sampled by
-TPE with the same seed. Ray is started and its workers warm before the clock starts;
-timed is ``run_trials`` alone (``automl`` puts the data in the object store, each worker
-moves it to its device once).
+Each setting runs in its own fresh child process: a run submitted to a SQLite file and
+served by a ``RayServiceWorker`` on a local Ray (no head start, ``cpus_per_trial=1``) with
+``gpus_per_trial`` = 1, 0.5, 0.25, 0.125 (``--fractions``) and, with ``--cpu``,
+``gpus_per_trial=0`` (one CPU thread per trial, as many trials as cores). Every setting runs
+the same fixed-length trials: pruning off, warm start off, a space with fixed depth, width,
+batch size and epochs (``--layers``, ``--units``, ``--batch-size``, ``--epochs``; patience =
+epochs, so no early stop), the rest sampled by TPE with the same seed. Ray is started and
+its workers warm before the clock starts; timed is serving the run's trial tickets alone
+(the data goes through the object store, each worker moves it to its device once).
 
 Reported per setting: how many trials Ray ran at once (``max_parallel``) and the most
 that overlapped in the study's timestamps, trials per minute, mean seconds per trial,
@@ -108,42 +108,45 @@ def max_overlap(trials: list[Any]) -> int:
 def child(args: argparse.Namespace, gpus: float, out: Path) -> None:
     import optuna
 
-    from automl.data import load_dataset
-    from automl.executor import StudyJob
+    from automl.db.engine import make_engine
+    from automl.db.schema import ensure_schema
+    from automl.plan import TuneOptions
     from automl.runtime import single_machine_ray
-    from automl.space import SearchSpace
-    from automl.studies import StudySettings, create_study, pruning_policy
-    from workers.ray_executor import RayExecutor
+    from automl.service import validate_submission, write_submission
+    from workers.ray_service import RayServiceWorker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     single_machine_ray()
     x, y = load_arrays(args.data, args.rows, args.seed)
-    prepared = load_dataset(x, y, seed=args.seed)
-    space = SearchSpace.from_dict({"max_epochs": args.epochs, "patience": args.epochs,
-                                   "n_layers": args.layers, "units": args.units,
-                                   "batch_size": args.batch_size})
-    space = space.resolve(prepared.task, len(prepared.x_train))
-    settings = StudySettings(seed=args.seed, pruner="none", warm_start=False,
-                             tpe_startup_trials=10, max_epochs=args.epochs)
-    executor = RayExecutor(None, None, cpus_per_trial=1.0, gpus_per_trial=gpus,
-                           head_start=False)
-    print(f"gpus_per_trial={gpus:g}: Ray up, {executor.max_parallel} trials at once",
-          file=sys.stderr, flush=True)
-    time.sleep(args.settle)  # let the prestarted workers finish importing
+    space = {"max_epochs": args.epochs, "patience": args.epochs, "n_layers": args.layers,
+             "units": args.units, "batch_size": args.batch_size}
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'study.db'}"
-        study = create_study(url, "gpu-packing", settings, {})
-        job = StudyJob(url, "gpu-packing", space.to_dict(), args.seed, pruning_policy(settings))
+        options = TuneOptions(storage=url, n_trials=args.trials, seed=args.seed,
+                              pruner="none", warm_start=False, progress=False)
+        submission = validate_submission(x, y, space, options)
+        ensure_schema(url)
+        engine = make_engine(url)
+        run_id = write_submission(engine, submission, study_name="gpu-packing")
+        # The run's trial tickets come first (no baseline pruning): serving exactly that
+        # many tickets times the trials alone, as the service's workers run them.
+        worker = RayServiceWorker(url, ray_address="local", gpus_per_trial=gpus,
+                                  poll_s=0.05, preload={run_id: submission.prepared})
+        print(f"gpus_per_trial={gpus:g}: Ray up, {worker.max_parallel} trials at once",
+              file=sys.stderr, flush=True)
+        time.sleep(args.settle)  # let the prestarted workers finish importing
         with GpuSampler() as sampler:
             started = time.perf_counter()
-            lost = executor.run_trials(job, prepared, args.trials, None, lambda: False)
+            worker.serve(max_tickets=args.trials)
             elapsed = time.perf_counter() - started
-        executor.close()
-        trials = study.get_trials(deepcopy=False)
+        worker.close()
+        engine.dispose()
+        trials = optuna.load_study(study_name="gpu-packing", storage=url).get_trials()
+        lost = [t for t in trials if t.user_attrs.get("stop_reason") == "lost_worker"]
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     epochs = sum(int(t.user_attrs.get("epochs", 0)) for t in trials)
     out.write_text(json.dumps({
-        "gpus_per_trial": gpus, "max_parallel": executor.max_parallel,
+        "gpus_per_trial": gpus, "max_parallel": worker.max_parallel,
         "max_overlap": max_overlap(trials), "trials": len(trials), "complete": len(complete),
         "lost": len(lost), "seconds": elapsed, "trials_per_min": 60 * len(trials) / elapsed,
         "mean_trial_s": float(np.mean([t.user_attrs["seconds"] for t in complete])),

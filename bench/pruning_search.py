@@ -80,7 +80,7 @@ def pruning_run(args: argparse.Namespace, pruner: str, seed: int, folder: Path) 
 
 def pruning(args: argparse.Namespace) -> list[dict[str, Any]]:
     from automl.runtime import single_machine_ray
-    from workers.ray_executor import start_ray
+    from workers.ray_setup import start_ray
 
     single_machine_ray()
     start_ray(None, args.workers)  # one Ray for every run; tune() leaves it running

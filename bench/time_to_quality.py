@@ -10,14 +10,14 @@ time), on the same dataset and the same seeded 60/20/20 split from
 * **ours** — ``automl.tune`` with the default space on the embedded default: a SQLite
   study in a temporary folder and a local Ray started by ``tune`` (Ray's start-up is part
   of our wall-clock), 2 trials in parallel on 2 cores, 1 torch thread each.
-  ``timeout=--budget-s`` (``tune`` counts it from the start of the study and stops
-  launching trials then; the study starts before Ray, whose start-up the head start uses
-  to train the first trials); ``n_seeds=1`` for the final comparison.
+  ``timeout=--budget-s`` (``tune`` counts it from the run's start, when its first ticket
+  is claimed, and starts no trial after it; with the head start that is before Ray is up,
+  its start-up used to train the first trials); ``n_seeds=1`` for the final comparison.
 * **ours-1w** — the same with ``n_workers=1`` (one trial at a time, one thread).
 * **ours-cold** — ``ours`` with ``warm_start=False``: the search does not start from the
   rules of thumb (:mod:`automl.warm_start`), its start-up trials are all random.
 * **ours-no-head** — ``ours`` with ``head_start=False``: no trial trains before Ray is up
-  (:mod:`workers.head_start`), and the study, with its timeout, starts once Ray is up.
+  (:mod:`workers.head_start`), and the run, with its timeout, starts once Ray is up.
 * **plain** — a script written the way Optuna's PyTorch example
   (``optuna/optuna-examples`` ``pytorch/pytorch_simple.py``) is: the model is defined in the
   objective (``n_layers`` 1..3, ``n_units_l{i}`` 4..128, ReLU, ``dropout_l{i}`` 0.2..0.5,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial
 
 from automl.configs import count_parameters
 from automl.optuna_storage.private import stored_trial
@@ -95,26 +96,31 @@ def _record_failure(trial: optuna.Trial, reason: str, exc: BaseException) -> Non
 
 
 def run_trial(study: optuna.Study, space: SearchSpace, data: TensorSplits, seed: int,
-              hooks: TrialHooks | None = None, pruning: PruningPolicy | None = None) -> None:
+              hooks: TrialHooks | None = None,
+              pruning: PruningPolicy | None = None) -> FrozenTrial | None:
     """Run exactly one trial of ``study``; any exception ends it as FAIL, never escapes.
+    Returns the trial as told (None when it was ended elsewhere first).
 
     A trial that was already ended from outside (its lease expired and the sweeper failed
     it) rejects the late result; that is logged once and is not an error.
     """
     objective = make_objective(space, data, seed, hooks, pruning)
     started: list[optuna.Trial] = []
+    told: list[FrozenTrial] = []
 
     def tracked(trial: optuna.Trial) -> float:
         started.append(trial)
         return objective(trial)
 
     try:
-        study.optimize(tracked, n_trials=1, catch=(Exception,))
+        study.optimize(tracked, n_trials=1, catch=(Exception,),
+                       callbacks=[lambda _study, trial: told.append(trial)])
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
         # Optuna refuses to tell (ValueError) or to write to a finished trial.
         if not started or not _finished_elsewhere(study, started[0]):
             raise
         logger.info("late result ignored, the trial was already finished: %s", exc)
+    return told[0] if told else None
 
 
 def _finished_elsewhere(study: optuna.Study, trial: optuna.Trial) -> bool:

@@ -17,8 +17,10 @@ from typing import Any
 import ray
 import torch
 
+from automl.data import PreparedData
 from automl.db import leases, queries
-from workers.ray_executor import check_gpus, start_ray, trial_slots
+from automl.errors import ConfigError
+from workers.ray_setup import check_gpus, start_ray, trial_slots
 from workers.service_worker import Heartbeat, ServiceWorker, describe
 from workers.tickets import TicketRunner
 
@@ -59,27 +61,55 @@ def task_runner(url: str, optuna_proxy: str | None = None) -> TicketRunner:
 
 
 @ray.remote(max_retries=0)
-def run_ticket(url: str, claim: leases.Claim, worker_id: str,
-               optuna_proxy: str | None = None) -> dict[str, Any]:
+def run_ticket(url: str, claim: leases.Claim, worker_id: str, optuna_proxy: str | None = None,
+               prepared: PreparedData | None = None) -> dict[str, Any]:
+    """One ticket in a Ray worker; ``prepared``: the run's data from the object store,
+    when the driver has it (a local run), instead of reading it back from the database."""
     logging.getLogger("optuna").setLevel(logging.WARNING)
     runner = task_runner(url, optuna_proxy)
+    if prepared is not None:
+        runner.preload(claim.run_id, prepared)
     return runner.execute(claim, TicketWatch(runner.engine, claim.id, worker_id).stop_reason)
 
 
 class RayServiceWorker(ServiceWorker):
-    """The service worker loop with tickets running on a Ray cluster."""
+    """The service worker loop with tickets running on Ray: a cluster at ``ray_address``,
+    or a Ray started here (``"local"``, with ``n_workers`` CPUs, all of them by default).
+
+    ``preload``: runs whose data this process already holds (``tune``'s own run); it goes
+    to the object store once and each Ray worker turns it into tensors once."""
 
     def __init__(self, url: str, *, ray_address: str, cpus_per_trial: float = 1.0,
                  gpus_per_trial: float = 0.0, max_parallel: int | None = None,
-                 **options: Any):
+                 n_workers: int | None = None,
+                 preload: dict[str, PreparedData] | None = None, **options: Any):
         super().__init__(url, **options)
-        start_ray(None if ray_address == "local" else ray_address, None,
-                  env_vars=passthrough_env())
+        local = ray_address == "local"
+        self.started_ray = not ray.is_initialized()
+        if self.started_ray:
+            start_ray(None if local else ray_address, n_workers, env_vars=passthrough_env())
         self.options = {"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial}
         resources = ray.cluster_resources()
-        check_gpus(resources, gpus_per_trial, local=ray_address == "local")
-        self.max_parallel = max_parallel or trial_slots(resources, **self.options)
+        try:
+            check_gpus(resources, gpus_per_trial, local=local)
+        except ConfigError:
+            self.close()
+            raise
+        # A local Ray has n_workers CPUs, so its slots already count them; a cluster may be
+        # asked for more than fits now (an autoscaler adds nodes for the rest).
+        slots = trial_slots(resources, **self.options)
+        self.max_parallel = max_parallel or (slots if local else n_workers or slots)
         self.inflight: dict[ray.ObjectRef, tuple[leases.Claim, Heartbeat]] = {}
+        self._data = {run_id: ray.put(prepared) for run_id, prepared in (preload or {}).items()}
+        for run_id, prepared in (preload or {}).items():
+            self.runner.preload(run_id, prepared)
+
+    def close(self) -> None:
+        """Shut down the Ray this worker started (its tasks die with it)."""
+        self._data.clear()
+        if self.started_ray:
+            ray.shutdown()
+        super().close()
 
     def idle(self) -> bool:
         return not self.inflight
@@ -92,8 +122,8 @@ class RayServiceWorker(ServiceWorker):
                 break
             queries.start_run(self.engine, claim.run_id)
             beat = Heartbeat(self, claim.id, claim.run_id).__enter__()
-            ref = run_ticket.options(**self.options).remote(self.url, claim, self.worker_id,
-                                                            self.optuna_proxy)
+            ref = run_ticket.options(**self.options).remote(
+                self.url, claim, self.worker_id, self.optuna_proxy, self._data.get(claim.run_id))
             self.inflight[ref] = (claim, beat)
         if not self.inflight:
             self.sweep()  # nothing to do here: look for lost work and finished runs

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timezone
 
 import torch
@@ -23,8 +24,9 @@ from automl.db.schema import check_schema
 from automl.notes import write_note
 from automl.plan import baselines_for
 from automl.retry import is_transient, with_retry
+from automl.studies import StudySettings
 from automl.summary import constant_baseline, summarize
-from automl.trials import fail_orphans
+from automl.trials import fail_orphans, repeated_failure, unhealthy_message
 from workers.tickets import TicketRunner
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ class Heartbeat:
         while not self._done.wait(interval):
             try:
                 held = leases.renew_lease(self.worker.engine, self.ticket_id,
-                                           self.worker.worker_id, self.worker.lease_s)
+                                          self.worker.worker_id, self.worker.lease_s)
             except Exception:  # the database is away: keep trying until the lease lapses
                 logger.warning("heartbeat failed; retrying", exc_info=True)
                 continue
@@ -69,24 +71,27 @@ class ServiceWorker:
     """One worker process. ``serve()`` runs tickets until told to stop or idle."""
 
     def __init__(self, url: str, *, worker_id: str | None = None, lease_s: float = 30.0,
-                 poll_s: float = 1.0, threads: int = 1, optuna_proxy: str | None = None):
+                 poll_s: float = 1.0, threads: int = 1, optuna_proxy: str | None = None,
+                 device: str | None = None):
         self.url, self.lease_s, self.poll_s = url, lease_s, poll_s
         # Sweeping costs three queries; once every few seconds is soon enough for leases.
         self.sweep_s, self._swept_at = min(5.0, lease_s / 3), -float("inf")
         torch.set_num_threads(threads)
         self.optuna_proxy = optuna_proxy
-        self.runner = TicketRunner(url, "cuda" if torch.cuda.is_available() else "cpu",
-                                   optuna_proxy)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.runner = TicketRunner(url, device, optuna_proxy)
         self.engine = self.runner.engine
         check_schema(self.engine)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._started_runs: set[str] = set()
         self._unheld_since: dict[tuple[str, int], float] = {}
 
-    def serve(self, max_tickets: int | None = None, idle_exit: float | None = None) -> int:
-        """Run tickets; stop after ``max_tickets`` or ``idle_exit`` seconds with no work."""
+    def serve(self, max_tickets: int | None = None, idle_exit: float | None = None,
+              until: Callable[[], bool] | None = None) -> int:
+        """Run tickets; stop after ``max_tickets``, ``idle_exit`` seconds with no work, or
+        once ``until()`` (asked before each step) says so."""
         done, idle_since = 0, time.monotonic()
-        while max_tickets is None or done < max_tickets:
+        while (max_tickets is None or done < max_tickets) and not (until and until()):
             try:
                 worked = self.step()
             except Exception as exc:
@@ -99,13 +104,17 @@ class ServiceWorker:
             elif idle_exit is not None and time.monotonic() - idle_since >= idle_exit \
                     and self.idle():
                 break
-            else:
+            elif self.idle():  # (a Ray worker with work in flight has just waited on it)
                 time.sleep(self.poll_s)
         return done
 
     def idle(self) -> bool:
         """True when nothing is in flight (always, for the in-process worker)."""
         return True
+
+    def close(self) -> None:
+        """Release this worker's database connections."""
+        self.engine.dispose()
 
     def step(self) -> int:
         """Sweep (when due), then claim and run one ticket; the number of tickets finished."""
@@ -136,9 +145,21 @@ class ServiceWorker:
     def release(self, claim: leases.Claim, status: str, result: dict | None,
                 error: str | None) -> None:
         leases.release_ticket(self.engine, claim.id, self.worker_id, status=status,
-                               result=result, error=error)
+                              result=result, error=error)
         if claim.kind != "trial":  # a run ends with its best or baseline tickets, never a trial
             self.finish_ready_runs()
+        elif result and result.get("failure"):
+            self.stop_if_unhealthy(claim.run_id)
+
+    def stop_if_unhealthy(self, run_id: str) -> None:
+        """The circuit breaker: when the run's last ``max_consecutive_failures`` trials all
+        failed the same way (e.g. diverged: the space is wrong), the run fails at once with
+        that reason rather than spending its budget; trials in flight finish."""
+        run = self.runner.context(run_id).run
+        limit = StudySettings(**run.settings).max_consecutive_failures
+        kind = repeated_failure(self.runner.study(run), limit)
+        if kind:
+            queries.fail_run(self.engine, run_id, unhealthy_message(limit, kind))
 
     def sweep_if_due(self) -> None:
         if time.monotonic() - self._swept_at >= self.sweep_s:
@@ -178,7 +199,7 @@ class ServiceWorker:
         lost = self.runner.fail_lost_trial(run_id, number)
         if lost.finished:  # told before its worker died: nothing to run again
             leases.release_ticket(self.engine, ticket_id, self.worker_id, status="done",
-                                   result={"trial_number": number})
+                                  result={"trial_number": number})
         else:
             leases.requeue_lost(self.engine, ticket_id, self.worker_id, lost.params, error)
 
@@ -204,11 +225,10 @@ class ServiceWorker:
                      if t.number == best["trial_number"])
         floor = next(b for b in baselines_for(ctx.prepared, ctx.space) if b.config is None)
         scores.append(constant_baseline(ctx.prepared, floor))
-        started = ctx.run.started_at or ctx.run.created_at
-        elapsed = queries.utcnow() - started.replace(tzinfo=started.tzinfo or timezone.utc)
+        created = ctx.run.created_at.replace(tzinfo=ctx.run.created_at.tzinfo or timezone.utc)
         result = summarize(study, ctx.prepared, trial, best, scores,
                            n_seeds=ctx.run.n_seeds, storage=self.url,
-                           tuning_seconds=elapsed.total_seconds())
+                           total_seconds=(queries.utcnow() - created).total_seconds())
         write_note(study, result)  # before "succeeded", so a finished run has its note
         queries.finish_run(self.engine, run_id, status="succeeded", summary=result.to_dict())
 

@@ -36,7 +36,7 @@ from automl.studies import (
     pruning_policy,
 )
 from automl.summary import architecture, final_seeds
-from automl.trials import best_trial, fail_trial, reread, trial_config
+from automl.trials import best_trial, fail_trial, failure_kind, reread, trial_config
 from workers.data import TensorSplits, to_tensors
 from workers.dataset_cache import cached_frame
 from workers.evaluate import SeedsEvaluation, evaluate_seeds
@@ -58,12 +58,21 @@ class LostTrial:
 
 @dataclass
 class RunContext:
-    """What a process keeps per run: its row, data (as tensors) and space."""
+    """What a process keeps per run: its row, data and space; the data as tensors on
+    ``device`` once a ticket trains on them (a driver that only finishes runs never
+    builds them)."""
 
     run: Run
     prepared: PreparedData
-    data: TensorSplits
     space: SearchSpace
+    device: str
+    _tensors: TensorSplits | None = None
+
+    @property
+    def data(self) -> TensorSplits:
+        if self._tensors is None:
+            self._tensors = to_tensors(self.prepared, self.device)
+        return self._tensors
 
 
 class TicketRunner:
@@ -96,9 +105,12 @@ class TicketRunner:
             numbers.append(trial.number)
             leases.set_trial_number(self.engine, claim.id, trial.number)
 
-        run_trial(study, ctx.space, ctx.data, ctx.run.seed, TrialHooks(on_start, stop_reason),
-                  pruning_policy(StudySettings(**ctx.run.settings)))
-        return {"trial_number": numbers[0] if numbers else None}
+        told = run_trial(study, ctx.space, ctx.data, ctx.run.seed,
+                         TrialHooks(on_start, stop_reason),
+                         pruning_policy(StudySettings(**ctx.run.settings)))
+        # "failure": how it failed, if it did (the run's circuit breaker counts these).
+        return {"trial_number": numbers[0] if numbers else None,
+                "failure": None if told is None else failure_kind(told)}
 
     def run_baseline(self, name: str, ctx: RunContext,
                      stop_reason: StopReason) -> dict[str, Any]:
@@ -162,7 +174,8 @@ class TicketRunner:
             settings = StudySettings(**run.settings)
             create_study(self.url, run.study_name, settings,
                          {"task": run.task, "metric": run.metric, "space": run.space,
-                          "run_id": run.id}, storage=self.storage, load_if_exists=True,
+                          "run_id": run.id, "dataset_hash": ctx.prepared.content_hash,
+                          "n_trials": run.n_trials}, storage=self.storage, load_if_exists=True,
                          first_trials=first_trials(settings, baselines_for(
                              ctx.prepared, ctx.space), ctx.space))
             study = load_study(self.url, run.study_name, worker_index, storage=self.storage)
@@ -171,7 +184,7 @@ class TicketRunner:
         return study
 
     def context(self, run_id: str) -> RunContext:
-        """Load (once per process) the run, its data as tensors and its space."""
+        """Load (once per process) the run, its data and its space."""
         if run_id not in self._contexts:
             run, content_hash, target = with_retry(lambda: self._run(run_id))
             frame = cached_frame(content_hash,
@@ -182,10 +195,21 @@ class TicketRunner:
                                     keep_identifiers=True)
             if run.data_notes is not None:
                 prepared.warnings = list(run.data_notes)
-            # One run at a time is kept: a worker moving between runs does not pile up data.
-            self._contexts = {run_id: RunContext(run, prepared, to_tensors(
-                prepared, self.device), SearchSpace.from_dict(run.space))}
+            self._keep(run, prepared)
         return self._contexts[run_id]
+
+    def preload(self, run_id: str, prepared: PreparedData) -> None:
+        """Use ``prepared`` (the submitter's own, identical to what :meth:`context` would
+        rebuild from the stored table) for the run, skipping the read back."""
+        if run_id not in self._contexts:
+            run = with_retry(lambda: queries.run_of(self.engine, run_id))
+            assert run is not None, f"no run {run_id}"
+            self._keep(run, prepared)
+
+    def _keep(self, run: Run, prepared: PreparedData) -> None:
+        # One run at a time is kept: a worker moving between runs does not pile up data.
+        self._contexts = {run.id: RunContext(run, prepared, SearchSpace.from_dict(run.space),
+                                             self.device)}
 
     def _run(self, run_id: str) -> tuple[Run, str, str]:
         found = with_retry(lambda: queries.run_and_dataset(self.engine, run_id))

@@ -1,7 +1,7 @@
 """Imported by each worker process of a local Ray as it starts, before any task reaches it.
 
-:func:`workers.ray_executor.start_ray` lists this module in Ray's
-``preload_python_modules`` (:func:`workers.ray_executor.local_system_config`): the workers
+:func:`workers.ray_setup.start_ray` lists this module in Ray's
+``preload_python_modules`` (:func:`workers.ray_setup.local_system_config`): the workers
 start while Ray is still coming up, and load torch, the study storage and the training
 code while the driver finishes starting Ray and sets up the study, instead of inside the
 first trial. Importing is all it does:
@@ -16,7 +16,7 @@ import importlib
 import logging
 
 MODULES = (
-    "workers.ray_executor",  # torch, optuna, automl.data, the objective and training loop
+    "workers.local_run",  # torch, optuna, automl.data, the ticket runner and training loop
     "torch._dynamo",  # torch.optim imports it when it builds its first optimizer (~1 s)
     # Optuna's RDB storage imports these when a trial first loads its study.
     "alembic.command",

@@ -85,9 +85,10 @@ def _add_run(session: Session, run: Run, tickets: Iterable[tuple[str, str]],
     run.submitted_by = run.submitted_by or current_role(session)
     session.add(run)
     session.flush()
-    session.add_all(Ticket(run_id=run.id, kind=kind, name=name, status="queued", attempts=0,
-                           max_attempts=max_attempts, created_at=now, updated_at=now)
-                    for kind, name in tickets)
+    session.execute(insert(Ticket), [  # one executemany: a large budget is many rows
+        {"run_id": run.id, "kind": kind, "name": name, "status": "queued", "attempts": 0,
+         "max_attempts": max_attempts, "created_at": now, "updated_at": now}
+        for kind, name in tickets])
 
 
 def current_role(session: Session) -> str:
@@ -164,6 +165,23 @@ def cancel_run(engine: Engine, run_id: str) -> bool:
     return False
 
 
+def fail_run(engine: Engine, run_id: str, error: str) -> bool:
+    """End an active run as failed with ``error``: its queued tickets are cancelled, the
+    running ones run to their end. False if the run had already ended."""
+    def fail() -> bool:
+        now = utcnow()
+        with engine.begin() as connection:
+            changed = connection.execute(
+                update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE_RUN))
+                .values(status="failed", error=error, finished_at=now)).rowcount
+            connection.execute(update(Ticket).where(Ticket.run_id == run_id,
+                                                    Ticket.status == "queued")
+                               .values(status="cancelled", error=error, updated_at=now))
+        return bool(changed == 1)
+
+    return with_retry(fail)
+
+
 @dataclass(frozen=True)
 class RunState:
     """A run (detached), its tickets counted by ``(kind, status)`` and its trials by
@@ -172,6 +190,7 @@ class RunState:
     run: Run
     tickets: Counter[tuple[str, str]]
     trials: Counter[str]
+    best_value: float | None = None  # the lowest validation loss of a COMPLETE trial
 
 
 def run_state(engine: Engine, run_id: str) -> RunState | None:
@@ -181,7 +200,8 @@ def run_state(engine: Engine, run_id: str) -> RunState | None:
         if run is None:
             return None
         state = RunState(run, _ticket_counts(session, run_id),
-                         _trial_states(session, run.study_name))
+                         _trial_states(session, run.study_name),
+                         _best_value(session, run.study_name))
         session.expunge_all()
         return state
 
@@ -195,7 +215,9 @@ def _ticket_counts(session: Session, run_id: str) -> Counter[tuple[str, str]]:
 
 # Optuna's own tables, only the columns a run's status reads (no private Optuna API).
 _STUDIES = table("studies", column("study_id"), column("study_name"))
-_TRIALS = table("trials", column("study_id"), column("number"), column("state"))
+_TRIALS = table("trials", column("trial_id"), column("study_id"), column("number"),
+                column("state"))
+_VALUES = table("trial_values", column("trial_id"), column("value"))
 
 
 def _trial_states(session: Session, study_name: str) -> Counter[str]:
@@ -207,6 +229,23 @@ def _trial_states(session: Session, study_name: str) -> Counter[str]:
                            .where(_STUDIES.c.study_name == study_name)
                            .group_by(_TRIALS.c.state)).all()
     return Counter({str(state): n for state, n in rows})
+
+
+def study_exists(engine: Engine, study_name: str) -> bool:
+    """Whether Optuna's tables hold a study of this name (or a run will create one)."""
+    optuna_study = select(_STUDIES.c.study_id).where(_STUDIES.c.study_name == study_name)
+    ours = select(Run.id).where(Run.study_name == study_name)
+    return bool(scalar(engine, select(exists(optuna_study) | exists(ours))))
+
+
+def _best_value(session: Session, study_name: str) -> float | None:
+    """The study's best (lowest) objective value so far; None before a trial completes."""
+    best = session.scalar(select(func.min(_VALUES.c.value))
+                          .join(_TRIALS, _TRIALS.c.trial_id == _VALUES.c.trial_id)
+                          .join(_STUDIES, _STUDIES.c.study_id == _TRIALS.c.study_id)
+                          .where(_STUDIES.c.study_name == study_name,
+                                 _TRIALS.c.state == "COMPLETE"))
+    return None if best is None else float(best)
 
 
 def unheld_running_trials(engine: Engine) -> list[tuple[str, int]]:

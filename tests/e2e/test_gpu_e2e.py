@@ -7,7 +7,6 @@ Run them on a GPU machine with ``pytest -m gpu``; BENCHMARKS.md (GPU) has the fi
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import automl
 from automl.configs import ModelConfig, TrainConfig, TrialConfig
 from automl.data import PreparedData
 from automl.errors import ConfigError
-from automl.runtime import default_executor
 from workers.data import to_tensors
 from workers.evaluate import evaluate_config
 
@@ -57,12 +55,9 @@ def max_overlap(trials: list[optuna.trial.FrozenTrial]) -> int:
 @needs_cuda
 def test_fractional_gpus_pack_several_trials_on_one_gpu(tmp_path: Path,
                                                         digits_frame: pd.DataFrame) -> None:
-    executor = default_executor(gpus_per_trial=0.25, head_start=False)
-    gpus = torch.cuda.device_count()
     storage = f"sqlite:///{tmp_path / 'gpu.db'}"
     result = automl.tune(digits_frame, "target", space=SPACE, n_trials=12, n_seeds=1,
-                         pruner="none", storage=storage, progress=False, executor=executor)
-    assert executor.max_parallel == min(4 * gpus, os.cpu_count() or 1)  # 0.25 GPU each
+                         pruner="none", storage=storage, progress=False, gpus_per_trial=0.25)
     trials = optuna.load_study(study_name=result.study_name, storage=storage).trials
     assert [t.state for t in trials].count(optuna.trial.TrialState.COMPLETE) == 12
     assert {t.user_attrs["device"] for t in trials} == {"cuda:0"}

@@ -7,14 +7,13 @@ import json
 import re
 from pathlib import Path
 
-import optuna
 import pytest
 from sklearn.datasets import load_breast_cancer
 
 import automl
 from automl.cli import main
+from automl.client import Client
 from automl.explain import stored_diagnostics_text
-from automl.result import RESULT_ATTR
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +40,7 @@ def test_report_of_a_finished_run_matches_the_stored_result(
     # every Optuna version and split of the pruner's decisions.
     result = automl.tune(frame, "target", space=SPACE, n_trials=6, n_seeds=2, storage=url,
                          study_name="report-e2e", n_workers=1, progress=False, pruner="none")
-    stored = optuna.load_study(study_name="report-e2e", storage=url).user_attrs[RESULT_ATTR]
+    stored = Client(url).run("report-e2e").result()  # a tune run is a run
     assert stored == json.loads(json.dumps(result.to_dict()))
 
     assert main(["report", "report-e2e", "--out", str(tmp_path / "out"), "--storage", url]) == 0

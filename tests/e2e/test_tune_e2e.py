@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -16,7 +19,7 @@ from optuna_dashboard import get_note
 from sklearn.datasets import load_diabetes
 
 import automl
-from automl.errors import StudyUnhealthyError
+from automl.errors import ConfigError, StudyUnhealthyError
 
 pytestmark = pytest.mark.slow
 
@@ -132,13 +135,14 @@ def test_repeated_divergence_stops_the_study_as_unhealthy(tmp_path: Path) -> Non
 
 def test_the_embedded_ray_listens_on_loopback_only() -> None:
     """Checked in a fresh interpreter: Ray reads its network mode when first imported."""
-    script = ("from automl.runtime import default_executor\n"
-              "executor = default_executor(n_workers=1)\n"
-              "executor.start()  # a local Ray starts at the first trial otherwise\n"
+    script = ("from automl.runtime import single_machine_ray\n"
+              "single_machine_ray()  # what tune() does before a local Ray starts\n"
+              "from workers.ray_setup import start_ray\n"
+              "start_ray(None, 1)\n"
               "import ray\n"
               "print(ray.nodes()[0]['NodeManagerAddress'], "
               "ray.get_runtime_context().gcs_address)\n"
-              "executor.close()\n")
+              "ray.shutdown()\n")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120, env=env)
@@ -150,17 +154,16 @@ def test_the_embedded_ray_listens_on_loopback_only() -> None:
 def test_the_embedded_ray_is_its_own_and_keeps_its_token_private() -> None:
     import ray
 
-    from workers.ray_executor import RayExecutor
+    from workers.ray_setup import start_ray
 
-    executor = RayExecutor(n_workers=1)
-    executor.start()
+    start_ray(None, 1)
     try:  # a fresh one-CPU instance, never a `ray start` cluster that happens to run here
         assert ray.cluster_resources()["CPU"] == 1 and len(ray.nodes()) == 1
         token = Path.home() / ".ray" / "auth_token"
         if token.exists():
             assert token.stat().st_mode & 0o777 == 0o600
     finally:
-        executor.close()
+        ray.shutdown()
 
 
 def test_rays_token_file_is_private_from_the_moment_it_is_written(
@@ -169,7 +172,7 @@ def test_rays_token_file_is_private_from_the_moment_it_is_written(
     umask); written while Ray starts here, it is 0600 before anyone could read it."""
     from ray._private.authentication import authentication_token_setup as setup
 
-    from workers.ray_executor import private_files
+    from workers.ray_setup import private_files
 
     monkeypatch.setenv("HOME", str(tmp_path))
     with private_files():
@@ -184,21 +187,44 @@ def test_the_first_trials_train_while_the_local_ray_starts(tmp_path: Path) -> No
     script = ("import sys\n"
               "from sklearn.datasets import load_digits\n"
               "import automl\n"
-              "from workers.ray_executor import RayExecutor\n"
-              "executor = RayExecutor(n_workers=1)\n"
               "result = automl.tune(load_digits(as_frame=True).frame, 'target', n_trials=6,\n"
               "                     space=sys.argv[1], storage=sys.argv[2], n_seeds=1,\n"
-              "                     executor=executor, progress=False)\n"
-              "print(executor.head_start_trials, result.n_trials)\n")
+              "                     n_workers=1, progress=False)\n"
+              "print(result.n_trials)\n")
     (tmp_path / "space.yaml").write_text(FAST_SPACE)
     db = tmp_path / "head.db"
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "space.yaml"),
                            f"sqlite:///{db}"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    in_fork, n_trials = map(int, proc.stdout.split()[-2:])
-    assert 1 <= in_fork <= 6 and n_trials == 6  # Ray takes seconds to start; a trial less
+    assert proc.stdout.split()[-1] == "6"
+    with sqlite3.connect(db) as connection:  # who ran each trial ticket
+        workers = [row[0] for row in connection.execute(
+            "SELECT worker_id FROM automl_tickets WHERE kind = 'trial' AND status = 'done'")]
+    in_fork = sum(":head-start:" in worker for worker in workers)
+    assert len(workers) == 6 and 1 <= in_fork <= 6  # Ray takes seconds to start
     trials = finished_trials(db)
     assert len(trials) == 6 and all(t.state.is_finished() for t in trials)
+
+
+def test_a_tune_run_is_found_like_a_service_run(tmp_path: Path, files: Path) -> None:
+    """One pipeline (issue 18): `runs` lists a `tune` run and `result` finds it by name."""
+    storage = f"sqlite:///{tmp_path / 'found.db'}"
+    tuned = run_cli("tune", str(files / "digits.csv"), "--target", "target", "--trials", "2",
+                    "--space", str(files / "space.yaml"), "--storage", storage, "--seeds", "1",
+                    "--json", "--quiet")
+    assert tuned.returncode == 0, tuned.stderr
+    result = json.loads(tuned.stdout)
+    listed = run_cli("runs", "--storage", storage)
+    assert listed.returncode == 0, listed.stderr
+    (line,) = listed.stdout.splitlines()
+    assert "succeeded" in line and "trials 2/2" in line
+    found = run_cli("result", result["study_name"], "--storage", storage, "--json")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout) == result
+    with pytest.raises(ConfigError, match="already exists") as caught:
+        automl.tune(files / "digits.csv", "target", n_trials=2, storage=storage,
+                    study_name=result["study_name"], progress=False)
+    assert caught.value.field == "study_name"
 
 
 def test_a_messy_csv_tunes_in_one_command_with_its_notes(tmp_path: Path) -> None:
@@ -222,3 +248,42 @@ def _space(folder: Path) -> Path:
     path = folder / "space.yaml"
     path.write_text(FAST_SPACE)
     return path
+
+
+def test_ctrl_c_cancels_the_run_and_leaves_no_trial_running(tmp_path: Path,
+                                                            files: Path) -> None:
+    """Interrupted, a tune run is cancelled: no ticket waits, no trial stays RUNNING."""
+    db = tmp_path / "stop.db"
+    proc = subprocess.Popen([sys.executable, "-m", "automl", "tune", str(files / "digits.csv"),
+                             "--target", "target", "--trials", "200", "--space",
+                             str(files / "space.yaml"), "--storage", f"sqlite:///{db}",
+                             "--no-head-start", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not _a_trial_is_done(db):  # Ray is up and trials are running
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted" in stderr
+    with sqlite3.connect(db) as connection:
+        (status,) = connection.execute("SELECT status FROM automl_runs").fetchone()
+        waiting = connection.execute("SELECT count(*) FROM automl_tickets WHERE status IN "
+                                     "('queued', 'running')").fetchone()[0]
+    assert status == "cancelled" and waiting == 0
+    trials = finished_trials(db)
+    assert trials and all(t.state != TrialState.RUNNING for t in trials)
+
+
+def _a_trial_is_done(db: Path) -> bool:
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(db) as connection:
+            return bool(connection.execute(
+                "SELECT count(*) FROM automl_tickets WHERE kind = 'trial' AND status = 'done'"
+            ).fetchone()[0])
+    except sqlite3.OperationalError:  # the tables are not there yet
+        return False

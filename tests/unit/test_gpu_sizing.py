@@ -11,7 +11,7 @@ import pytest
 
 from automl.cli import main
 from automl.errors import ConfigError
-from workers.ray_executor import check_gpus, trial_slots
+from workers.ray_setup import check_gpus, trial_slots
 
 
 @pytest.mark.parametrize(("resources", "cpus", "gpus", "slots"), [

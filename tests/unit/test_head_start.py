@@ -1,91 +1,101 @@
-"""The head start: trials trained in a fork of the driver while Ray starts (no Ray here)."""
+"""The head start: a fork of the driver serving a run's tickets while Ray starts (no Ray
+here: the fork is an ordinary in-process worker on a SQLite file)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from automl.data import PreparedData
-from automl.executor import StudyJob
-from automl.space import Fixed, IntRange, SearchSpace
-from automl.studies import StudySettings, create_study
+from automl.db import leases, queries
+from automl.db.engine import make_engine
+from automl.db.schema import ensure_schema
+from automl.plan import TuneOptions
+from automl.service import Submission, validate_submission, write_submission
 from workers.faults import install
 from workers.head_start import HeadStart, can_fork
+from workers.service_worker import ServiceWorker
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="the head start forks (Linux only)")
 
-TINY = {"max_epochs": Fixed(4), "patience": Fixed(4), "n_layers": Fixed(1),
-        "units": IntRange(4, 8), "batch_size": Fixed(64), "lr_schedule": Fixed("constant")}
+TINY = {"max_epochs": 4, "patience": 4, "n_layers": 1, "units": [4, 8], "batch_size": 64,
+        "lr_schedule": "constant"}
 
 
-def start(tmp_path: Path, data: PreparedData, n_trials: int,
-          deadline: float | None = None) -> tuple[HeadStart, str]:
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    create_study(url, "s", StudySettings(), {})
-    space = SearchSpace(TINY).resolve(data.task, len(data.x_train))  # type: ignore[arg-type]
-    job = StudyJob(url, "s", space.to_dict(), seed=0)
-    return HeadStart(job, data, n_trials, deadline), url
+def submit(tmp_path: Path, frame: pd.DataFrame, n_trials: int) -> tuple[str, str, Submission]:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    options = TuneOptions(storage=url, n_trials=n_trials, n_seeds=1, progress=False)
+    submission = validate_submission(frame, "target", TINY, options)
+    ensure_schema(url)
+    engine = make_engine(url)
+    run_id = write_submission(engine, submission)
+    engine.dispose()  # the fork opens its own connections
+    return url, run_id, submission
 
 
-def stored_trials(url: str) -> list[FrozenTrial]:
-    """What the fork wrote, read afresh (the driver's own study may serve a read 0.1 s old)."""
-    return optuna.load_study(study_name="s", storage=url).get_trials()
-
-
-def wait_until_done(head: HeadStart, timeout: float = 60) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 120) -> None:
     stop_at = time.monotonic() + timeout
-    while head.running and time.monotonic() < stop_at:
-        head.wait(timeout=0.1)
-    assert not head.running, "the fork did not finish its trials"
+    while not condition():
+        assert time.monotonic() < stop_at, "timed out"
+        time.sleep(0.05)
 
 
-def test_the_fork_runs_the_budget_when_ray_never_comes(tmp_path: Path, blobs) -> None:
-    head, url = start(tmp_path, blobs, n_trials=3)
-    wait_until_done(head)
-    assert head.close() == []
-    assert head.newly_finished() == 3 and head.newly_finished() == 0
-    assert head.claim() is None  # the budget is spent: the driver launches nothing more
-    trials = stored_trials(url)
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
-    assert all(t.user_attrs["stop_reason"] for t in trials)
+def state(url: str, run_id: str) -> queries.RunState:
+    engine = make_engine(url)
+    try:
+        found = queries.run_state(engine, run_id)
+        assert found is not None
+        return found
+    finally:
+        engine.dispose()
 
 
-def test_after_stop_the_fork_finishes_its_trial_and_the_driver_claims_the_rest(
-        tmp_path: Path, blobs) -> None:
-    head, url = start(tmp_path, blobs, n_trials=5)
-    stop_at = time.monotonic() + 60
-    while not stored_trials(url) and time.monotonic() < stop_at:
-        time.sleep(0.02)
+def test_the_fork_serves_the_whole_run_when_ray_never_comes(
+        tmp_path: Path, digits_frame: pd.DataFrame) -> None:
+    url, run_id, submission = submit(tmp_path, digits_frame.head(300), n_trials=3)
+    head = HeadStart(url, run_id, submission.prepared, lease_s=30)
+    wait_for(lambda: state(url, run_id).run.status == "succeeded")
+    assert head.close()  # a clean exit
+    tickets = state(url, run_id).tickets
+    assert head.tickets_done == sum(tickets.values()) == tickets[("trial", "done")] + \
+        tickets[("baseline", "done")] + tickets[("best", "done")]
+
+
+def test_after_stop_the_fork_finishes_its_ticket_and_claims_no_more(
+        tmp_path: Path, digits_frame: pd.DataFrame) -> None:
+    url, run_id, submission = submit(tmp_path, digits_frame.head(300), n_trials=20)
+    head = HeadStart(url, run_id, submission.prepared, lease_s=30)
+    wait_for(lambda: state(url, run_id).tickets[("trial", "running")] == 1)
     head.stop()
-    wait_until_done(head)
-    assert head.close() == []
-    ran = head.newly_finished()
-    assert ran >= 1 and len(stored_trials(url)) == ran
-    claimed = [head.claim() for _ in range(5)]
-    assert claimed == [*range(ran, 5), *([None] * ran)]  # one budget, never overrun
+    assert head.close()
+    tickets = state(url, run_id).tickets
+    assert tickets[("trial", "running")] == 0  # the ticket in hand was finished
+    assert 1 <= tickets[("trial", "done")] == head.tickets_done < 20
+    assert tickets[("trial", "queued")] == 20 - head.tickets_done  # left for Ray's workers
 
 
-def test_an_expired_deadline_claims_nothing(tmp_path: Path, blobs) -> None:
-    head, url = start(tmp_path, blobs, n_trials=3, deadline=time.monotonic())
-    wait_until_done(head)
-    assert head.close() == [] and head.newly_finished() == 0
-    assert stored_trials(url) == []
-
-
-def test_a_killed_fork_loses_its_trial_not_the_run(tmp_path: Path, blobs) -> None:
+def test_a_killed_fork_loses_its_ticket_not_the_run(tmp_path: Path,
+                                                    digits_frame: pd.DataFrame) -> None:
+    url, run_id, submission = submit(tmp_path, digits_frame.head(300), n_trials=3)
     install("sigkill@trial:0:epoch:1")  # the fork inherits this process's faults
     try:
-        head, url = start(tmp_path, blobs, n_trials=3)
+        head = HeadStart(url, run_id, submission.prepared, lease_s=30)
+        wait_for(lambda: not head.running)
+        assert not head.close()  # killed in its first trial
     finally:
         install(None)
-    wait_until_done(head)
-    (error,) = head.close()
-    assert "head-start process exited with code -9" in error
-    assert head.newly_finished() == 0
-    (trial,) = stored_trials(url)
-    assert trial.state == TrialState.RUNNING  # failed as lost_worker by fail_orphans
-    assert head.claim() == 1  # the driver goes on with the rest of the budget
+    # What the driver does then (workers.local_run): its leases end now, a sweep settles them.
+    sweeper = ServiceWorker(url, lease_s=30)
+    assert leases.end_leases_of(sweeper.engine, head.worker_id) == 1
+    sweeper.sweep()
+    sweeper.close()
+    study = optuna.load_study(study_name=state(url, run_id).run.study_name, storage=url)
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.FAIL and trial.user_attrs["stop_reason"] == "lost_worker"
+    tickets = state(url, run_id).tickets
+    assert tickets[("trial", "queued")] == 3 and tickets[("trial", "running")] == 0

@@ -17,7 +17,7 @@ from automl.cli import main
 from automl.explain import comparison_rows, diagnostics_text, note_markdown, width_rows
 from automl.pruning import AUDIT_ATTR
 from automl.report import write_report
-from automl.result import RESULT_ATTR, BestTrial, ModelScore, TuneResult
+from automl.result import BestTrial, ModelScore, TuneResult
 from automl.space import Choice, Fixed, FloatRange, IntRange, SearchSpace
 
 SPACE = SearchSpace({"n_layers": IntRange(1, 2), "units": IntRange(8, 256, log=True),
@@ -193,30 +193,19 @@ def test_cli_diagnostics_lines(run: tuple[TuneResult, optuna.Study]) -> None:
 # -- `automl report` reading runs back ----------------------------------------------------
 
 
-def stored_study(tmp_path: Path, with_result: bool = True) -> tuple[str, TuneResult]:
+def test_cli_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                       blobs_frame: Any) -> None:
+    from automl.client import Client
+    from automl.db.schema import upgrade
+
     url = f"sqlite:///{tmp_path / 'runs.db'}"
-    study = optuna.create_study(study_name="tune-abc", storage=url)
-    fill(study)
-    result = make_result(study)
-    if with_result:
-        study.set_user_attr(RESULT_ATTR, result.to_dict())
-    return url, result
-
-
-def test_cli_report_of_an_embedded_study(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    url, result = stored_study(tmp_path)
-    assert main(["report", "tune-abc", "--out", str(tmp_path / "r"), "--storage", url]) == 0
-    path = Path(capsys.readouterr().out.strip())
-    assert path == tmp_path / "r" / "report.html"
-    rows = table_rows(path.read_text(encoding="utf-8"), "comparison")
-    assert {r[0] for r in rows[1:]} == {b.name for b in result.baselines}
-
-
-def test_cli_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    url, _ = stored_study(tmp_path, with_result=False)
+    upgrade(url)
+    client = Client(url)
+    run_id = client.submit(blobs_frame, "target", n_trials=3).id
+    client.close()
     out = str(tmp_path / "r")
-    assert main(["report", "tune-abc", "--out", out, "--storage", url]) == 2
-    assert capsys.readouterr().err.startswith("error E_RUN_FAILED: study tune-abc has no")
+    assert main(["report", run_id, "--out", out, "--storage", url]) == 2
+    assert capsys.readouterr().err.startswith(f"error E_RUN_FAILED: run {run_id} is queued")
     assert main(["report", "nope", "--out", out, "--storage", url]) == 2
     assert capsys.readouterr().err.startswith("error E_CONFIG: no run or study named nope")
     missing = f"sqlite:///{tmp_path / 'missing.db'}"
@@ -236,8 +225,6 @@ def test_cli_report_of_a_service_run(tmp_path: Path, capsys: pytest.CaptureFixtu
     client = Client(url)
     run_id = client.submit(blobs_frame, "target", n_trials=3).id
     out = str(tmp_path / "r")
-    assert main(["report", run_id, "--out", out, "--storage", url]) == 2
-    assert "a report needs a finished run" in capsys.readouterr().err
     study = optuna.create_study(study_name=f"automl-{run_id}", storage=url)
     fill(study)
     result = make_result(study)
