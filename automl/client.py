@@ -20,7 +20,7 @@ from automl.db.queries import cancel_run, recent_run_ids, run_of, run_state
 from automl.db.schema import check_schema
 from automl.errors import ConfigError, RunFailedError
 from automl.plan import TuneOptions
-from automl.progress import Progress
+from automl.progress import RunProgress
 from automl.retry import with_retry
 from automl.service import validate_submission, write_submission
 
@@ -140,22 +140,17 @@ class RunHandle:
 
     def wait(self, progress: bool = True, poll_s: float = 1.0,
              timeout: float | None = None) -> dict[str, Any]:
-        """Block until the run ends (showing a progress bar), then return its result."""
-        bar = Progress(progress)
+        """Block until the run has ended and nothing of it runs (showing its progress as
+        ``tune`` does), then return its result."""
+        watch = RunProgress(self.client.engine, self.id, progress, every_s=0.0)
         deadline = None if timeout is None else time.monotonic() + timeout
-        status = self.status()
-        bar.start(status.n_trials, f"run {self.id[:8]} trials")
         try:
-            while not status.finished:
-                bar.set(status.budget_spent, status=status.status,
-                        baselines=f"{status.baselines_done}/{status.n_baselines}")
+            while not watch.watch():
                 if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"run {self.id} still {status.status} after {timeout} s")
+                    raise TimeoutError(f"run {self.id} still running after {timeout} s")
                 time.sleep(poll_s)
-                status = self.status()
-            bar.set(status.budget_spent, status=status.status)
         finally:
-            bar.close()
+            watch.close()
         return self.result()
 
     def result(self) -> dict[str, Any]:

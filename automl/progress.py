@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine
 from tqdm import tqdm
 
-from automl.db.queries import ACTIVE_RUN, run_state
+from automl.db.queries import ACTIVE_RUN, run_of, run_state
 from automl.retry import with_retry
 from automl.trials import TrialCounts
 
@@ -63,10 +63,13 @@ class RunProgress:
     def watch(self) -> bool:
         """Draw where the run stands; True once it has ended and nothing of it runs.
 
-        Read at most every ``every_s`` (counting a run's tickets is a scan: 30 ms at
-        100,000 tickets); False in between."""
+        Drawn at most every ``every_s`` (counting a run's tickets is a scan: 30 ms at
+        100,000 tickets); in between only the run's status is read, so its end is seen at
+        once."""
         if time.monotonic() - self._read_at < self.every_s:
-            return False
+            run = run_of(self.engine, self.run_id)
+            if run is None or run.status in ACTIVE_RUN:
+                return False
         self._read_at = time.monotonic()
         state = with_retry(lambda: run_state(self.engine, self.run_id))
         assert state is not None, f"no run {self.run_id}"

@@ -58,12 +58,14 @@ def write_submission(engine: Engine, sub: Submission, study_name: str | None = N
     """Insert dataset (if new), run and tickets in one transaction; return the run id.
     The run's Optuna study is ``study_name`` (default ``automl-<run id>``)."""
     run_id = uuid.uuid4().hex
-    trials = [("trial", str(i)) for i in range(sub.options.n_trials)]
+    # The final evaluation waits for every trial, then goes before the baselines still
+    # queued: it is the longest ticket (it also exports the model), so it starts first.
+    trials = [*(("trial", str(i)) for i in range(sub.options.n_trials)), ("best", "best")]
     baselines = [("baseline", b.name) for b in baselines_for(sub.prepared, sub.space)
                  if b.config is not None]
     # Tickets are claimed in id order: baseline pruning needs the baselines' curves first.
     first, then = (baselines, trials) if sub.options.pruner == "baseline" else (trials, baselines)
-    tickets = [*first, *then, ("best", "best")]
+    tickets = [*first, *then]
 
     with_retry(lambda: submit_run(engine, sub.prepared.content_hash, lambda: _new_dataset(sub),
                                   _new_run(run_id, sub, study_name or f"automl-{run_id}"),

@@ -120,7 +120,9 @@ class RayServiceWorker(ServiceWorker):
             claim = leases.claim_ticket(self.engine, self.worker_id, self.lease_s)
             if claim is None:
                 break
-            queries.start_run(self.engine, claim.run_id)
+            if claim.run_id not in self._started_runs:  # once per run and worker is enough
+                queries.start_run(self.engine, claim.run_id)
+                self._started_runs.add(claim.run_id)
             beat = Heartbeat(self, claim.id, claim.run_id).__enter__()
             ref = run_ticket.options(**self.options).remote(
                 self.url, claim, self.worker_id, self.optuna_proxy, self._data.get(claim.run_id))

@@ -14,6 +14,8 @@ from optuna.trial import TrialState, create_trial
 from sqlalchemy import update
 
 from automl.cli import main
+from automl.client import Client
+from automl.db.schema import upgrade
 from automl.explain import comparison_rows, diagnostics_text, note_markdown, width_rows
 from automl.pruning import AUDIT_ATTR
 from automl.report import write_report
@@ -193,15 +195,17 @@ def test_cli_diagnostics_lines(run: tuple[TuneResult, optuna.Study]) -> None:
 # -- `automl report` reading runs back ----------------------------------------------------
 
 
-def test_cli_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                       blobs_frame: Any) -> None:
-    from automl.client import Client
-    from automl.db.schema import upgrade
-
+def queued_run(tmp_path: Path, frame: Any) -> tuple[str, Client, str]:
+    """A SQLite storage with one run submitted (not run): its URL, a client, the run id."""
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     upgrade(url)
     client = Client(url)
-    run_id = client.submit(blobs_frame, "target", n_trials=3).id
+    return url, client, client.submit(frame, "target", n_trials=3).id
+
+
+def test_cli_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                       blobs_frame: Any) -> None:
+    url, client, run_id = queued_run(tmp_path, blobs_frame)
     client.close()
     out = str(tmp_path / "r")
     assert main(["report", run_id, "--out", out, "--storage", url]) == 2
@@ -216,14 +220,9 @@ def test_cli_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_cli_report_of_a_service_run(tmp_path: Path, capsys: pytest.CaptureFixture,
                                      blobs_frame: Any) -> None:
-    from automl.client import Client
     from automl.db.models import Run
-    from automl.db.schema import upgrade
 
-    url = f"sqlite:///{tmp_path / 'service.db'}"
-    upgrade(url)
-    client = Client(url)
-    run_id = client.submit(blobs_frame, "target", n_trials=3).id
+    url, client, run_id = queued_run(tmp_path, blobs_frame)
     out = str(tmp_path / "r")
     study = optuna.create_study(study_name=f"automl-{run_id}", storage=url)
     fill(study)
