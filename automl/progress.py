@@ -81,9 +81,10 @@ class RunProgress:
         if self.phase == "trials":
             self.bar.trials(TrialCounts(trials["COMPLETE"], trials["PRUNED"], trials["FAIL"], 0,
                                         trials["RUNNING"], state.best_value))
-        finals: Counter[str] = Counter()
+        finals = Counter({status: 0 for status in ("done", "failed")})
         for (kind, status), n in tickets.items():
-            finals[status] += n if kind != "trial" else 0
+            if kind != "trial":
+                finals[status] += n
         if not trials_open and self.phase != "final":
             self.phase = "final"
             self.bar.start(sum(finals.values()),

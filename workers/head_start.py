@@ -20,7 +20,6 @@ import multiprocessing
 import socket
 import sys
 import uuid
-from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 
 from automl.data import PreparedData
@@ -44,20 +43,14 @@ class HeadStart:
         context = multiprocessing.get_context("fork")
         self.worker_id = f"{socket.gethostname()}:head-start:{uuid.uuid4().hex[:6]}"
         self._stop = context.Event()
-        self._done: Synchronized[int] = context.Value("i", 0)
         self._process = context.Process(
             target=_serve, name="automl-head-start", daemon=True,
-            args=(url, run_id, prepared, self.worker_id, lease_s, self._stop, self._done))
+            args=(url, run_id, prepared, self.worker_id, lease_s, self._stop))
         self._process.start()
 
     def stop(self) -> None:
         """Claim no more tickets: finish the one in hand, then exit."""
         self._stop.set()
-
-    @property
-    def tickets_done(self) -> int:
-        """Tickets the copy ran to their end (known once it has exited)."""
-        return int(self._done.value)
 
     @property
     def running(self) -> bool:
@@ -74,11 +67,11 @@ class HeadStart:
 
 
 def _serve(url: str, run_id: str, prepared: PreparedData, worker_id: str, lease_s: float,
-           stop: Event, done: Synchronized[int]) -> None:
-    """The copy: one CPU thread, a short poll, the submitter's data; says how many
-    tickets it ran."""
+           stop: Event) -> None:
+    """The copy: one CPU thread, a short poll, the submitter's data (its tickets carry
+    its ``worker_id``)."""
     logging.getLogger("optuna").setLevel(logging.WARNING)
     worker = ServiceWorker(url, worker_id=worker_id, lease_s=lease_s, poll_s=0.1,
                            threads=1, device="cpu")
     worker.runner.preload(run_id, prepared)
-    done.value = worker.serve(until=stop.is_set)
+    worker.serve(until=stop.is_set)

@@ -56,9 +56,9 @@ def _claim_statement() -> Any:
 
     First the run to serve (an active run with a claimable ticket: the fewest running
     first, then the one whose oldest claimable ticket is oldest), then its lowest
-    claimable ticket; index lookups, so a claim costs 0.5 ms on SQLite with 100 or with
-    100,000 tickets queued. (Under SKIP LOCKED a claim racing another for a run's last
-    claimable ticket finds nothing; its next poll goes on.)"""
+    claimable ticket: index lookups, so a claim costs about the same with 1,000 or
+    100,000 tickets queued (``bench/queue_scale.py``). (Under SKIP LOCKED a claim racing
+    another for a run's last claimable ticket finds nothing; its next poll goes on.)"""
     other, trial, queued = aliased(Ticket), aliased(Ticket), aliased(Ticket)
     running = (select(func.count()).where(other.run_id == Run.id, other.status == "running")
                .correlate(Run).scalar_subquery())
