@@ -12,12 +12,12 @@ This package imports without torch and ray; training happens in :mod:`workers`.
 from typing import TYPE_CHECKING, Any
 
 from automl.errors import AutoMLError, ConfigError, DataError, SpaceError
-from automl.result import TuneResult, format_report
+from automl.results.result import TuneResult, format_report
 from automl.space import Choice, Fixed, FloatRange, IntRange, SearchSpace, default_space
 
 if TYPE_CHECKING:
-    from automl.plan import TuneOptions
-    from automl.tuner import tune
+    from automl.options import TuneOptions
+    from automl.run.tune import tune
 
 __all__ = [
     "AutoMLError",
@@ -37,12 +37,15 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_FROM_TUNER = ("TuneOptions", "tune")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _FROM_TUNER:
-        from automl import tuner
+    if name == "tune":
+        from automl.run.tune import tune
 
-        return getattr(tuner, name)
+        return tune
+    if name == "TuneOptions":
+        from automl.options import TuneOptions
+
+        return TuneOptions
     raise AttributeError(f"module 'automl' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 import sys
 
-from automl.cli import main
+from automl.cli.main import main
 
 sys.exit(main())

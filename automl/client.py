@@ -15,14 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from automl.db.engine import make_engine
-from automl.db.queries import cancel_run, recent_run_ids, run_of, run_state
-from automl.db.schema import check_schema
 from automl.errors import ConfigError, RunFailedError
-from automl.plan import TuneOptions
-from automl.progress import RunProgress
-from automl.retry import with_retry
-from automl.service import validate_submission, write_submission
+from automl.options import TuneOptions
+from automl.queue.engine import make_engine
+from automl.queue.queries import cancel_run, recent_run_ids, run_of, run_state
+from automl.queue.schema import check_schema
+from automl.run.progress import RunProgress
+from automl.run.submit import validate_submission, write_submission
+from automl.study.storage.retry import with_retry
 
 STORAGE_ENV = "AUTOML_STORAGE"
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -175,8 +175,8 @@ class RunHandle:
 
         It is read from Optuna's artifact store in the same database (the files
         ``automl export`` writes); raises a typed error while the run has no model."""
-        from automl.artifacts import read_model
-        from automl.runtime import predictor_from_files
+        from automl.results.artifacts import read_model
+        from automl.run.runtime import predictor_from_files
 
         files = read_model(self.client.url, self.id, onnx=False, engine=self.client.engine)
         return predictor_from_files(files)

@@ -25,8 +25,8 @@ from ensemble_probe import Recorded, tuned_study
 
 def main() -> None:
     from automl.data import load_dataset
-    from automl.summary import final_seeds
-    from automl.trials import best_trial, trial_config
+    from automl.run.finish import final_seeds
+    from automl.study.trials import best_trial, trial_config
     from workers.data import predict, score, to_tensors
     from workers.ensemble import combine
     from workers.evaluate import fit

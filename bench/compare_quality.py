@@ -294,7 +294,7 @@ def run_tuned(frame: pd.DataFrame, spec: Spec, args: argparse.Namespace, folder:
 
 def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     from automl.data import load_dataset
-    from automl.summary import final_seeds
+    from automl.run.finish import final_seeds
 
     spec = DATASETS[name]
     full = read_frame(spec)

@@ -7,7 +7,7 @@ A probe, not a feature. For each dataset, on ``compare_quality.py``'s split and 
 sample: one ``automl.tune`` run (``--trials``, 3 seeds, a SQLite study kept in
 ``--folder`` so a second call reuses it), then the ``--top`` completed trials with the
 lowest validation loss are retrained from the final comparison's 3 seeds
-(``automl.summary.final_seeds``), and these ensembles are scored with
+(``automl.run.finish.final_seeds``), and these ensembles are scored with
 ``workers.ensemble.SeedEnsemble`` (the averaging the product delivers):
 
 * ``best x 3 seeds``: what ``tune`` delivers today;
@@ -76,7 +76,7 @@ def retrain_top(study: optuna.Study, data: TensorSplits, top: int,
                 seeds: list[int]) -> Outputs:
     from optuna.trial import TrialState
 
-    from automl.trials import trial_config
+    from automl.study.trials import trial_config
     from workers.data import predict
     from workers.evaluate import fit
 
@@ -115,7 +115,7 @@ def greedy_selection(outputs: Outputs, data: TensorSplits,
 
 def probe(name: str, args: argparse.Namespace) -> None:
     from automl.data import load_dataset
-    from automl.summary import final_seeds
+    from automl.run.finish import final_seeds
     from workers.data import to_tensors
 
     started = time.perf_counter()

@@ -108,11 +108,11 @@ def max_overlap(trials: list[Any]) -> int:
 def child(args: argparse.Namespace, gpus: float, out: Path) -> None:
     import optuna
 
-    from automl.db.engine import make_engine
-    from automl.db.schema import ensure_schema
-    from automl.plan import TuneOptions
-    from automl.runtime import single_machine_ray
-    from automl.service import validate_submission, write_submission
+    from automl.options import TuneOptions
+    from automl.queue.engine import make_engine
+    from automl.queue.schema import ensure_schema
+    from automl.run.runtime import single_machine_ray
+    from automl.run.submit import validate_submission, write_submission
     from workers.ray_service import RayServiceWorker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from pgserver import PostgresServer
 
 from automl.client import Client, RunHandle
-from automl.db.schema import upgrade
+from automl.queue.schema import upgrade
 
 SPACE = {"max_epochs": 40, "patience": 40, "n_layers": 1, "units": 128}
 

@@ -78,16 +78,16 @@ OURS_CALLS = [
     ("ServiceWorker.step (whole ticket)", "workers/service_worker.py", "step"),
     ("  sweep: expire_leases + skip_overdue + finished runs", "workers/service_worker.py",
      "sweep"),
-    ("  claim_ticket", "automl/db/leases.py", "claim_ticket"),
-    ("  start_run", "automl/db/queries.py", "start_run"),
+    ("  claim_ticket", "automl/queue/leases.py", "claim_ticket"),
+    ("  start_run", "automl/queue/queries.py", "start_run"),
     ("  TicketRunner.context (data, once per run)", "workers/tickets.py", "context"),
     ("  TicketRunner.study (per ticket)", "workers/tickets.py", "study"),
-    ("  TicketRunner.study: create_study(load_if_exists)", "automl/studies.py",
+    ("  TicketRunner.study: create_study(load_if_exists)", "automl/study/studies.py",
      "create_study"),
-    ("  TicketRunner.study: make_sampler", "automl/studies.py", "make_sampler"),
-    ("  TicketRunner.study: load_study", "automl/studies.py", "load_study"),
+    ("  TicketRunner.study: make_sampler", "automl/study/studies.py", "make_sampler"),
+    ("  TicketRunner.study: load_study", "automl/study/studies.py", "load_study"),
     ("  Heartbeat thread start + stop", "workers/service_worker.py", "__exit__"),
-    ("  set_trial_number", "automl/db/leases.py", "set_trial_number"),
+    ("  set_trial_number", "automl/queue/leases.py", "set_trial_number"),
     ("  Study.optimize (one trial)", "optuna/study/study.py", "optimize"),
     ("    Study.ask (new trial, relative sampling)", "optuna/study/study.py", "ask"),
     ("    TPE sample_relative", "optuna/samplers/_tpe/sampler.py", "sample_relative"),
@@ -97,7 +97,7 @@ OURS_CALLS = [
     ("    Trial.should_prune", "optuna/trial/_trial.py", "should_prune"),
     ("    train_model (incl. report/should_prune)", "workers/train.py", "train_model"),
     ("    tell", "optuna/study/_tell.py", "_tell_with_warning"),
-    ("  release_ticket", "automl/db/leases.py", "release_ticket"),
+    ("  release_ticket", "automl/queue/leases.py", "release_ticket"),
     ("  finish_ready_runs (sweep + release)", "workers/service_worker.py",
      "finish_ready_runs"),
     ("_CachedStorage.get_all_trials (all callers)", "optuna/storages/_cached_storage.py",
@@ -317,8 +317,8 @@ def ours_side(url: str, n_trials: int, reports: int, profile_dir: str | None,
     from sqlalchemy.orm import Session
 
     from automl.client import Client
-    from automl.db.models import Ticket
-    from automl.db.schema import upgrade
+    from automl.queue.models import Ticket
+    from automl.queue.schema import upgrade
     from workers.service_worker import ServiceWorker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -398,9 +398,10 @@ def _dump(profiler: Any, profile_dir: str | None, side: str,
     return profile_breakdown(profiler, calls, n_trials)
 
 
-PRODUCT_FILES = ("automl/studies.py", "automl/retry.py", "automl/suggest.py",
-                 "automl/db/engine.py", "automl/db/queries.py", "automl/db/leases.py",
-                 "automl/optuna_storage/write_behind.py", "automl/optuna_storage/rows.py",
+PRODUCT_FILES = ("automl/study/studies.py", "automl/study/settings.py",
+                 "automl/study/storage/retry.py", "automl/space/suggest.py",
+                 "automl/queue/engine.py", "automl/queue/queries.py", "automl/queue/leases.py",
+                 "automl/study/storage/write_behind.py", "automl/study/storage/rows.py",
                  "workers/service_worker.py", "workers/tickets.py", "workers/objective.py",
                  "workers/callbacks.py", "workers/train.py")
 

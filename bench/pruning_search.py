@@ -14,7 +14,7 @@ seeds by ``tune``), and the study's wall-clock (``tuning_seconds``). The pruner'
 seeded 10 % of the trials it would stop are let finish, ``pruning_audit``) is on, as in
 ``tune``'s default.
 
-**search** — TPE (``automl.studies.make_sampler``: multivariate, grouped, 10 random start-up
+**search** — TPE (``automl.study.studies.make_sampler``: multivariate, grouped, 10 random start-up
 trials) against ``optuna.samplers.RandomSampler`` with the same seed, the same objective
 (``workers.objective.run_trial``, in-process, no Ray, one torch thread), the same median
 pruner and pruning policy (``make_pruner``/``pruning_policy``), the same split and default
@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,12 @@ from time_to_quality import load_frame  # bench/ is on sys.path when run as a sc
 
 import automl
 from automl.data import load_dataset
-from automl.pruning import AUDIT_ATTR
+from automl.run.finish import final_seeds
+from automl.run.plan import settings_of
 from automl.space import SearchSpace
-from automl.studies import StudySettings, make_pruner, make_sampler, pruning_policy
-from automl.summary import final_seeds
-from automl.trials import trial_config
+from automl.study.pruning import AUDIT_ATTR
+from automl.study.settings import make_pruner, make_sampler, pruning_policy
+from automl.study.trials import trial_config
 
 PRUNERS = ("median", "none", "hyperband", "percentile")
 SAMPLERS = ("tpe", "random")
@@ -79,7 +81,7 @@ def pruning_run(args: argparse.Namespace, pruner: str, seed: int, folder: Path) 
 
 
 def pruning(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from automl.runtime import single_machine_ray
+    from automl.run.runtime import single_machine_ray
     from workers.ray_setup import start_ray
 
     single_machine_ray()
@@ -147,7 +149,9 @@ def search_run(dataset: str, max_rows: int | None, sampler_name: str, seed: int,
     prepared = load_dataset(load_frame(dataset, max_rows), "target", seed=seed)
     data = to_tensors(prepared)
     space = SearchSpace({}).resolve(prepared.task, len(prepared.x_train))
-    settings = StudySettings(seed=seed, pruner=pruner, max_epochs=100)
+    # The settings a 30-trial run stores, with the pruner's start-up at 10 (as measured).
+    options = automl.TuneOptions(seed=seed, pruner=pruner, pruner_startup_trials=10)
+    settings = replace(settings_of(options, space), max_epochs=100)
     sampler: optuna.samplers.BaseSampler = (
         make_sampler(settings) if sampler_name == "tpe"
         else optuna.samplers.RandomSampler(seed=seed))

@@ -4,9 +4,9 @@
 
 For each budget, in a fresh SQLite file (or, with ``--storage postgresql``, a fresh
 database on the throwaway PostgreSQL 15 of ``tests/pgserver.py``): a 200-row table is
-submitted with ``n_trials`` = that budget (``automl.service.write_submission``: dataset,
+submitted with ``n_trials`` = that budget (``automl.run.submit.write_submission``: dataset,
 run and every ticket in one transaction; timed), then ``--claims`` tickets are claimed one
-after another by one worker (``automl.db.leases.claim_ticket``; mean time per claim).
+after another by one worker (``automl.queue.leases.claim_ticket``; mean time per claim).
 ``--analyze`` refreshes PostgreSQL's statistics between the two (autovacuum does so soon
 after a large insert; until then the planner may choose a scan).
 Nothing trains. Put another version of ``automl`` first on ``PYTHONPATH`` to compare.
@@ -23,15 +23,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from automl.db.engine import make_engine
-from automl.db.schema import ensure_schema
-from automl.plan import TuneOptions
-from automl.service import validate_submission, write_submission
+from automl.options import TuneOptions
+from automl.queue.engine import make_engine
+from automl.queue.schema import ensure_schema
+from automl.run.submit import validate_submission, write_submission
 
 try:
-    from automl.db.leases import claim_ticket
+    from automl.queue.leases import claim_ticket
 except ImportError:  # versions before the queue's leases had their own module
-    from automl.db.queries import claim_ticket  # type: ignore[attr-defined,no-redef]
+    from automl.queue.queries import claim_ticket  # type: ignore[attr-defined,no-redef]
 
 
 def measure(url: str, n_tickets: int, n_claims: int,

@@ -1,7 +1,7 @@
 """Trials per minute with 1, 2, 4, 8 ``automl worker`` processes on fixed-length trials.
 
 For each worker count: a fresh database on one throwaway PostgreSQL 15 server
-(``tests/pgserver.py``), migrated with ``automl.db.schema.upgrade``; one run submitted through
+(``tests/pgserver.py``), migrated with ``automl.queue.schema.upgrade``; one run submitted through
 ``automl.client.Client.submit`` on scikit-learn's digits (``load_digits(as_frame=True).frame``,
 target ``target``) with ``pruner="none"``, ``n_seeds=1`` and a space fixed to 10 epochs of a
 one-layer, 32-unit MLP with batch size 32 (``max_epochs=10, patience=10``: every trial
@@ -59,9 +59,9 @@ def measure(server: Any, n_workers: int, n_trials: int, timeout: float,
     from sqlalchemy.orm import Session
 
     from automl.client import Client
-    from automl.db.models import Ticket
-    from automl.db.queries import utcnow
-    from automl.db.schema import upgrade
+    from automl.queue.models import Ticket
+    from automl.queue.queries import utcnow
+    from automl.queue.schema import upgrade
 
     name = f"bench_tp_{n_workers}_{uuid.uuid4().hex[:8]}"
     server.create_database(name, template="template0")
@@ -136,8 +136,9 @@ def measure(server: Any, n_workers: int, n_trials: int, timeout: float,
         server.drop_database(name)
 
 
-PRODUCT_FILES = ("automl/studies.py", "automl/retry.py", "automl/db/queries.py",
-                 "automl/db/leases.py", "automl/optuna_storage/write_behind.py",
+PRODUCT_FILES = ("automl/study/studies.py", "automl/study/settings.py",
+                 "automl/study/storage/retry.py", "automl/queue/queries.py",
+                 "automl/queue/leases.py", "automl/study/storage/write_behind.py",
                  "workers/service_worker.py", "workers/tickets.py", "workers/objective.py",
                  "workers/callbacks.py", "workers/train.py")
 

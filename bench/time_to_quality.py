@@ -15,7 +15,7 @@ time), on the same dataset and the same seeded 60/20/20 split from
   its start-up used to train the first trials); ``n_seeds=1`` for the final comparison.
 * **ours-1w** — the same with ``n_workers=1`` (one trial at a time, one thread).
 * **ours-cold** — ``ours`` with ``warm_start=False``: the search does not start from the
-  rules of thumb (:mod:`automl.warm_start`), its start-up trials are all random.
+  rules of thumb (:mod:`automl.study.warm_start`), its start-up trials are all random.
 * **ours-no-head** — ``ours`` with ``head_start=False``: no trial trains before Ray is up
   (:mod:`workers.head_start`), and the run, with its timeout, starts once Ray is up.
 * **plain** — a script written the way Optuna's PyTorch example

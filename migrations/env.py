@@ -1,6 +1,6 @@
 """Alembic environment: only the ``automl_`` tables, in their own version table.
 
-The connection is handed in by :func:`automl.db.schema.upgrade` through
+The connection is handed in by :func:`automl.queue.schema.upgrade` through
 ``config.attributes["connection"]``, so no database URL (or password) ever passes through
 Alembic's configuration or logs.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import context
 
-from automl.db.models import PREFIX, VERSION_TABLE, Base
+from automl.queue.models import PREFIX, VERSION_TABLE, Base
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool,

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import optuna
 
-from automl.pruning import AUDIT_ATTR, REASON_ATTR, PruningPolicy, prune_reason
+from automl.study.pruning import AUDIT_ATTR, REASON_ATTR, PruningPolicy, prune_reason
 from workers.faults import inject
 
 

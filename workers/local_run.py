@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import ray
 
 from automl.data import PreparedData
-from automl.db import leases
+from automl.queue import leases
 from workers.head_start import HeadStart, can_fork
 from workers.ray_service import RayServiceWorker
 

@@ -17,10 +17,10 @@ import torch
 from optuna.trial import FrozenTrial
 
 from automl.configs import count_parameters
-from automl.optuna_storage.private import stored_trial
-from automl.pruning import PruningPolicy
 from automl.space import SearchSpace
-from automl.suggest import suggest_trial_config
+from automl.space.suggest import suggest_trial_config
+from automl.study.pruning import ASK_EVERY_EPOCH, PruningPolicy
+from automl.study.storage.private import stored_trial
 from workers.callbacks import Faults, Interruption, Pruning, Report, in_turn
 from workers.data import TensorSplits, predict, score
 from workers.evaluate import fit
@@ -47,10 +47,10 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
 
     Trials see only the training and validation splits; the test split is used once, by
     the final comparison. ``pruning`` says from which epoch the pruner is asked and which
-    trials it wants to stop are let finish as an audit (:mod:`automl.pruning`).
+    trials it wants to stop are let finish as an audit (:mod:`automl.study.pruning`).
     """
     hooks = hooks or TrialHooks()
-    policy = pruning or PruningPolicy()
+    policy = pruning or ASK_EVERY_EPOCH
 
     def objective(trial: optuna.Trial) -> float:
         if hooks.on_start is not None:

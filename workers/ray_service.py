@@ -18,8 +18,8 @@ import ray
 import torch
 
 from automl.data import PreparedData
-from automl.db import leases, queries
 from automl.errors import ConfigError
+from automl.queue import leases, queries
 from workers.ray_setup import check_gpus, start_ray, trial_slots
 from workers.service_worker import Heartbeat, ServiceWorker, describe
 from workers.tickets import TicketRunner

@@ -19,14 +19,14 @@ from datetime import timezone
 
 import torch
 
-from automl.db import leases, queries
-from automl.db.schema import check_schema
-from automl.notes import write_note
-from automl.plan import baselines_for
-from automl.retry import is_transient, with_retry
-from automl.studies import StudySettings
-from automl.summary import constant_baseline, summarize
-from automl.trials import fail_orphans, repeated_failure, unhealthy_message
+from automl.queue import leases, queries
+from automl.queue.schema import check_schema
+from automl.results.note import write_note
+from automl.run.finish import constant_baseline, summarize
+from automl.run.plan import baselines_for
+from automl.study.settings import StudySettings
+from automl.study.storage.retry import is_transient, with_retry
+from automl.study.trials import fail_orphans, repeated_failure, unhealthy_message
 from workers.tickets import TicketRunner
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class ServiceWorker:
         failed the same way (e.g. diverged: the space is wrong), the run fails at once with
         that reason rather than spending its budget; trials in flight finish."""
         run = self.runner.context(run_id).run
-        limit = StudySettings(**run.settings).max_consecutive_failures
+        limit = StudySettings.from_stored(run.settings).max_consecutive_failures
         kind = repeated_failure(self.runner.study(run), limit)
         if kind:
             queries.fail_run(self.engine, run_id, unhealthy_message(limit, kind))

@@ -14,29 +14,22 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from automl.artifacts import DatabaseArtifactStore, upload_model
 from automl.configs import TrialConfig
 from automl.data import PreparedData, load_dataset
-from automl.db import leases, queries
-from automl.db.engine import make_engine
-from automl.db.models import Run
-from automl.optuna_storage.write_behind import RETRY_ATTR
-from automl.plan import baselines_for, first_trials
-from automl.pruning import BaselineCurve, record_curve
-from automl.result import ModelScore
-from automl.retry import with_retry
+from automl.queue import leases, queries
+from automl.queue.engine import make_engine
+from automl.queue.models import Run
+from automl.results.artifacts import DatabaseArtifactStore, upload_model
+from automl.results.result import ModelScore
+from automl.run.finish import architecture, final_seeds
+from automl.run.plan import baselines_for, first_trials
 from automl.space import SearchSpace
-from automl.studies import (
-    StudySettings,
-    create_study,
-    load_study,
-    make_proxy_storage,
-    make_sampler,
-    make_storage,
-    pruning_policy,
-)
-from automl.summary import architecture, final_seeds
-from automl.trials import best_trial, fail_trial, failure_kind, reread, trial_config
+from automl.study.pruning import BaselineCurve, record_curve
+from automl.study.settings import StudySettings, make_sampler, pruning_policy
+from automl.study.storage.retry import with_retry
+from automl.study.storage.write_behind import RETRY_ATTR
+from automl.study.studies import create_study, load_study, make_proxy_storage, make_storage
+from automl.study.trials import best_trial, fail_trial, failure_kind, reread, trial_config
 from workers.data import TensorSplits, to_tensors
 from workers.dataset_cache import cached_frame
 from workers.evaluate import SeedsEvaluation, evaluate_seeds
@@ -107,7 +100,7 @@ class TicketRunner:
 
         told = run_trial(study, ctx.space, ctx.data, ctx.run.seed,
                          TrialHooks(on_start, stop_reason),
-                         pruning_policy(StudySettings(**ctx.run.settings)))
+                         pruning_policy(StudySettings.from_stored(ctx.run.settings)))
         # "failure": how it failed, if it did (the run's circuit breaker counts these).
         return {"trial_number": numbers[0] if numbers else None,
                 "failure": None if told is None else failure_kind(told)}
@@ -171,7 +164,7 @@ class TicketRunner:
         study = self._studies.get(run.id)
         if study is None:
             ctx = self.context(run.id)
-            settings = StudySettings(**run.settings)
+            settings = StudySettings.from_stored(run.settings)
             create_study(self.url, run.study_name, settings,
                          {"task": run.task, "metric": run.metric, "space": run.space,
                           "run_id": run.id, "dataset_hash": ctx.prepared.content_hash,
@@ -180,7 +173,7 @@ class TicketRunner:
                              ctx.prepared, ctx.space), ctx.space))
             study = load_study(self.url, run.study_name, worker_index, storage=self.storage)
             self._studies = {run.id: study}
-        study.sampler = make_sampler(StudySettings(**run.settings), worker_index)
+        study.sampler = make_sampler(StudySettings.from_stored(run.settings), worker_index)
         return study
 
     def context(self, run_id: str) -> RunContext:

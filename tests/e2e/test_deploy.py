@@ -24,7 +24,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from automl.cli import build_parser
+from automl.cli.main import build_parser
 from automl.client import Client
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 import automl
-from automl.artifacts import MODEL_ATTR
-from automl.cli import main
+from automl.cli.main import main
+from automl.results.artifacts import MODEL_ATTR
 from workers.export import onnx_features
 from workers.predictor import Predictor
 

@@ -11,9 +11,9 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 import automl
-from automl.cli import main
+from automl.cli.main import main
 from automl.client import Client
-from automl.explain import stored_diagnostics_text
+from automl.results.explain import stored_diagnostics_text
 
 pytestmark = pytest.mark.slow
 

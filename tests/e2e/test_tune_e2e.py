@@ -135,7 +135,7 @@ def test_repeated_divergence_stops_the_study_as_unhealthy(tmp_path: Path) -> Non
 
 def test_the_embedded_ray_listens_on_loopback_only() -> None:
     """Checked in a fresh interpreter: Ray reads its network mode when first imported."""
-    script = ("from automl.runtime import single_machine_ray\n"
+    script = ("from automl.run.runtime import single_machine_ray\n"
               "single_machine_ray()  # what tune() does before a local Ray starts\n"
               "from workers.ray_setup import start_ray\n"
               "start_ray(None, 1)\n"

@@ -69,7 +69,7 @@ def pg_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def pg_template(pg_server: PostgresServer) -> str | None:
     """A database migrated once per session (ours and Optuna's tables), cloned per test."""
-    from automl.db.schema import upgrade
+    from automl.queue.schema import upgrade
 
     name = "automl_template"
     pg_server.create_database(name, template="template0")
@@ -87,7 +87,7 @@ def pg_url(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
 def service_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated service database: a SQLite file, then a real PostgreSQL one."""
     if request.param == "sqlite":
-        from automl.db.schema import upgrade
+        from automl.queue.schema import upgrade
 
         url = f"sqlite:///{tmp_path / 'service.db'}"
         upgrade(url)

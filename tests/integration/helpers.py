@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from automl.db.models import Run
-from automl.db.queries import submit_run, utcnow
+from automl.queue.models import Run
+from automl.queue.queries import submit_run, utcnow
 
 
 def make_run(engine: Engine, tickets: list[tuple[str, str]], *, max_attempts: int = 3,

@@ -21,15 +21,20 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta, upload_ar
 from optuna.artifacts.exceptions import ArtifactNotFound
 from sqlalchemy import update
 
-from automl.artifacts import MODEL_ATTR, DatabaseArtifactStore, open_artifact_store, upload_model
-from automl.cli import main
+from automl.cli.main import main
 from automl.client import Client
 from automl.configs import ModelConfig, TrainConfig, TrialConfig
 from automl.data import load_dataset
-from automl.db.engine import make_engine
-from automl.db.models import Run
-from automl.db.queries import table_counts
 from automl.errors import AutoMLError
+from automl.queue.engine import make_engine
+from automl.queue.models import Run
+from automl.queue.queries import table_counts
+from automl.results.artifacts import (
+    MODEL_ATTR,
+    DatabaseArtifactStore,
+    open_artifact_store,
+    upload_model,
+)
 from workers.data import to_tensors
 from workers.evaluate import fit
 from workers.export import onnx_features
@@ -189,7 +194,7 @@ def test_export_needs_our_tables(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_a_service_run_stores_its_model_for_export(tmp_path: Path,
                                                   digits_frame: pd.DataFrame) -> None:
     """Submit, train with a real worker, then ``automl export`` the run (SQLite)."""
-    from automl.db.schema import upgrade
+    from automl.queue.schema import upgrade
 
     url = f"sqlite:///{tmp_path / 'service.db'}"
     upgrade(url)

@@ -38,7 +38,7 @@ from optuna_dashboard import get_note
 from pgserver import HOST, PostgresServer, free_port
 
 from automl.client import Client
-from automl.db.engine import connection_url
+from automl.queue.engine import connection_url
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from test_service_e2e import FAST, study_trials, worker
 
 from automl.client import Client
-from automl.db.models import Ticket
+from automl.queue.models import Ticket
 
 T = TypeVar("T")
 

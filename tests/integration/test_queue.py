@@ -11,9 +11,9 @@ from helpers import make_run
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from automl.db import leases, queries
-from automl.db.engine import make_engine
-from automl.db.models import Ticket
+from automl.queue import leases, queries
+from automl.queue.engine import make_engine
+from automl.queue.models import Ticket
 
 
 @pytest.fixture

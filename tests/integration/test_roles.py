@@ -25,8 +25,8 @@ from pgserver import HOST, PostgresServer
 from test_service_e2e import FAST, worker
 
 from automl.client import Client
-from automl.db.models import Ticket
 from automl.errors import PermissionDeniedError
+from automl.queue.models import Ticket
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from alembic import command
 
 from automl.client import Client
-from automl.db.engine import make_engine
-from automl.db.models import Base
-from automl.db.schema import (
+from automl.queue.engine import make_engine
+from automl.queue.models import Base
+from automl.queue.schema import (
     SchemaError,
     alembic_config,
     current_revision,
@@ -81,8 +81,8 @@ def test_plain_postgresql_urls_work_as_the_docs_write_them(
     2.1, which is not installed; the project maps it to the driver it installs."""
     import pandas as pd
 
-    from automl.cli import main
-    from automl.commands.dashboard import dashboard_storage
+    from automl.cli.dashboard import dashboard_storage
+    from automl.cli.main import main
 
     plain = pg_empty_url.replace("postgresql+psycopg2://", "postgresql://")
     assert plain.startswith("postgresql://")

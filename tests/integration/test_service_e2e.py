@@ -17,8 +17,8 @@ from optuna.trial import TrialState
 from sqlalchemy.orm import Session
 
 from automl.client import Client
-from automl.db.queries import table_counts
 from automl.errors import AutoMLError
+from automl.queue.queries import table_counts
 
 pytestmark = pytest.mark.slow
 
@@ -68,8 +68,8 @@ def test_a_trial_told_before_its_worker_died_is_not_run_again(
         url: str, digits_frame: pd.DataFrame) -> None:
     # The worker finished its trial (told Optuna) and died before releasing the ticket:
     # the sweep must close the ticket, not re-queue it for a second trial.
-    from automl.db import leases
-    from automl.db.models import Ticket
+    from automl.queue import leases
+    from automl.queue.models import Ticket
     from workers.service_worker import ServiceWorker
 
     run = Client(url).submit(digits_frame, "target", space=FAST, n_trials=1, n_seeds=1)
@@ -242,7 +242,7 @@ def test_a_messy_table_runs_on_the_service_and_predicts_gaps_like_onnx(url: str)
     import onnxruntime as ort
     from tables import messy_frame, rows_with_gaps
 
-    from automl.artifacts import read_model
+    from automl.results.artifacts import read_model
     from workers.export import onnx_features
 
     client = Client(url)
@@ -269,9 +269,9 @@ def test_racing_submits_of_one_new_dataset_all_succeed(url: str,
     connection, released together: one dataset row, eight runs, no IntegrityError."""
     import threading
 
-    from automl.db.engine import make_engine
-    from automl.plan import TuneOptions
-    from automl.service import validate_submission, write_submission
+    from automl.options import TuneOptions
+    from automl.queue.engine import make_engine
+    from automl.run.submit import validate_submission, write_submission
 
     submission = validate_submission(digits_frame.iloc[:300], "target", FAST,
                                      TuneOptions(storage=url, n_trials=2, progress=False))
@@ -304,7 +304,7 @@ def test_a_trial_left_running_by_a_lost_worker_is_failed_when_the_run_finishes(
     """Issue 17, case 1: after an outage longer than the lease a trial could stay RUNNING
     while its ticket was settled; the run then 'succeeded' with a trial unaccounted for.
     Finishing a run now fails such trials, so result and study agree."""
-    from automl.db.schema import upgrade
+    from automl.queue.schema import upgrade
     from workers.service_worker import ServiceWorker
 
     url = f"sqlite:///{tmp_path / 'orphan.db'}"
@@ -332,8 +332,8 @@ def test_the_sweeper_fails_a_running_trial_that_no_ticket_holds(
     between starting the trial and recording it on its ticket) is failed by the sweeper
     while the run goes on, not only when the run ends; a trial a live ticket holds is not,
     nor is any while a running ticket of the run has yet to record its trial's number."""
-    from automl.db import leases, queries
-    from automl.db.schema import upgrade
+    from automl.queue import leases, queries
+    from automl.queue.schema import upgrade
     from workers.service_worker import ServiceWorker
 
     url = f"sqlite:///{tmp_path / 'unheld.db'}"

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from automl.client import Client
 from automl.errors import ConfigError
-from automl.studies import make_proxy_storage
+from automl.study.studies import make_proxy_storage
 
 pytestmark = pytest.mark.slow
 

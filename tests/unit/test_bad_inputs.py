@@ -3,7 +3,7 @@
 Every case builds one malformed submission (a DataFrame, numpy arrays, a file written
 into ``tmp_path``, a search space or run options), calls the real entry point
 (:func:`automl.data.load_dataset`, :class:`automl.space.SearchSpace`,
-:class:`automl.plan.TuneOptions`) and asserts:
+:class:`automl.run.plan.TuneOptions`) and asserts:
 
 * the exact typed error class and its stable ``code``;
 * ``.field`` names the offending column or parameter (``"data"`` for whole-file
@@ -52,7 +52,7 @@ from automl.errors import (
     TooLargeError,
     UnsafeFormatError,
 )
-from automl.plan import TuneOptions
+from automl.options import TuneOptions
 from automl.space import SearchSpace
 
 MAX_SECONDS = 2.0

@@ -3,12 +3,14 @@ real in-memory Optuna trials."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import optuna
 import pytest
 from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial
 
-from automl.pruning import AUDIT_ATTR, REASON_ATTR, PruningPolicy
+from automl.study.pruning import ASK_EVERY_EPOCH, AUDIT_ATTR, REASON_ATTR
 from workers.callbacks import Faults, Interruption, Pruning, Report, in_turn
 from workers.faults import install
 
@@ -59,7 +61,7 @@ def test_pruning_waits_for_its_first_epoch_then_stops_with_a_reason() -> None:
     pruner = AlwaysPrune()
     trial = new_trial(pruner)
     report = Report(trial)
-    pruning = Pruning(trial, PruningPolicy(first_epoch=2), report)
+    pruning = Pruning(trial, replace(ASK_EVERY_EPOCH, first_epoch=2), report)
     for epoch in range(3):
         report(epoch, 1.0 - epoch / 10)
         stopped = pruning(epoch, 1.0 - epoch / 10)
@@ -70,7 +72,7 @@ def test_pruning_waits_for_its_first_epoch_then_stops_with_a_reason() -> None:
 def test_an_audited_trial_is_let_finish_and_the_pruner_is_not_asked_again() -> None:
     pruner = AlwaysPrune()
     trial = new_trial(pruner)
-    pruning = Pruning(trial, PruningPolicy(audit_share=1.0), Report(trial))
+    pruning = Pruning(trial, replace(ASK_EVERY_EPOCH, audit_share=1.0), Report(trial))
     assert not any(pruning(epoch, 0.5) for epoch in range(4))
     assert pruning.audited_at == 0 and pruning.pruned_at is None and pruner.asked == 1
     assert trial.study.trials[0].user_attrs[AUDIT_ATTR] == 0

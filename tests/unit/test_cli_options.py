@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from automl.cli import build_parser, main, run_options
-from automl.plan import TuneOptions
+from automl.cli.main import build_parser, main, run_options
+from automl.options import TuneOptions
 
 
 def parsed(*argv: str) -> dict:

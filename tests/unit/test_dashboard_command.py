@@ -12,10 +12,10 @@ import optuna
 import pytest
 from optuna_dashboard import get_note
 
-from automl.cli import build_parser, main
-from automl.commands.dashboard import is_loopback, run_dashboard
-from automl.notes import write_note
-from automl.result import BestTrial, ModelScore, TuneResult
+from automl.cli.dashboard import is_loopback, run_dashboard
+from automl.cli.main import build_parser, main
+from automl.results.note import write_note
+from automl.results.result import BestTrial, ModelScore, TuneResult
 
 
 def _score(name: str, value: float) -> ModelScore:
@@ -66,7 +66,7 @@ def test_binding_beyond_loopback_warns_what_it_exposes(
 
 
 def test_the_command_imports_neither_torch_nor_ray() -> None:
-    code = ("import sys, automl.cli, automl.commands.dashboard; "
+    code = ("import sys, automl.cli.main, automl.cli.dashboard; "
             "assert not {'torch', 'ray'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
@@ -81,6 +81,6 @@ def test_the_note_is_written_on_the_study() -> None:
 def test_a_note_that_cannot_be_written_only_warns(caplog: pytest.LogCaptureFixture) -> None:
     study = optuna.create_study()
     study._storage.get_study_system_attrs = None  # type: ignore[assignment,method-assign]
-    with caplog.at_level(logging.WARNING, logger="automl.notes"):
+    with caplog.at_level(logging.WARNING, logger="automl.results.note"):
         assert not write_note(study, _result())
     assert "could not write the dashboard note" in caplog.text

@@ -10,7 +10,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from automl.diagnostics import (
+from automl.results.diagnostics import (
     audit_diagnostic,
     audit_pruning,
     edge_of_range,
@@ -19,9 +19,9 @@ from automl.diagnostics import (
     val_rows,
     validation_resolution,
 )
-from automl.epochs import epoch_account
-from automl.pruning import AUDIT_ATTR
+from automl.results.epochs import epoch_account
 from automl.space import FloatRange, IntRange, SearchSpace
+from automl.study.pruning import AUDIT_ATTR
 
 T0 = datetime.datetime(2024, 1, 1)
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from automl.configs import ModelConfig, Task, TrainConfig, TrialConfig
 from automl.data import load_dataset
-from automl.result import BestTrial, ModelScore, TuneResult, result_from_dict
+from automl.results.result import BestTrial, ModelScore, TuneResult, result_from_dict
 from workers.data import predict, score, to_tensors
 from workers.ensemble import SeedEnsemble, combine
 from workers.evaluate import evaluate_seeds

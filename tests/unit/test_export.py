@@ -185,9 +185,9 @@ def test_a_version_1_bundle_of_one_mlp_still_loads() -> None:
 
 def test_exporting_onnx_here_without_the_worker_extras_says_how_to_get_them(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from automl import runtime
-    from automl.commands.export import _onnx_here
+    from automl.cli.export import _onnx_here
     from automl.errors import ConfigError
+    from automl.run import runtime
 
     def missing(files: dict[str, bytes]) -> bytes:
         raise ConfigError("exporting to ONNX needs the worker extras (torch is missing)",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from automl.cli import main
+from automl.cli.main import main
 from automl.errors import ConfigError
 from workers.ray_setup import check_gpus, trial_slots
 

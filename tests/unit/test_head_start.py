@@ -13,12 +13,12 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy import func, select
 
-from automl.db import leases, queries
-from automl.db.engine import make_engine
-from automl.db.models import Ticket
-from automl.db.schema import ensure_schema
-from automl.plan import TuneOptions
-from automl.service import Submission, validate_submission, write_submission
+from automl.options import TuneOptions
+from automl.queue import leases, queries
+from automl.queue.engine import make_engine
+from automl.queue.models import Ticket
+from automl.queue.schema import ensure_schema
+from automl.run.submit import Submission, validate_submission, write_submission
 from workers.faults import install
 from workers.head_start import HeadStart, can_fork
 from workers.service_worker import ServiceWorker

@@ -59,13 +59,13 @@ def test_automl_names_workers_only_in_runtime() -> None:
               and any(module.startswith("workers") for module in imported)}
     importing_by_name = {name for name, path in modules.items() if name.startswith("automl")
                          and re.search(r"import_module\(f?[\"']workers", path.read_text())}
-    assert naming | importing_by_name == {"automl.runtime"}
+    assert naming | importing_by_name == {"automl.run.runtime"}
 
 
-@pytest.mark.parametrize("module", ["automl.service", "workers.tickets",
+@pytest.mark.parametrize("module", ["automl.run.submit", "workers.tickets",
                                     "workers.service_worker", "workers.ray_service"])
 def test_service_code_does_not_import_the_embedded_entry_point(module: str) -> None:
-    assert "automl.tuner" not in imports_of(sources())[module]
+    assert "automl.run.tune" not in imports_of(sources())[module]
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -106,12 +106,12 @@ def test_the_cycle_finder_finds_a_loop() -> None:
 
 STATEMENT_BUILDERS = {"select", "insert", "update", "delete", "text", "exists", "table",
                       "column", "func"}
-SQL_HOMES = ("automl.db", "automl.optuna_storage")  # ours; Optuna's rows (write-behind)
+SQL_HOMES = ("automl.queue", "automl.study.storage")  # ours; Optuna's rows (write-behind)
 
 
 def test_sql_is_written_only_in_the_db_package() -> None:
-    """No module outside automl/db builds a statement or opens an ORM session (Optuna's
-    own rows, written behind, are automl/optuna_storage's)."""
+    """No module outside automl/queue builds a statement or opens an ORM session (Optuna's
+    own rows, written behind, are automl/study/storage's)."""
     writing = []
     for name, path in sources().items():
         if name.startswith(SQL_HOMES):
@@ -129,6 +129,6 @@ PRIVATE_OPTUNA = re.compile(r"\._storage\b|\._trial_id\b|\._study_id\b|optuna\.s
 
 def test_optunas_internals_are_used_only_behind_one_door() -> None:
     using = [name for name, path in sources().items()
-             if not name.startswith("automl.optuna_storage")
+             if not name.startswith("automl.study.storage")
              and PRIVATE_OPTUNA.search(path.read_text())]
     assert using == []

@@ -13,14 +13,14 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState, create_trial
 from sqlalchemy import update
 
-from automl.cli import main
+from automl.cli.main import main
 from automl.client import Client
-from automl.db.schema import upgrade
-from automl.explain import comparison_rows, diagnostics_text, note_markdown, width_rows
-from automl.pruning import AUDIT_ATTR
-from automl.report import write_report
-from automl.result import BestTrial, ModelScore, TuneResult
+from automl.queue.schema import upgrade
+from automl.results.explain import comparison_rows, diagnostics_text, note_markdown, width_rows
+from automl.results.report import write_report
+from automl.results.result import BestTrial, ModelScore, TuneResult
 from automl.space import Choice, Fixed, FloatRange, IntRange, SearchSpace
+from automl.study.pruning import AUDIT_ATTR
 
 SPACE = SearchSpace({"n_layers": IntRange(1, 2), "units": IntRange(8, 256, log=True),
                      "lr": FloatRange(1e-4, 1e-2, log=True), "activation": Choice(("relu",
@@ -220,7 +220,7 @@ def test_cli_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_cli_report_of_a_service_run(tmp_path: Path, capsys: pytest.CaptureFixture,
                                      blobs_frame: Any) -> None:
-    from automl.db.models import Run
+    from automl.queue.models import Run
 
     url, client, run_id = queued_run(tmp_path, blobs_frame)
     out = str(tmp_path / "r")

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from automl.baselines import constant_score, rule_of_thumb_baselines
 from automl.errors import ConfigError, SpaceError
-from automl.result import BestTrial, ModelScore, TuneResult, format_report
+from automl.results.result import BestTrial, ModelScore, TuneResult, format_report
 from automl.space import Choice, Fixed, FloatRange, IntRange, SearchSpace, default_space
+from automl.space.baselines import constant_score, rule_of_thumb_baselines
 
 
 def test_yaml_file_with_every_form(tmp_path: Path) -> None:
@@ -123,7 +123,8 @@ def test_equal_scores_are_a_tie_not_a_loss() -> None:
 
 
 def test_start_up_trials_scale_with_the_budget() -> None:
-    from automl.plan import TuneOptions, pruner_startup, settings_of, startup_trials
+    from automl.options import TuneOptions
+    from automl.run.plan import pruner_startup, settings_of, startup_trials
     from automl.space import SearchSpace
 
     assert [startup_trials(n) for n in (1, 9, 20, 30, 100)] == [3, 3, 6, 10, 10]

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from study_settings import study_settings
 
 from automl.errors import ConfigError
-from automl.pruning import (
+from automl.space import Fixed, FloatRange, IntRange, SearchSpace
+from automl.space.suggest import suggest_trial_config
+from automl.study.pruning import (
+    ASK_EVERY_EPOCH,
     BaselineCurve,
     BaselinePruner,
-    PruningPolicy,
     percentile_name,
     prune_reason,
     record_curve,
 )
-from automl.space import Fixed, FloatRange, IntRange, SearchSpace
-from automl.studies import StudySettings, create_study, load_study, pruning_policy
-from automl.suggest import suggest_trial_config
-from automl.trials import count_trials, fail_orphans, fail_trial, repeated_failure
+from automl.study.settings import pruning_policy
+from automl.study.studies import create_study, load_study
+from automl.study.trials import count_trials, fail_orphans, fail_trial, repeated_failure
 from workers.data import to_tensors
 from workers.faults import Fault, install, parse_faults
 from workers.objective import run_trial
@@ -36,7 +39,7 @@ def small_space(task: str = "binary", **overrides) -> SearchSpace:
 
 def new_study(tmp_path: Path, **settings) -> tuple[str, optuna.Study]:
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    return url, create_study(url, "s", StudySettings(**settings), {})
+    return url, create_study(url, "s", study_settings(**settings), {})
 
 
 def test_default_space_suggests_conditional_widths() -> None:
@@ -188,7 +191,7 @@ def test_the_pruner_is_not_asked_during_its_warm_up(tmp_path: Path, blobs) -> No
     _, study = new_study(tmp_path)
     study.pruner = pruner = AlwaysPrune()
     run_trial(study, small_space(), to_tensors(blobs), seed=0,
-              pruning=PruningPolicy(first_epoch=5))
+              pruning=replace(ASK_EVERY_EPOCH, first_epoch=5))
     trial = study.trials[0]
     assert pruner.asked == [5]
     assert trial.state == TrialState.PRUNED and len(trial.intermediate_values) == 6
@@ -200,7 +203,7 @@ def test_audited_trials_finish_and_say_when_they_would_have_been_pruned(
     _, study = new_study(tmp_path)
     study.pruner = pruner = AlwaysPrune()
     run_trial(study, small_space(), to_tensors(blobs), seed=0,
-              pruning=PruningPolicy(first_epoch=2, audit_share=1.0))
+              pruning=replace(ASK_EVERY_EPOCH, first_epoch=2, audit_share=1.0))
     trial = study.trials[0]
     assert pruner.asked == [2]  # asked once; after that the trial runs to its end
     assert trial.state == TrialState.COMPLETE
@@ -248,7 +251,7 @@ def test_percentile_pruner_keeps_only_the_best_share(tmp_path: Path) -> None:
         trial = study.ask()
         trial.report(0.28, 1)  # 40th percentile 0.26 < 0.28 < median 0.3
         decisions[pruner] = trial.should_prune()
-        policy = pruning_policy(StudySettings(pruner=pruner, pruner_percentile=40))
+        policy = pruning_policy(study_settings(pruner=pruner, pruner_percentile=40))
         assert policy.percentile == (40 if pruner == "percentile" else 50)
     assert decisions == {"median": False, "percentile": True}
 
@@ -256,15 +259,15 @@ def test_percentile_pruner_keeps_only_the_best_share(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", [0, 100, -5, "40%", True])
 def test_pruner_percentile_is_refused_outside_zero_to_hundred(bad) -> None:
     with pytest.raises(ConfigError, match="pruner_percentile"):
-        StudySettings(pruner="percentile", pruner_percentile=bad)
+        study_settings(pruner="percentile", pruner_percentile=bad)
 
 
 def test_pruning_policy_follows_the_pruner() -> None:
-    assert pruning_policy(StudySettings(pruner_warmup_epochs=7)).first_epoch == 7
-    assert pruning_policy(StudySettings(pruner="none", max_epochs=50)).first_epoch == 51
-    assert pruning_policy(StudySettings(pruner="hyperband")).first_epoch == 0
-    assert pruning_policy(StudySettings(pruner="hyperband")).rule == "hyperband"  # reasons
-    audit = PruningPolicy(audit_share=0.1, seed=3)
+    assert pruning_policy(study_settings(pruner_warmup_epochs=7)).first_epoch == 7
+    assert pruning_policy(study_settings(pruner="none", max_epochs=50)).first_epoch == 51
+    assert pruning_policy(study_settings(pruner="hyperband")).first_epoch == 0
+    assert pruning_policy(study_settings(pruner="hyperband")).rule == "hyperband"  # reasons
+    audit = replace(ASK_EVERY_EPOCH, audit_share=0.1, seed=3)
     share = sum(audit.audits(n) for n in range(2000)) / 2000
     assert 0.07 < share < 0.13
     assert [audit.audits(n) for n in range(50)] == [audit.audits(n) for n in range(50)]
@@ -308,7 +311,7 @@ def test_baseline_pruning_uses_the_median_until_a_baseline_is_trained(tmp_path: 
 def test_a_pruned_trial_says_which_baseline_it_lost_to(tmp_path: Path, blobs) -> None:
     study = _curve_study(tmp_path, {"mean_rule": (0.99, [1e-4] * 12)})  # unbeatable
     run_trial(study, small_space(), to_tensors(blobs), seed=0,
-              pruning=pruning_policy(StudySettings(pruner="baseline",
+              pruning=pruning_policy(study_settings(pruner="baseline",
                                                    pruner_warmup_epochs=2, pruning_audit=0)))
     trial = study.trials[0]
     assert trial.state == TrialState.PRUNED

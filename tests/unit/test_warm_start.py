@@ -6,12 +6,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+from study_settings import study_settings
 
-from automl.baselines import rule_of_thumb_baselines
 from automl.space import FloatRange, IntRange, default_space
-from automl.studies import StudySettings, create_study, make_storage
-from automl.suggest import suggest_trial_config
-from automl.warm_start import nearest, params_of, warm_start_params
+from automl.space.baselines import rule_of_thumb_baselines
+from automl.space.suggest import suggest_trial_config
+from automl.study.studies import create_study, make_storage
+from automl.study.warm_start import nearest, params_of, warm_start_params
 
 BASELINES = rule_of_thumb_baselines(64, 10, "multiclass", max_epochs=100, patience=15,
                                     n_train_rows=1077)
@@ -67,7 +68,7 @@ def test_only_the_process_that_creates_the_study_enqueues_them(tmp_path: Path) -
     url = f"sqlite:///{tmp_path / 'w.db'}"
     points = warm_start_params(BASELINES, SPACE, limit=3)
     for _ in range(2):  # a second worker loads the study: nothing enqueued twice
-        study = create_study(url, "s", StudySettings(), {}, storage=make_storage(url),
+        study = create_study(url, "s", study_settings(), {}, storage=make_storage(url),
                              load_if_exists=True, first_trials=points)
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert [t.system_attrs["fixed_params"] for t in waiting] == points

@@ -10,9 +10,10 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
+from study_settings import study_settings
 
-from automl.optuna_storage.write_behind import WriteBehindStorage
-from automl.studies import StudySettings, create_study, make_storage
+from automl.study.storage.write_behind import WriteBehindStorage
+from automl.study.studies import create_study, make_storage
 
 
 def _write_behind(storage: optuna.storages.BaseStorage) -> WriteBehindStorage:
@@ -23,7 +24,7 @@ def _write_behind(storage: optuna.storages.BaseStorage) -> WriteBehindStorage:
 
 def _study(tmp_path: Path) -> tuple[str, optuna.Study]:
     url = f"sqlite:///{tmp_path / 'wb.db'}"
-    return url, create_study(url, "s", StudySettings(), {}, storage=make_storage(url))
+    return url, create_study(url, "s", study_settings(), {}, storage=make_storage(url))
 
 
 def _from_disk(url: str) -> optuna.trial.FrozenTrial:
@@ -302,7 +303,7 @@ def test_a_lost_trials_retry_is_popped_before_waiting_warm_starts(tmp_path: Path
     """Issue 17, case 2: the retry of a lost trial is enqueued behind warm-start trials
     still waiting; whichever process asks next must run the retry, with its own
     parameters, or at small budgets it stays WAITING and the lost trial is never re-run."""
-    from automl.optuna_storage.write_behind import RETRY_ATTR
+    from automl.study.storage.write_behind import RETRY_ATTR
 
     url, study = _study(tmp_path)
     for units in (16, 32, 64):

@@ -1,0 +1,290 @@
+"""Fewer database round trips per trial: a running trial's reports are written in batches.
+
+A plain Optuna trial commits one transaction per ``trial.report`` and per
+``trial.set_user_attr``: with 10 epochs and our six attributes that is 16 commits, each a
+round trip and (on PostgreSQL) a WAL flush. :class:`WriteBehindStorage` keeps a running
+trial's intermediate values and user attributes in memory and writes them together, in
+one transaction:
+
+* when the trial ends, just before its state (``set_trial_state_values``);
+* and whenever ``flush_s`` seconds have passed since the trial's last write, so that
+  optuna-dashboard's learning curves stay live (at most ``flush_s`` plus one epoch behind).
+
+Other processes see a running trial's curve up to ``flush_s`` late; pruning is
+unaffected, because the median rule compares against *completed* trials, whose values
+are always written before their state. If the worker dies, its unwritten epochs go with
+it; its trial is failed as ``lost_worker`` and re-run from the start anyway.
+
+The parameters a trial suggests (and the sampler's system attributes) are buffered too,
+but only until the trial's next report or attribute, which for our objective comes right
+after its suggestions: another worker's TPE (constant liar) sees a running trial's
+parameters before it trains. Optuna's check that a parameter keeps a compatible
+distribution is run at the suggestion, as Optuna does, once per parameter and process.
+
+Everything this process reads back through the storage (``get_trial``,
+``get_all_trials``) includes what is still buffered. The trials this process created and
+is running are mirrored in memory, so Optuna's reads of the running trial (at the start
+and at ``tell``) cost no round trip; only this process writes them, except a sweeper
+failing a lost trial, after which the next batch or ``tell`` is rejected. Optuna looks
+for enqueued (WAITING) trials at every ``ask``; here that is one narrow query. A read of
+all trials less than ``snapshot_s`` (0.1 s) old is served again unless this process
+wrote since: TPE with constant liar reads the study twice within one ``ask``.
+
+The rows are written by :mod:`automl.study.storage.rows` through Optuna's own ORM models and
+value encodings, so they are exactly those that ``report``, ``set_user_attr``,
+``set_trial_param`` and ``tell`` would have written, after the same check that refuses
+writes to a finished trial (with the trial's row locked, as ``tell`` does).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Container, Sequence
+from typing import Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    check_distribution_compatibility,
+    distribution_to_json,
+)
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from automl.study.storage import rows
+from automl.study.storage.retry import is_transient
+from automl.study.storage.rows import Batch
+
+FLUSH_S = 5.0
+SNAPSHOT_S = 0.1
+# An enqueued trial with this user attribute (a lost trial's retry) is popped before any
+# other WAITING trial (warm starts), so it runs with its own parameters at any load.
+RETRY_ATTR = "retry_of_lost_trial"
+
+
+class WriteBehindStorage(BaseStorage):
+    """Wraps an Optuna storage whose backend is an ``RDBStorage`` (directly, or inside
+    Optuna's ``_CachedStorage``); every call not listed here goes straight through."""
+
+    def __init__(self, inner: BaseStorage, flush_s: float = FLUSH_S,
+                 snapshot_s: float = SNAPSHOT_S):
+        self.inner, self.flush_s, self.snapshot_s = inner, flush_s, snapshot_s
+        rdb = getattr(inner, "_backend", inner)
+        if not isinstance(rdb, RDBStorage):
+            raise TypeError(f"WriteBehindStorage needs an RDBStorage, not {type(rdb).__name__}")
+        self._rdb = rdb
+        self._pending: dict[int, Batch] = {}
+        self._running: dict[int, int] = {}  # trial id -> study id, created and run here
+        self._mirror: dict[int, FrozenTrial] = {}  # those trials as last written
+        self._known_distributions: dict[tuple[int, str], str] = {}
+        # study id -> (writes counter, monotonic time, all trials) of the last full read
+        self._snapshots: dict[int, tuple[int, float, list[FrozenTrial]]] = {}
+        self._writes = 0
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    # ---- the trials this process runs -------------------------------------------------
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        trial_id = self.inner.create_new_trial(study_id, template_trial)
+        created = rows.cached_copy(self.inner, trial_id)
+        state = created.state if created is not None else (
+            TrialState.RUNNING if template_trial is None else template_trial.state)
+        with self._lock:
+            self._writes += 1
+            if state == TrialState.RUNNING:  # not an enqueued (WAITING) one
+                self._running[trial_id] = study_id
+                if created is not None:
+                    self._mirror[trial_id] = created
+        return trial_id
+
+    def _forget(self, trial_id: int) -> None:
+        with self._lock:
+            self._writes += 1
+            self._running.pop(trial_id, None)
+            self._mirror.pop(trial_id, None)
+
+    # ---- buffered writes ------------------------------------------------------------
+    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                        distribution: BaseDistribution) -> None:
+        study_id = self._running.get(trial_id)
+        if study_id is None:
+            self.inner.set_trial_param(trial_id, param_name, param_value_internal, distribution)
+            self._wrote()
+            return
+        self._check_distribution(study_id, param_name, distribution)
+        with self._lock:
+            self._buffer(trial_id).params[param_name] = (param_value_internal, distribution)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        if trial_id not in self._running:
+            self.inner.set_trial_system_attr(trial_id, key, value)
+            self._wrote()
+            return
+        with self._lock:
+            self._buffer(trial_id).system_attrs[key] = value
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int,
+                                     intermediate_value: float) -> None:
+        with self._lock:
+            self._buffer(trial_id).values[step] = intermediate_value
+        self._flush_if_due(trial_id)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        with self._lock:
+            self._buffer(trial_id).user_attrs[key] = value
+        self._flush_if_due(trial_id)
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        if state == TrialState.RUNNING and values is None:  # popping an enqueued trial
+            changed = rows.claim_waiting(self._rdb, trial_id)
+            self._wrote()
+            return changed
+        if not state.is_finished():
+            changed = self.inner.set_trial_state_values(trial_id, state, values)
+            self._wrote()
+            return changed
+        with self._lock:  # the last batch and the final state: one transaction
+            pending = self._pending.pop(trial_id, None) or Batch()
+        try:
+            self._write_batch(trial_id, pending, (state, values))
+        finally:
+            self._forget(trial_id)
+        return True
+
+    def _check_distribution(self, study_id: int, name: str,
+                            distribution: BaseDistribution) -> None:
+        """Optuna's check that a parameter keeps a compatible distribution across the
+        study's trials, against its first stored record; once per parameter and process."""
+        as_json = distribution_to_json(distribution)
+        if self._known_distributions.get((study_id, name)) == as_json:
+            return
+        first = rows.first_distribution(self._rdb, study_id, name)
+        if first is not None:
+            check_distribution_compatibility(first, distribution)
+        self._known_distributions[(study_id, name)] = as_json
+
+    def flush(self, trial_id: int | None = None) -> None:
+        """Write the buffered rows of one trial (or of all) in one transaction each.
+
+        A trial that has already finished (failed by the sweeper after a lost lease)
+        rejects them with ``UpdateFinishedTrialError`` and its buffer is dropped; after a
+        transient error (a database restart) the batch is kept for the retry.
+        """
+        with self._lock:
+            ids = [trial_id] if trial_id is not None else list(self._pending)
+            batches = [(i, self._pending.pop(i)) for i in ids if i in self._pending]
+        for tid, pending in batches:
+            if not pending.is_empty():
+                self._write_batch(tid, pending, None)
+
+    def _write_batch(self, trial_id: int, pending: Batch, final: rows.Final | None) -> None:
+        with self._lock:
+            known = self._mirror.get(trial_id)
+        try:
+            self._write(trial_id, pending, known, final)
+        except UpdateFinishedTrialError:
+            self._forget(trial_id)
+            raise  # nobody may write to that trial any more: drop its batch
+        except Exception as exc:
+            if is_transient(exc):
+                self._restore(trial_id, pending)  # the database restarted: retry later
+            raise
+        with self._lock:
+            self._writes += 1
+            if known is not None and final is None:
+                self._mirror[trial_id] = pending.apply_to(known)
+
+    def _restore(self, trial_id: int, batch: Batch) -> None:
+        """Put a batch that failed to write back under what was buffered since."""
+        with self._lock:
+            newer = self._pending.get(trial_id)
+            if newer is not None:
+                batch.absorb(newer)
+            self._pending[trial_id] = batch
+
+    def _write(self, trial_id: int, batch: Batch, known: FrozenTrial | None,
+               final: rows.Final | None) -> None:
+        rows.write_batch(self._rdb, trial_id, batch, known, final)
+
+    def _buffer(self, trial_id: int) -> Batch:
+        return self._pending.setdefault(trial_id, Batch())
+
+    def _flush_if_due(self, trial_id: int) -> None:
+        with self._lock:
+            pending = self._pending.get(trial_id)
+            due = pending is not None and (
+                pending.is_urgent() or time.monotonic() - pending.since >= self.flush_s)
+        if due:
+            self.flush(trial_id)
+
+    # ---- reads see the buffer ---------------------------------------------------------
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        with self._lock:
+            mirrored = self._mirror.get(trial_id)
+        if mirrored is not None:
+            return self._merged(copy.deepcopy(mirrored))
+        trial = self.inner.get_trial(trial_id)
+        with self._lock:
+            if trial_id in self._running and trial.state == TrialState.RUNNING:
+                self._mirror[trial_id] = copy.deepcopy(trial)
+        return self._merged(trial)
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True,
+                       states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        if rows.only_waiting(states) and not rows.any_waiting(self._rdb, study_id):
+            return []  # Optuna asks at every ask(); most studies never enqueue a trial
+        trials = list(self._snapshot(study_id))  # callers may reorder their list
+        if states is not None:
+            trials = [t for t in trials if t.state in states]
+        if rows.only_waiting(states):  # Optuna pops the first WAITING trial it is given
+            trials.sort(key=lambda t: (not t.user_attrs.get(RETRY_ATTR), t.number))
+        if self._pending:
+            trials = [self._merged(t) for t in trials]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def _snapshot(self, study_id: int) -> list[FrozenTrial]:
+        """All trials, read again unless the last read is recent and nothing was written
+        by this process since (the list is Optuna's cache: read-only)."""
+        with self._lock:
+            writes, now = self._writes, time.monotonic()
+            last = self._snapshots.get(study_id)
+            if last is not None and last[0] == writes and now - last[1] < self.snapshot_s:
+                return last[2]
+        trials = self.inner.get_all_trials(study_id, deepcopy=False)
+        with self._lock:
+            self._snapshots[study_id] = (writes, now, trials)
+        return trials
+
+    def _wrote(self) -> None:
+        with self._lock:
+            self._writes += 1
+
+    def _merged(self, trial: FrozenTrial) -> FrozenTrial:
+        with self._lock:
+            pending = self._pending.get(trial._trial_id)
+            return trial if pending is None else pending.apply_to(trial)
+
+
+
+def _forward(name: str) -> Any:
+    reads = name.startswith("get_")
+
+    def method(self: WriteBehindStorage, *args: Any, **kwargs: Any) -> Any:
+        result = getattr(self.inner, name)(*args, **kwargs)
+        if not reads:
+            self._wrote()
+        return result
+
+    method.__name__ = name
+    return method
+
+
+for _name in [n for n in dir(BaseStorage) if not n.startswith("_")
+              and n not in WriteBehindStorage.__dict__]:
+    setattr(WriteBehindStorage, _name, _forward(_name))
+WriteBehindStorage.__abstractmethods__ = frozenset()
