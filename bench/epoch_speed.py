@@ -7,7 +7,7 @@ Times epochs of the same MLP on the same data with
 * **DataLoader**: ``DataLoader(TensorDataset(x, y), batch_size=..., shuffle=True)`` with
   per-sample collation (``num_workers=0``), the loop of Optuna's PyTorch example.
 
-Both use the same architecture (``workers.model.build_mlp``, same initial weights), the same
+Both use the same architecture (``workers.model.build_model``, same initial weights), the same
 optimiser (``workers.optim.make_optimizer``), loss (``make_loss``) and batch size, and
 ``torch.set_num_threads(1)``. After one warm-up epoch each, timed epochs are interleaved
 (AB, BA, AB, ... so neither always runs first) and the median of each is reported.
@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from automl.configs import ModelConfig, TrainConfig
 from automl.data import PreparedData, load_dataset
 from workers.data import TensorSplits, to_tensors
-from workers.model import build_mlp
+from workers.model import build_model
 from workers.optim import make_loss, make_optimizer
 from workers.train import run_epoch
 
@@ -83,7 +83,7 @@ class Runner:
     def __init__(self, variant: str, splits: TensorSplits, config: TrainConfig) -> None:
         self.variant, self.splits, self.config = variant, splits, config
         torch.manual_seed(SEED)  # the same initial weights for both variants
-        self.model = build_mlp(model_config(), splits.n_inputs, splits.n_outputs)
+        self.model = build_model(model_config(), splits.n_inputs, splits.n_outputs)
         self.optimizer = make_optimizer(self.model, config)
         self.loss_fn = make_loss(splits.task, config)
         self.generator = torch.Generator(device=splits.device).manual_seed(SEED)

@@ -27,6 +27,7 @@ class TensorSplits:
     y_test: torch.Tensor
     task: Task
     n_outputs: int
+    n_numeric: int = 0  # the first columns are numeric (standardised); the rest are 0/1
 
     @property
     def n_inputs(self) -> int:
@@ -48,7 +49,7 @@ def to_tensors(data: PreparedData, device: torch.device | str = "cpu") -> Tensor
         tensor(data.x_train), tensor(data.y_train, y_dtype),
         tensor(data.x_val), tensor(data.y_val, y_dtype),
         tensor(data.x_test), tensor(data.y_test, y_dtype),
-        data.task, data.n_outputs,
+        data.task, data.n_outputs, len(data.preprocessor.numeric_columns),
     )
 
 

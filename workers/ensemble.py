@@ -36,15 +36,20 @@ class SeedEnsemble(nn.Module):
         self.task = task
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs = torch.stack([member(x) for member in self.members])
-        if self.task == "regression":
-            return outputs.mean(dim=0)
-        log_n = math.log(len(self.members))
-        if self.task == "binary":  # logit(mean p) = log(mean p) - log(mean (1 - p))
-            log_p = torch.logsumexp(functional.logsigmoid(outputs), dim=0) - log_n
-            log_q = torch.logsumexp(functional.logsigmoid(-outputs), dim=0) - log_n
-            return log_p - log_q
-        return torch.logsumexp(torch.log_softmax(outputs, dim=-1), dim=0) - log_n
+        return average(torch.stack([member(x) for member in self.members]), 0, self.task)
+
+
+def average(outputs: torch.Tensor, dim: int, task: Task) -> torch.Tensor:
+    """Several models' outputs stacked along ``dim``, averaged as probabilities (or values)
+    and turned back into one model's form (see :class:`SeedEnsemble`)."""
+    if task == "regression":
+        return outputs.mean(dim=dim)
+    log_n = math.log(outputs.shape[dim])
+    if task == "binary":  # logit(mean p) = log(mean p) - log(mean (1 - p))
+        log_p = torch.logsumexp(functional.logsigmoid(outputs), dim=dim) - log_n
+        log_q = torch.logsumexp(functional.logsigmoid(-outputs), dim=dim) - log_n
+        return log_p - log_q
+    return torch.logsumexp(torch.log_softmax(outputs, dim=-1), dim=dim) - log_n
 
 
 def combine(members: Sequence[nn.Module], task: Task) -> nn.Module:

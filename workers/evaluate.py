@@ -11,7 +11,7 @@ import torch
 from automl.configs import TrialConfig
 from workers.data import TensorSplits, predict, score
 from workers.ensemble import combine
-from workers.model import build_mlp, count_trainable
+from workers.model import build_model, count_trainable, fit_bins
 from workers.train import EpochCallback, TrainOutcome, train_model
 
 
@@ -35,9 +35,11 @@ class Evaluation:
 
 def fit(config: TrialConfig, data: TensorSplits,
         on_epoch: EpochCallback | None = None) -> tuple[torch.nn.Module, TrainOutcome]:
-    """Build the MLP (seeded by ``config.train.seed``) and train it."""
+    """Build the model (seeded by ``config.train.seed``) and train it."""
     torch.manual_seed(config.train.seed)
-    model = build_mlp(config.model, data.n_inputs, data.n_outputs).to(data.device)
+    bins = fit_bins(config.model, data.x_train, data.n_numeric)
+    model = build_model(config.model, data.n_inputs, data.n_outputs, data.task,
+                        data.n_numeric, bins).to(data.device)
     return model, train_model(model, config.train, data, on_epoch)
 
 

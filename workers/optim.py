@@ -25,7 +25,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         "adam": torch.optim.Adam, "nadam": torch.optim.NAdam,
         "adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW,
     }
-    return optimizers[config.optimizer](params, lr=lr, weight_decay=wd)
+    return optimizers[config.optimizer](params, lr=lr, weight_decay=wd,
+                                        betas=(0.9, config.beta2))
 
 
 def make_schedule(
@@ -36,6 +37,8 @@ def make_schedule(
     if config.lr_schedule == "onecycle":
         return lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
                                        total_steps=epochs * steps_per_epoch), None
+    if config.lr_schedule == "cosine":  # to 0 at the epoch budget, step by step
+        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch), None
     if config.lr_schedule == "step":
         return None, lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
     if config.lr_schedule == "exponential":
@@ -47,11 +50,11 @@ def make_schedule(
 
 
 def make_loss(task: Task, config: TrainConfig) -> nn.Module:
-    """The training loss (a hyperparameter for regression)."""
+    """The training loss (a hyperparameter for regression; label smoothing for classes)."""
     if task == "multiclass":
-        return nn.CrossEntropyLoss()
+        return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     if task == "binary":
-        return nn.BCEWithLogitsLoss()
+        return SmoothedBCEWithLogits(config.label_smoothing)
     if config.loss == "mae":
         return nn.L1Loss()
     if config.loss == "huber":
@@ -63,3 +66,25 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
     """Sum of absolute weights of the linear layers (biases and norms excluded)."""
     weights = [m.weight.abs().sum() for m in model.modules() if isinstance(m, nn.Linear)]
     return torch.stack(weights).sum()
+
+
+class SmoothedBCEWithLogits(nn.BCEWithLogitsLoss):
+    """Binary cross-entropy against targets pulled ``smoothing / 2`` towards one half,
+    as ``CrossEntropyLoss(label_smoothing=...)`` does for two classes."""
+
+    def __init__(self, smoothing: float = 0.0):
+        super().__init__()
+        self.smoothing = smoothing
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return super().forward(logits, target * (1 - self.smoothing) + self.smoothing / 2)
+
+
+def batch_loss(loss_fn: nn.Module, outputs: torch.Tensor, target: torch.Tensor,
+               task: Task) -> torch.Tensor:
+    """One batch's training loss. A k-member model's ``(batch, k, outputs)`` counts each
+    member's loss on the whole batch: their mean, as TabM trains."""
+    if outputs.dim() == 3:
+        target = target.repeat_interleave(outputs.shape[1])
+        outputs = outputs.flatten(0, 1)
+    return loss_fn(outputs if task == "multiclass" else outputs.squeeze(1), target)

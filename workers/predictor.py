@@ -28,7 +28,7 @@ from automl.data import Preprocessor
 from automl.errors import NonFiniteError
 from workers.data import predict
 from workers.ensemble import SeedEnsemble, combine
-from workers.model import build_mlp
+from workers.model import bins_of, build_model
 
 FORMAT = "automl-model"
 FORMAT_VERSION = 2  # 2: ``members`` (a seed ensemble); version 1 bundles still load
@@ -58,7 +58,8 @@ class Predictor:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "task": pre.task,
                 "classes": list(pre.classes), "n_inputs": pre.n_features,
                 "n_outputs": pre.n_outputs, "config": self.config.to_dict(),
-                "members": self.n_members, "preprocessor": pre.to_dict(),
+                "members": self.n_members, "bins": bins_of(self.model),
+                "preprocessor": pre.to_dict(),
                 "weights": WEIGHTS_FILE}
 
     @property
@@ -101,8 +102,9 @@ class Predictor:
                              f"{info.get('format')!r} {info.get('format_version')!r}")
         config = TrialConfig.from_dict(info["config"])
         preprocessor = Preprocessor(**info["preprocessor"])
-        members = [build_mlp(config.model, int(info["n_inputs"]), int(info["n_outputs"]))
-                   for _ in range(int(info.get("members", 1)))]
+        shape = (int(info["n_inputs"]), int(info["n_outputs"]), preprocessor.task,
+                 len(preprocessor.numeric_columns), info.get("bins"))
+        members = [build_model(config.model, *shape) for _ in range(int(info.get("members", 1)))]
         model = combine(members, preprocessor.task)
         model.load_state_dict(load_safetensors(files[WEIGHTS_FILE]))
         return cls(model, preprocessor, config)

@@ -19,7 +19,7 @@ from torch import nn
 
 from automl.configs import TrainConfig
 from workers.data import TensorSplits, predict, validation_loss
-from workers.optim import l1_penalty, make_loss, make_optimizer, make_schedule
+from workers.optim import batch_loss, l1_penalty, make_loss, make_optimizer, make_schedule
 
 EpochCallback = Callable[[int, float], bool]
 
@@ -83,9 +83,7 @@ def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer,
         index = order[start:start + config.batch_size]
         if len(index) < 2 and n_rows > 1:
             continue  # a one-row batch breaks batch norm and adds only noise
-        outputs = model(data.x_train[index])
-        target = data.y_train[index]
-        loss = loss_fn(outputs if data.task == "multiclass" else outputs.squeeze(1), target)
+        loss = batch_loss(loss_fn, model(data.x_train[index]), data.y_train[index], data.task)
         penalty = config.l1 * l1_penalty(model) if config.l1 > 0 else 0.0
         optimizer.zero_grad(set_to_none=True)
         (loss + penalty).backward()

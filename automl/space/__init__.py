@@ -21,88 +21,27 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from automl.configs import (
-    ACTIVATIONS,
-    CLASSIFICATION_LOSSES,
-    LR_SCHEDULES,
-    MAX_HIDDEN_LAYERS,
-    MAX_UNITS,
-    OPTIMIZERS,
-    REGRESSION_LOSSES,
-    Task,
-)
+from automl.configs import CLASSIFICATION_LOSSES, REGRESSION_LOSSES, Task
 from automl.errors import ConfigError, SpaceError
+from automl.space.defaults import default_batch_size, default_params
+from automl.space.params import (
+    DOMAINS,
+    Choice,
+    Domain,
+    Fixed,
+    FloatRange,
+    IntRange,
+    Param,
+    Scalar,
+)
 
-Scalar = int | float | str | bool
-
-
-@dataclass(frozen=True)
-class IntRange:
-    low: int
-    high: int
-    step: int = 1
-    log: bool = False
-
-
-@dataclass(frozen=True)
-class FloatRange:
-    low: float
-    high: float
-    step: float | None = None
-    log: bool = False
-
-
-@dataclass(frozen=True)
-class Choice:
-    choices: tuple[Scalar, ...]
-
-
-@dataclass(frozen=True)
-class Fixed:
-    value: Scalar
-
-
-Param = IntRange | FloatRange | Choice | Fixed
-
-
-@dataclass(frozen=True)
-class Domain:
-    """What values a parameter may take at all."""
-
-    kind: str  # "int" | "float" | "option" | "bool"
-    low: float = -math.inf
-    high: float = math.inf
-    low_open: bool = False
-    options: tuple[str, ...] = ()
-    help: str = ""
-
-
-DOMAINS: dict[str, Domain] = {
-    "n_layers": Domain("int", 0, MAX_HIDDEN_LAYERS, help="number of hidden layers"),
-    "units": Domain("int", 1, MAX_UNITS, help="units of each hidden layer"),
-    "activation": Domain("option", options=ACTIVATIONS, help="hidden-layer activation"),
-    "batch_norm": Domain("bool", help="batch normalisation after each hidden layer"),
-    "dropout": Domain("float", 0.0, 0.9, help="dropout rate (AlphaDropout with selu)"),
-    "optimizer": Domain("option", options=OPTIMIZERS, help="optimiser"),
-    "lr": Domain("float", 0.0, 10.0, low_open=True, help="learning rate"),
-    "momentum": Domain("float", 0.0, 0.999, help="momentum (sgd, rmsprop)"),
-    "nesterov": Domain("bool", help="Nesterov momentum (sgd)"),
-    "lr_schedule": Domain("option", options=LR_SCHEDULES, help="learning-rate schedule"),
-    "batch_size": Domain("int", 1, 65536, help="mini-batch size"),
-    "max_epochs": Domain("int", 1, 10000, help="epoch budget per trial"),
-    "patience": Domain("int", 1, 10000, help="early-stopping patience in epochs"),
-    "weight_decay": Domain("float", 0.0, 1.0, help="L2 penalty / decoupled weight decay"),
-    "l1": Domain("float", 0.0, 1.0, help="L1 penalty on weights"),
-    "grad_clip_norm": Domain("float", 0.0, 1e6, help="gradient clipping norm (0 = off)"),
-    "loss": Domain("option", options=CLASSIFICATION_LOSSES + REGRESSION_LOSSES, help="loss"),
-    "huber_delta": Domain("float", 0.0, 1e6, low_open=True, help="Huber loss delta"),
-}
+__all__ = ["DOMAINS", "Choice", "Domain", "Fixed", "FloatRange", "IntRange", "Param", "Scalar",
+           "SearchSpace", "default_batch_size", "default_space", "parse_param"]
 
 class _YamlLoader(yaml.SafeLoader):
     """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4``)."""
@@ -120,44 +59,8 @@ MAX_NAME_LENGTH = 64
 
 
 def default_space(task: Task, n_train_rows: int | None = None) -> SearchSpace:
-    """The space used when the user gives none.
-
-    Chosen by measurement (BENCHMARKS.md): a few dozen TPE trials do better in a compact
-    space (Adam/AdamW, constant or plateau schedule, four activations) than in the full
-    one, which stays available through a user space. Batch sizes follow the data: the
-    smallest keeps an epoch at about 256 steps or fewer.
-    """
-    losses: tuple[Scalar, ...] = ("mse", "huber") if task == "regression" else (
-        "cross_entropy",)
-    batch = default_batch_size(n_train_rows)
-    return SearchSpace({
-        "n_layers": IntRange(1, 3),
-        "units": IntRange(32, 512, log=True),
-        "activation": Choice(("relu", "gelu", "selu", "elu")),
-        "batch_norm": Choice((False, True)),
-        "dropout": FloatRange(0.0, 0.5),
-        "optimizer": Choice(("adam", "adamw")),
-        "lr": FloatRange(3e-4, 1e-2, log=True),
-        "momentum": FloatRange(0.8, 0.99),
-        "nesterov": Choice((True, False)),
-        "lr_schedule": Choice(("constant", "plateau")),
-        "batch_size": Choice((batch, 2 * batch)),
-        "max_epochs": Fixed(100),
-        "patience": Fixed(15),
-        "weight_decay": FloatRange(1e-6, 1e-2, log=True),
-        "l1": Fixed(0.0),
-        "grad_clip_norm": Fixed(0.0),
-        "loss": Choice(losses) if len(losses) > 1 else Fixed(losses[0]),
-        "huber_delta": Fixed(1.0),
-    })
-
-
-def default_batch_size(n_train_rows: int | None) -> int:
-    """32, or the power of two that keeps an epoch at about 256 steps or fewer."""
-    size = 32
-    while n_train_rows is not None and n_train_rows / size > 256:
-        size *= 2
-    return size
+    """The space used when the user gives none (:mod:`automl.space.defaults`)."""
+    return SearchSpace(default_params(task, n_train_rows))
 
 
 class SearchSpace:

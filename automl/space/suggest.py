@@ -2,7 +2,9 @@
 
 This is the only module that asks Optuna for values. Hidden-layer widths are conditional
 on depth (``n_units_l0`` ... ``n_units_l{n-1}``); momentum only exists for SGD and
-RMSprop, Nesterov only for SGD with momentum, and the Huber delta only for the Huber loss.
+RMSprop, Nesterov only for SGD with momentum, Adam's beta2 only for the Adam family, the
+Huber delta only for the Huber loss, label smoothing only for classification, and the
+embedding's size, frequency scale and bins only for the embeddings that have them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import optuna
 
 from automl.configs import ModelConfig, TrainConfig, TrialConfig
 from automl.space import Choice, Fixed, FloatRange, IntRange, Param, SearchSpace
+
+ADAM_FAMILY = ("adam", "adamw", "nadam", "adamax")
 
 
 def suggest_value(trial: optuna.Trial, name: str, param: Param) -> Any:
@@ -38,7 +42,14 @@ def suggest_trial_config(trial: optuna.Trial, space: SearchSpace, seed: int) -> 
 
     n_layers = get("n_layers")
     units = tuple(suggest_value(trial, f"n_units_l{i}", space["units"]) for i in range(n_layers))
-    model = ModelConfig(units, get("activation"), get("batch_norm"), float(get("dropout")))
+    embedding = get("embedding")
+    model = ModelConfig(
+        units, get("activation"), get("batch_norm"), float(get("dropout")),
+        embedding=embedding,
+        embedding_dim=int(get("embedding_dim")) if embedding != "none" else 16,
+        frequency_scale=float(get("frequency_scale")) if embedding == "periodic" else 0.1,
+        n_bins=int(get("n_bins")) if embedding == "piecewise_linear" else 32,
+        ensemble_k=int(get("ensemble_k")))
     optimizer = get("optimizer")
     momentum = float(get("momentum")) if optimizer in ("sgd", "rmsprop") else 0.0
     nesterov = bool(get("nesterov")) if optimizer == "sgd" and momentum > 0 else False
@@ -57,6 +68,8 @@ def suggest_trial_config(trial: optuna.Trial, space: SearchSpace, seed: int) -> 
         grad_clip_norm=float(get("grad_clip_norm")),
         loss=loss,
         huber_delta=float(get("huber_delta")) if loss == "huber" else 1.0,
+        beta2=float(get("beta2")) if optimizer in ADAM_FAMILY else 0.999,
+        label_smoothing=float(get("label_smoothing")) if loss == "cross_entropy" else 0.0,
         seed=seed,
     )
     return TrialConfig(model, train)

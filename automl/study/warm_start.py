@@ -28,6 +28,9 @@ from automl.space import Choice, Fixed, FloatRange, IntRange, Param, SearchSpace
 from automl.space.baselines import Baseline
 
 FIRST = "defaults"
+# The rules of thumb are plain MLPs: where the space offers no plain input (no embedding
+# "none"), the warm-start trial takes the sampler's embedding and keeps the rest.
+LEFT_TO_THE_SAMPLER = frozenset({"embedding"})
 
 
 def warm_start_params(baselines: Sequence[Baseline], space: SearchSpace,
@@ -63,12 +66,16 @@ def params_of(config: TrialConfig, space: SearchSpace) -> dict[str, Any] | None:
         "grad_clip_norm", "loss")]
     if train.loss == "huber":
         values.append(("huber_delta", "huber_delta", train.huber_delta))
+    values += [("embedding", "embedding", model.embedding),
+               ("ensemble_k", "ensemble_k", model.ensemble_k)]
     params: dict[str, Any] = {}
     for name, space_name, value in values:
         param = space[space_name]
         if space_name == "n_layers" and not _in_range(param, value):
             return None
         point = nearest(param, value)
+        if point is None and name in LEFT_TO_THE_SAMPLER:
+            continue
         if point is None:
             return None
         if not _fixed(param):

@@ -1073,7 +1073,7 @@ B7 = [
     case("unknown-optimizer", space({"optimizer": "adagrad"}), SpaceError, "optimizer",
          "adagrad"),
     case("unknown-loss", space({"loss": "hinge"}), SpaceError, "loss", "hinge"),
-    case("unknown-lr-schedule", space({"lr_schedule": "cosine"}), SpaceError, "lr_schedule"),
+    case("unknown-lr-schedule", space({"lr_schedule": "cyclic"}), SpaceError, "lr_schedule"),
     case("hidden-units-zero", space({"units": 0}), SpaceError, "units", "outside"),
     case("hidden-units-negative-range", space({"units": irange(-16, 32)}), SpaceError, "units"),
     case("hidden-units-over-max", space({"units": 100_000}), SpaceError, "units", "outside"),

@@ -11,7 +11,7 @@ from torch import nn
 from automl.configs import ModelConfig, TrainConfig, TrialConfig, count_parameters
 from workers.data import predict, score, to_tensors, validation_loss
 from workers.evaluate import evaluate_config, fit
-from workers.model import build_mlp, count_trainable
+from workers.model import build_model, count_trainable
 from workers.train import train_model
 
 torch.set_num_threads(1)
@@ -21,7 +21,7 @@ torch.set_num_threads(1)
                                         "sigmoid"])
 def test_builder_layers_and_parameter_count(activation: str) -> None:
     config = ModelConfig((32, 16), activation, batch_norm=True, dropout=0.2)
-    model = build_mlp(config, 10, 3)
+    model = build_model(config, 10, 3)
     assert model(torch.zeros(4, 10)).shape == (4, 3)
     assert count_trainable(model) == count_parameters(10, 3, config)
     dropout = nn.AlphaDropout if activation == "selu" else nn.Dropout
@@ -31,18 +31,19 @@ def test_builder_layers_and_parameter_count(activation: str) -> None:
 
 def test_builder_init_matches_activation() -> None:
     torch.manual_seed(0)
-    relu = build_mlp(ModelConfig((512,), "relu"), 256, 1)[0].weight
-    selu = build_mlp(ModelConfig((512,), "selu"), 256, 1)[0].weight
+    relu = build_model(ModelConfig((512,), "relu"), 256, 1)[0].weight
+    selu = build_model(ModelConfig((512,), "selu"), 256, 1)[0].weight
     assert relu.std().item() == pytest.approx(math.sqrt(2 / 256), rel=0.05)  # He
     assert selu.std().item() == pytest.approx(math.sqrt(1 / 256), rel=0.05)  # LeCun
 
 
 def test_linear_model_has_no_hidden_layer() -> None:
-    assert len(build_mlp(ModelConfig(()), 5, 2)) == 1
+    assert len(build_model(ModelConfig(()), 5, 2)) == 1
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "nadam", "rmsprop", "adamax", "adamw"])
-@pytest.mark.parametrize("schedule", ["constant", "step", "exponential", "plateau", "onecycle"])
+@pytest.mark.parametrize("schedule", ["constant", "step", "exponential", "plateau", "onecycle",
+                                      "cosine"])
 def test_loss_goes_down_for_every_optimizer_and_schedule(blobs, optimizer, schedule) -> None:
     data = to_tensors(blobs)
     lr = 0.05 if optimizer == "sgd" else 0.01
@@ -50,7 +51,7 @@ def test_loss_goes_down_for_every_optimizer_and_schedule(blobs, optimizer, sched
                          momentum=0.9, lr_schedule=schedule, batch_size=16, max_epochs=20,
                          patience=20))
     torch.manual_seed(0)
-    untrained = validation_loss(data.task, predict(build_mlp(config.model, 8, 1), data.x_val),
+    untrained = validation_loss(data.task, predict(build_model(config.model, 8, 1), data.x_val),
                                 data.y_val)
     model, outcome = fit(config, data)
     assert outcome.best_val_loss < 0.5 * untrained
@@ -68,14 +69,14 @@ def test_regression_losses_train(diabetes, loss) -> None:
 
 def test_l1_weight_decay_and_clipping_run(blobs) -> None:
     config = TrainConfig(l1=1e-3, weight_decay=1e-3, grad_clip_norm=1.0, max_epochs=3)
-    outcome = train_model(build_mlp(ModelConfig((8,)), 8, 1), config, to_tensors(blobs))
+    outcome = train_model(build_model(ModelConfig((8,)), 8, 1), config, to_tensors(blobs))
     assert outcome.epochs_run == 3 and outcome.stop_reason == "completed"
 
 
 def test_early_stopping_restores_the_best_weights(digits) -> None:
     data = to_tensors(digits)
     config = TrainConfig(lr=0.03, max_epochs=200, patience=3, batch_size=32)
-    model = build_mlp(ModelConfig((256, 256)), data.n_inputs, data.n_outputs)
+    model = build_model(ModelConfig((256, 256)), data.n_inputs, data.n_outputs)
     outcome = train_model(model, config, data)
     assert outcome.stop_reason == "early_stopped"
     assert outcome.epochs_run == outcome.best_epoch + 1 + config.patience
@@ -86,7 +87,7 @@ def test_early_stopping_restores_the_best_weights(digits) -> None:
 
 def test_divergence_ends_the_run_with_a_reason(blobs) -> None:
     config = TrainConfig(optimizer="sgd", lr=1e6, max_epochs=20)
-    outcome = train_model(build_mlp(ModelConfig((16,)), 8, 1), config, to_tensors(blobs))
+    outcome = train_model(build_model(ModelConfig((16,)), 8, 1), config, to_tensors(blobs))
     assert outcome.stop_reason == "diverged"
     assert outcome.detail.startswith("non_finite_loss@epoch")
     assert outcome.epochs_run < 20
@@ -108,7 +109,7 @@ class TurnsNaN(nn.Module):
 def test_late_nan_is_caught_at_its_epoch(blobs) -> None:
     data = to_tensors(blobs)
     config = TrainConfig(batch_size=256, max_epochs=10)  # 1 train batch + 1 val batch per epoch
-    model = TurnsNaN(build_mlp(ModelConfig((8,)), 8, 1), nan_from_call=5)  # epoch 2's batch
+    model = TurnsNaN(build_model(ModelConfig((8,)), 8, 1), nan_from_call=5)  # epoch 2's batch
     outcome = train_model(model, config, data)
     assert (outcome.stop_reason, outcome.detail) == ("diverged", "non_finite_loss@epoch2")
     assert len(outcome.val_losses) == 2 and all(map(math.isfinite, outcome.val_losses))
@@ -121,7 +122,7 @@ def test_callback_sees_every_epoch_and_can_stop(blobs) -> None:
         seen.append((epoch, val_loss))
         return epoch == 3
 
-    outcome = train_model(build_mlp(ModelConfig((8,)), 8, 1), TrainConfig(max_epochs=50),
+    outcome = train_model(build_model(ModelConfig((8,)), 8, 1), TrainConfig(max_epochs=50),
                           to_tensors(blobs), on_epoch)
     assert outcome.stop_reason == "stopped"
     assert [e for e, _ in seen] == [0, 1, 2, 3]
