@@ -75,8 +75,7 @@ class Client:
         """Use ``$AUTOML_STORAGE`` (a password-less URL plus ~/.pgpass or PGPASSWORD)."""
         url = os.environ.get(STORAGE_ENV)
         if not url:
-            raise ConfigError(f"set {STORAGE_ENV} to the service's database URL",
-                              field="storage")
+            raise ConfigError(f"set {STORAGE_ENV} to the service's database URL", field="storage")
         return cls(url)
 
     def submit(self, data: Any, target: Any = None, *, space: Any = None,

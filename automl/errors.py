@@ -13,15 +13,10 @@ class AutoMLError(Exception):
 
     code = "E_AUTOML"
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)  # str(error) is the message
         self.message = message
         self.field = field
-        if code is not None:
-            self.code = code
-
-    def __str__(self) -> str:
-        return self.message
 
     def one_line(self) -> str:
         """The message as the CLI prints it: ``error CODE: message``."""

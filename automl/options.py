@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from automl.data import DataLimits
 from automl.errors import ConfigError
+from automl.space.defaults import BUDGETS
 
 PRUNERS = ("median", "percentile", "baseline", "hyperband", "successive_halving", "none")
 
@@ -29,6 +30,7 @@ class TuneOptions:
 
     n_trials: int = 30
     timeout: float | None = None
+    budget: str = "default"  # "fast": the plain MLP of before issue 19, for a quick look
     seed: int = 0
     n_seeds: int = 3
     pruner: str = "median"
@@ -50,31 +52,28 @@ class TuneOptions:
     keep_identifiers: bool = False  # keep columns that look like row ids (dropped by default)
 
     def __post_init__(self) -> None:
-        _positive_int("n_trials", self.n_trials)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError(f"seed must be a whole number >= 0, not {self.seed!r}",
-                              field="seed")
-        _positive_int("n_seeds", self.n_seeds)
-        _positive_int("max_consecutive_failures", self.max_consecutive_failures)
+        _whole_number("n_trials", self.n_trials)
+        _whole_number("seed", self.seed, least=0)
+        _whole_number("n_seeds", self.n_seeds)
+        _whole_number("max_consecutive_failures", self.max_consecutive_failures)
         if self.n_workers is not None:
-            _positive_int("n_workers", self.n_workers)
+            _whole_number("n_workers", self.n_workers)
         if self.timeout is not None and (not isinstance(self.timeout, (int, float))
                                          or isinstance(self.timeout, bool)
                                          or not 0 < self.timeout < math.inf):
             raise ConfigError(f"timeout must be a positive number of seconds, not "
                               f"{self.timeout!r}", field="timeout")
-        if self.pruner_startup_trials is not None and (
-                isinstance(self.pruner_startup_trials, bool)
-                or not isinstance(self.pruner_startup_trials, int)
-                or self.pruner_startup_trials < 0):
-            raise ConfigError("pruner_startup_trials must be a whole number >= 0, not "
-                              f"{self.pruner_startup_trials!r}", field="pruner_startup_trials")
+        if self.pruner_startup_trials is not None:
+            _whole_number("pruner_startup_trials", self.pruner_startup_trials, least=0)
         for flag in ("head_start", "keep_identifiers"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be true or false, not "
                                   f"{getattr(self, flag)!r}", field=flag)
         check_gpu_share(self.gpus_per_trial)
         check_pruning(self.pruner, self.pruner_percentile, self.pruning_audit, self.warm_start)
+        if self.budget not in BUDGETS:
+            raise ConfigError(f"unknown budget {self.budget!r}: use {', '.join(BUDGETS)}",
+                              field="budget")
         check_storage_url(self.storage)
 
 
@@ -115,6 +114,6 @@ def check_gpu_share(value: Any) -> None:
                           f"or a whole number of GPUs, not {value!r}", field="gpus_per_trial")
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name} must be a whole number >= 1, not {value!r}", field=name)
+def _whole_number(name: str, value: Any, least: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ConfigError(f"{name} must be a whole number >= {least}, not {value!r}", field=name)

@@ -33,7 +33,9 @@ def cache_dir() -> Path:
 
 def cached_frame(content_hash: str, fetch: Callable[[], bytes]) -> pd.DataFrame:
     """The dataset with this hash: from the node's cache, or ``fetch()``-ed and cached."""
-    path = cache_dir() / f"{_safe(content_hash)}.parquet"
+    if not content_hash.isalnum():  # it names a file
+        raise ValueError(f"not a content hash: {content_hash!r}")
+    path = cache_dir() / f"{content_hash}.parquet"
     if path.exists():
         try:
             return pd.read_parquet(path)
@@ -53,9 +55,3 @@ def _write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _safe(content_hash: str) -> str:
-    if not content_hash.isalnum():
-        raise ValueError(f"not a content hash: {content_hash!r}")
-    return content_hash

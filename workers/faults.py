@@ -64,9 +64,7 @@ def inject(trial: int, epoch: int) -> None:
     """Raise or kill if an installed fault matches this trial and epoch."""
     if _installed is None:  # the process's first trial: $AUTOML_FAULT, once
         install(os.environ.get(FAULT_ENV))
-    for fault in _installed or ():
-        if not fault.matches(trial, epoch):
-            continue
+    for fault in (f for f in _installed or () if f.matches(trial, epoch)):
         if fault.action == "sigkill":
             os.kill(os.getpid(), signal.SIGKILL)
         if fault.action == "oom":

@@ -15,7 +15,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import ray
 
@@ -28,35 +27,26 @@ logger = logging.getLogger(__name__)
 LEASE_S = 30.0  # as `automl worker`'s default: a busy machine's heartbeats keep up
 
 
-@dataclass(frozen=True)
-class LocalRun:
-    """Where a run's tickets train: Ray at ``ray_address`` (None: a local Ray with
-    ``n_workers`` CPUs) and the share of a GPU each ticket takes."""
-
-    ray_address: str | None = None
-    n_workers: int | None = None
-    gpus_per_trial: float = 0.0
-    head_start: bool = True
-
-
-def run_to_end(url: str, run_id: str, prepared: PreparedData, where: LocalRun,
-               finished: Callable[[], bool]) -> None:
+def run_to_end(url: str, run_id: str, prepared: PreparedData, finished: Callable[[], bool],
+               *, ray_address: str | None = None, n_workers: int | None = None,
+               gpus_per_trial: float = 0.0, head_start: bool = True) -> None:
     """Serve ``run_id``'s tickets until ``finished()`` (asked between steps, and every half
-    second while Ray starts: it also draws the progress) says the run has ended.
+    second while Ray starts: it also draws the progress) says the run has ended. They train
+    on Ray at ``ray_address`` (None: a local Ray with ``n_workers`` CPUs), each taking
+    ``gpus_per_trial`` of a GPU; ``head_start``: see :mod:`workers.head_start`.
 
     Whatever happens, the fork has exited and a Ray started here is shut down on return,
     so nothing of this run trains any more (an interrupted run's RUNNING trials are the
     caller's to settle)."""
     head = None
-    if where.head_start and where.gpus_per_trial == 0 and where.ray_address is None \
+    if head_start and gpus_per_trial == 0 and ray_address is None \
             and not ray.is_initialized() and can_fork():
         head = HeadStart(url, run_id, prepared, LEASE_S)
     try:
         with _asking(finished):
-            worker = RayServiceWorker(url, ray_address=where.ray_address or "local",
-                                      n_workers=where.n_workers,
-                                      gpus_per_trial=where.gpus_per_trial, lease_s=LEASE_S,
-                                      poll_s=0.2, preload={run_id: prepared})
+            worker = RayServiceWorker(url, ray_address=ray_address or "local",
+                                      n_workers=n_workers, gpus_per_trial=gpus_per_trial,
+                                      lease_s=LEASE_S, poll_s=0.2, preload={run_id: prepared})
     except BaseException:
         if head is not None:
             head.close()

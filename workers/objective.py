@@ -59,18 +59,18 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("device", str(data.device))
         trial.set_user_attr("n_parameters",
-                            count_parameters(data.n_inputs, data.n_outputs, config.model))
+                            count_parameters(data.n_inputs, data.n_outputs, config.model,
+                                             data.n_numeric))
         interruption = Interruption(hooks.stop_reason)
         report = Report(trial)
         pruning = Pruning(trial, policy, report)
         on_epoch = in_turn([Faults(trial.number), interruption, report, pruning])
         try:
             model, outcome = fit(config, data, on_epoch)
-        except torch.OutOfMemoryError as exc:
-            _record_failure(trial, "out_of_memory", exc)
-            raise
         except Exception as exc:
-            _record_failure(trial, "error", exc)
+            oom = isinstance(exc, torch.OutOfMemoryError)
+            trial.set_user_attr("stop_reason", "out_of_memory" if oom else "error")
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
             raise
         if interruption.reason is not None:
             trial.set_user_attr("stop_reason", interruption.reason)
@@ -88,11 +88,6 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
         return outcome.best_val_loss
 
     return objective
-
-
-def _record_failure(trial: optuna.Trial, reason: str, exc: BaseException) -> None:
-    trial.set_user_attr("stop_reason", reason)
-    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
 
 
 def run_trial(study: optuna.Study, space: SearchSpace, data: TensorSplits, seed: int,
@@ -117,11 +112,7 @@ def run_trial(study: optuna.Study, space: SearchSpace, data: TensorSplits, seed:
                        callbacks=[lambda _study, trial: told.append(trial)])
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
         # Optuna refuses to tell (ValueError) or to write to a finished trial.
-        if not started or not _finished_elsewhere(study, started[0]):
+        if not started or not stored_trial(study, started[0]).state.is_finished():
             raise
         logger.info("late result ignored, the trial was already finished: %s", exc)
     return told[0] if told else None
-
-
-def _finished_elsewhere(study: optuna.Study, trial: optuna.Trial) -> bool:
-    return stored_trial(study, trial).state.is_finished()

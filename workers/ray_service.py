@@ -19,13 +19,15 @@ import torch
 
 from automl.data import PreparedData
 from automl.errors import ConfigError
-from automl.queue import leases, queries
+from automl.queue import leases
 from workers.ray_setup import check_gpus, start_ray, trial_slots
 from workers.service_worker import Heartbeat, ServiceWorker, describe
 from workers.tickets import TicketRunner
 
 logger = logging.getLogger(__name__)
 _RUNNER: TicketRunner | None = None
+# What tasks need from the driver's environment: the fault-injection hook of the tests.
+PASSTHROUGH_ENV = ("AUTOML_FAULT",)
 
 
 class TicketWatch:
@@ -87,7 +89,8 @@ class RayServiceWorker(ServiceWorker):
         local = ray_address == "local"
         self.started_ray = not ray.is_initialized()
         if self.started_ray:
-            start_ray(None if local else ray_address, n_workers, env_vars=passthrough_env())
+            env = {key: os.environ[key] for key in PASSTHROUGH_ENV if key in os.environ}
+            start_ray(None if local else ray_address, n_workers, env_vars=env)
         self.options = {"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial}
         resources = ray.cluster_resources()
         try:
@@ -116,13 +119,7 @@ class RayServiceWorker(ServiceWorker):
 
     def step(self) -> int:
         self.sweep_if_due()
-        while len(self.inflight) < self.max_parallel:
-            claim = leases.claim_ticket(self.engine, self.worker_id, self.lease_s)
-            if claim is None:
-                break
-            if claim.run_id not in self._started_runs:  # once per run and worker is enough
-                queries.start_run(self.engine, claim.run_id)
-                self._started_runs.add(claim.run_id)
+        while len(self.inflight) < self.max_parallel and (claim := self.claim()) is not None:
             beat = Heartbeat(self, claim.id, claim.run_id).__enter__()
             ref = run_ticket.options(**self.options).remote(
                 self.url, claim, self.worker_id, self.optuna_proxy, self._data.get(claim.run_id))
@@ -156,8 +153,3 @@ class RayServiceWorker(ServiceWorker):
             self.settle_lost_trial(claim.id, claim.run_id, number, error)
         else:
             leases.requeue_lost(self.engine, claim.id, self.worker_id, None, error)
-
-
-def passthrough_env() -> dict[str, str]:
-    """Environment the tasks need from the driver (the fault-injection hook in tests)."""
-    return {key: os.environ[key] for key in ("AUTOML_FAULT",) if key in os.environ}

@@ -19,8 +19,6 @@ import torch
 
 from automl.errors import ConfigError
 
-PRELOAD = ("workers.warm",)  # imported by every worker of a local Ray as it starts
-
 
 def trial_slots(resources: Mapping[str, float], num_cpus: float, num_gpus: float) -> int:
     """How many trials fit on the cluster at once: the scarcer of its CPUs and its GPUs
@@ -61,23 +59,21 @@ def start_ray(address: str | None, n_workers: int | None,
     before is made so. A local Ray starts warm: :func:`local_system_config`.
     """
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    runtime_env = {"env_vars": env_vars} if env_vars else None
     with private_files():
-        _init_ray(address, n_workers, {"env_vars": env_vars} if env_vars else None)
-    protect_token_file()
-
-
-def _init_ray(address: str | None, n_workers: int | None,
-              runtime_env: dict[str, Any] | None) -> None:
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
-                 runtime_env=runtime_env)
-    else:
-        # address="local": a fresh instance even when a `ray start` cluster runs here,
-        # which a plain ray.init() would silently join.
-        ray.init(address="local", num_cpus=n_workers or os.cpu_count() or 1,
-                 include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False, _node_ip_address="127.0.0.1", runtime_env=runtime_env,
-                 _system_config=local_system_config(runtime_env))
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
+                     runtime_env=runtime_env)
+        else:
+            # address="local": a fresh instance even when a `ray start` cluster runs here,
+            # which a plain ray.init() would silently join.
+            ray.init(address="local", num_cpus=n_workers or os.cpu_count() or 1,
+                     include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=False, _node_ip_address="127.0.0.1", runtime_env=runtime_env,
+                     _system_config=local_system_config(runtime_env))
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if token.is_file():
+        token.chmod(0o600)
 
 
 @contextlib.contextmanager
@@ -99,13 +95,7 @@ def local_system_config(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
     soon as it is up rather than when the driver connects (0.2-0.9 s later); with one they
     could not serve the job's tasks, so the default (start them for the first driver) stays.
     """
-    config: dict[str, Any] = {"preload_python_modules": list(PRELOAD)}
+    config: dict[str, Any] = {"preload_python_modules": ["workers.warm"]}
     if runtime_env is None:
         config["enable_worker_prestart"] = True
     return config
-
-
-def protect_token_file() -> None:
-    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-    if token.is_file():
-        token.chmod(0o600)

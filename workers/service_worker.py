@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Renews a ticket's lease in the background; says why the work should stop."""
+    """Renews a ticket's lease in the background; ``reason`` says why the work should stop."""
 
     def __init__(self, worker: ServiceWorker, ticket_id: int, run_id: str):
         self.worker, self.ticket_id, self.run_id = worker, ticket_id, run_id
@@ -59,12 +59,9 @@ class Heartbeat:
                 logger.warning("heartbeat failed; retrying", exc_info=True)
                 continue
             if not held:
-                cancelled = self.worker.run_status(self.run_id) == "cancelled"
-                self.reason = "cancelled" if cancelled else "lease_lost"
+                run = queries.run_of(self.worker.engine, self.run_id)
+                self.reason = "cancelled" if run and run.status == "cancelled" else "lease_lost"
                 return
-
-    def stop_reason(self) -> str | None:
-        return self.reason
 
 
 class ServiceWorker:
@@ -119,17 +116,14 @@ class ServiceWorker:
     def step(self) -> int:
         """Sweep (when due), then claim and run one ticket; the number of tickets finished."""
         self.sweep_if_due()
-        claim = leases.claim_ticket(self.engine, self.worker_id, self.lease_s)
+        claim = self.claim()
         if claim is None:
             self.sweep()  # nothing to do here: look for lost work and finished runs
             return 0
-        if claim.run_id not in self._started_runs:  # once per run and worker is enough
-            queries.start_run(self.engine, claim.run_id)
-            self._started_runs.add(claim.run_id)
         status, result, error = "done", None, None
         with Heartbeat(self, claim.id, claim.run_id) as beat:
             try:
-                result = self.runner.execute(claim, beat.stop_reason)
+                result = self.runner.execute(claim, lambda: beat.reason)
             except Exception as exc:
                 if is_transient(exc):  # the storage went away mid-ticket: not the work's fault
                     logger.warning("ticket %s (%s %s) lost its storage (%s); left to its "
@@ -141,6 +135,14 @@ class ServiceWorker:
                                claim.name, error)
         self.release(claim, status, result, error)
         return 1
+
+    def claim(self) -> leases.Claim | None:
+        """The next ticket, its run marked started (once per run and worker is enough)."""
+        claim = leases.claim_ticket(self.engine, self.worker_id, self.lease_s)
+        if claim is not None and claim.run_id not in self._started_runs:
+            queries.start_run(self.engine, claim.run_id)
+            self._started_runs.add(claim.run_id)
+        return claim
 
     def release(self, claim: leases.Claim, status: str, result: dict | None,
                 error: str | None) -> None:
@@ -232,11 +234,6 @@ class ServiceWorker:
         write_note(study, result)  # before "succeeded", so a finished run has its note
         queries.finish_run(self.engine, run_id, status="succeeded", summary=result.to_dict())
 
-    def run_status(self, run_id: str) -> str | None:
-        run = queries.run_of(self.engine, run_id)
-        return None if run is None else run.status
-
 
 def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
-

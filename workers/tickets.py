@@ -26,10 +26,11 @@ from automl.run.plan import baselines_for, first_trials
 from automl.space import SearchSpace
 from automl.study.pruning import BaselineCurve, record_curve
 from automl.study.settings import StudySettings, make_sampler, pruning_policy
+from automl.study.storage.private import stored_trial
 from automl.study.storage.retry import with_retry
 from automl.study.storage.write_behind import RETRY_ATTR
 from automl.study.studies import create_study, load_study, make_proxy_storage, make_storage
-from automl.study.trials import best_trial, fail_trial, failure_kind, reread, trial_config
+from automl.study.trials import best_trial, fail_trial, failure_kind, trial_config
 from workers.data import TensorSplits, to_tensors
 from workers.dataset_cache import cached_frame
 from workers.evaluate import SeedsEvaluation, evaluate_seeds
@@ -105,8 +106,7 @@ class TicketRunner:
         return {"trial_number": numbers[0] if numbers else None,
                 "failure": None if told is None else failure_kind(told)}
 
-    def run_baseline(self, name: str, ctx: RunContext,
-                     stop_reason: StopReason) -> dict[str, Any]:
+    def run_baseline(self, name: str, ctx: RunContext, stop_reason: StopReason) -> dict[str, Any]:
         baseline = next(b for b in baselines_for(ctx.prepared, ctx.space) if b.name == name)
         assert baseline.config is not None
         evaluation = self.evaluate(baseline.config, ctx, stop_reason).to_dict()
@@ -153,7 +153,7 @@ class TicketRunner:
             return LostTrial(finished=False)
         if fail_trial(study, trial, "lost_worker"):
             return LostTrial(finished=False, params=dict(trial.params))
-        now = reread(study, trial)
+        now = stored_trial(study, trial)
         if now.state == TrialState.FAIL and now.user_attrs.get("stop_reason") == "lost_worker":
             return LostTrial(finished=False, params=dict(now.params))  # failed earlier
         return LostTrial(finished=True)
@@ -162,9 +162,9 @@ class TicketRunner:
         """The run's study (created by whichever worker gets there first), kept per
         process; each ticket gets its own sampler seed."""
         study = self._studies.get(run.id)
+        settings = StudySettings.from_stored(run.settings)
         if study is None:
             ctx = self.context(run.id)
-            settings = StudySettings.from_stored(run.settings)
             create_study(self.url, run.study_name, settings,
                          {"task": run.task, "metric": run.metric, "space": run.space,
                           "run_id": run.id, "dataset_hash": ctx.prepared.content_hash,
@@ -173,13 +173,15 @@ class TicketRunner:
                              ctx.prepared, ctx.space), ctx.space))
             study = load_study(self.url, run.study_name, worker_index, storage=self.storage)
             self._studies = {run.id: study}
-        study.sampler = make_sampler(StudySettings.from_stored(run.settings), worker_index)
+        study.sampler = make_sampler(settings, worker_index)
         return study
 
     def context(self, run_id: str) -> RunContext:
         """Load (once per process) the run, its data and its space."""
         if run_id not in self._contexts:
-            run, content_hash, target = with_retry(lambda: self._run(run_id))
+            found = with_retry(lambda: queries.run_and_dataset(self.engine, run_id))
+            assert found is not None, f"no run {run_id}"
+            run, content_hash, target = found
             frame = cached_frame(content_hash,
                                  lambda: queries.dataset_bytes(self.engine, content_hash))
             # The stored table is the one the submission's checks left (identifiers kept
@@ -195,7 +197,7 @@ class TicketRunner:
         """Use ``prepared`` (the submitter's own, identical to what :meth:`context` would
         rebuild from the stored table) for the run, skipping the read back."""
         if run_id not in self._contexts:
-            run = with_retry(lambda: queries.run_of(self.engine, run_id))
+            run = queries.run_of(self.engine, run_id)  # retried inside
             assert run is not None, f"no run {run_id}"
             self._keep(run, prepared)
 
@@ -203,8 +205,3 @@ class TicketRunner:
         # One run at a time is kept: a worker moving between runs does not pile up data.
         self._contexts = {run.id: RunContext(run, prepared, SearchSpace.from_dict(run.space),
                                              self.device)}
-
-    def _run(self, run_id: str) -> tuple[Run, str, str]:
-        found = with_retry(lambda: queries.run_and_dataset(self.engine, run_id))
-        assert found is not None, f"no run {run_id}"
-        return found

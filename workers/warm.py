@@ -4,10 +4,9 @@
 ``preload_python_modules`` (:func:`workers.ray_setup.local_system_config`): the workers
 start while Ray is still coming up, and load torch, the study storage and the training
 code while the driver finishes starting Ray and sets up the study, instead of inside the
-first trial. Importing is all it does:
-nothing is trained or connected. It never raises (an exception here would kill the worker
-before it takes any task); a module that fails to import fails again, and is reported, in
-the task that needs it.
+first trial. Importing is all it does: nothing is trained or connected. It never raises (an
+exception here would kill the worker before it takes any task); a module that fails to
+import fails again, and is reported, in the task that needs it.
 """
 
 from __future__ import annotations

@@ -18,16 +18,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import optuna
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import make_url
+
+from automl.cli.main import storage_argument, storage_of
 from automl.errors import ConfigError
+from automl.options import check_storage_url
 from automl.queue.engine import connection_url
+from automl.results.artifacts import open_artifact_store
+from automl.run.finish import redacted
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 
 
 def register(commands: Any) -> None:
-    from automl.cli.main import storage_argument
-
     command = commands.add_parser("dashboard", help="optuna-dashboard on the storage: "
                                   "learning curves, importances, notes and models")
     storage_argument(command)
@@ -40,9 +46,6 @@ def register(commands: Any) -> None:
 
 def run_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
-
-    from automl.cli.main import storage_of
-    from automl.run.finish import redacted
 
     url = storage_of(args)
     if not is_loopback(args.host):
@@ -60,15 +63,8 @@ def run_dashboard(args: argparse.Namespace) -> int:
 def dashboard_storage(url: str) -> Any:
     """An Optuna storage that never writes on its own: no table creation, no version stamp,
     so a role with SELECT only is enough to serve the dashboard."""
-    import optuna
-    from sqlalchemy import create_engine, inspect
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(connection_url(url))
-    except Exception as exc:
-        raise ConfigError("storage is not a database URL (e.g. sqlite:///automl.db or "
-                          "postgresql://host/db)", field="storage") from exc
+    check_storage_url(url)
+    parsed = make_url(connection_url(url))
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -94,10 +90,6 @@ def dashboard_storage(url: str) -> Any:
 def artifact_store(url: str, storage: Any) -> Any:
     """The runs' model files (the ``automl_artifacts`` table); None in a database without
     that table (Optuna's tables only, or made by an older automl)."""
-    from sqlalchemy import inspect
-
-    from automl.results.artifacts import open_artifact_store
-
     if not inspect(storage.engine).has_table("automl_artifacts"):
         return None
     return open_artifact_store(url)

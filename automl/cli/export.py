@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from automl.cli.main import storage_argument, storage_of
 from automl.errors import ConfigError
-from automl.results.artifacts import ONNX_FILE, plain_file_name, read_model
+from automl.results.artifacts import ONNX_FILE, read_model
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from automl.cli.main import storage_argument
-
     export = commands.add_parser(
         "export", help="write a finished run's best model to a folder (model.json, "
         "model.safetensors, model.onnx)")
@@ -33,8 +32,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from automl.cli.main import storage_of
-
     for path in export_model(storage_of(args), args.run_or_study, Path(args.out),
                              onnx=not args.no_onnx, force=args.force):
         print(path)
@@ -52,11 +49,9 @@ def export_model(url: str, run_or_study: str, out: Path, *, onnx: bool = True,
         raise ConfigError(f"{out} already has {', '.join(clashes)}: pass --force to "
                           "overwrite, or choose another --out", field="out")
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, content in files.items():
-        (out / plain_file_name(name)).write_bytes(content)
-        paths.append(out / name)
-    return paths
+    for name, content in files.items():  # read_model checked that each is a plain file name
+        (out / name).write_bytes(content)
+    return [out / name for name in files]
 
 
 def _onnx_here(files: dict[str, bytes]) -> bytes:

@@ -26,7 +26,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from sqlalchemy.engine import make_url
 
@@ -40,6 +40,7 @@ from automl.results.explain import stored_diagnostics_text
 from automl.results.result import format_report, result_from_dict
 from automl.run.runtime import service_worker
 from automl.run.tune import tune
+from automl.space.defaults import BUDGETS
 from automl.study.storage.retry import BUDGET_S, set_budget
 
 EXIT_USER_ERROR = 2
@@ -64,10 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     _run_arguments(submit)
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
-    _storage_argument(db_commands.add_parser("upgrade", help="migrate the service's and "
-                                             "Optuna's tables to head (idempotent)"))
+    storage_argument(db_commands.add_parser("upgrade", help="migrate the service's and "
+                                            "Optuna's tables to head (idempotent)"))
     worker = commands.add_parser("worker", help="run queued work until stopped or idle")
-    _storage_argument(worker)
+    storage_argument(worker)
     worker.add_argument("--max-tickets", type=int, help="exit after this many tickets")
     worker.add_argument("--idle-exit", type=float, help="exit after SECONDS with no work")
     worker.add_argument("--lease", type=float, default=30.0, help="lease seconds (default 30)")
@@ -88,21 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
                        ("cancel", "stop a run")):
         command = commands.add_parser(name, help=text)
         command.add_argument("run_id")
-        _storage_argument(command)
+        storage_argument(command)
         if name == "result":
             command.add_argument("--json", action="store_true")
-    _storage_argument(commands.add_parser("runs", help="recent runs, newest first"))
+    storage_argument(commands.add_parser("runs", help="recent runs, newest first"))
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
     return parser
 
 
 def storage_argument(command: argparse.ArgumentParser) -> None:
-    """Add --storage (for command modules in automl/cli/)."""
-    _storage_argument(command)
-
-
-def _storage_argument(command: argparse.ArgumentParser) -> None:
+    """Add --storage (to every command that reads or writes the storage)."""
     command.add_argument("--storage", help="database URL (default: $AUTOML_STORAGE or "
                          f"{DEFAULT_STORAGE}); prefer no password in it: use ~/.pgpass")
 
@@ -115,7 +112,10 @@ def _run_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--trials", type=int, default=TuneOptions.n_trials,
                          help=f"trial budget (default {TuneOptions.n_trials})")
     command.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
-    _storage_argument(command)
+    command.add_argument("--budget", choices=BUDGETS, default=TuneOptions.budget,
+                         help="'fast': the plain MLP, no numeric embeddings (about the "
+                         "speed of versions before them); default: the full model family")
+    storage_argument(command)
     command.add_argument("--seed", type=int, default=TuneOptions.seed,
                          help="seed of split, sampler, training")
     command.add_argument("--task", choices=["binary", "multiclass", "classification",
@@ -160,6 +160,7 @@ class RunOptions(TypedDict):
 
     n_trials: int
     timeout: float | None
+    budget: str
     seed: int
     n_seeds: int
     pruner: str
@@ -173,7 +174,8 @@ class RunOptions(TypedDict):
 def run_options(args: argparse.Namespace) -> RunOptions:
     """The options `tune` and `submit` share, mapped from the command line in one place
     (their defaults are TuneOptions')."""
-    return {"n_trials": args.trials, "timeout": args.timeout, "seed": args.seed,
+    return {"n_trials": args.trials, "timeout": args.timeout, "budget": args.budget,
+            "seed": args.seed,
             "n_seeds": args.seeds, "pruner": args.pruner,
             "pruner_percentile": args.pruner_percentile, "task": args.task,
             "warm_start": args.warm_start, "limits": limits_from_env(),
@@ -252,16 +254,13 @@ def run_db(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     set_budget(args.db_retry)
+    ray: dict[str, Any] = {}  # tickets run here (--threads) or as Ray tasks (the rest)
     if args.ray_address:
         check_gpu_share(args.gpus_per_trial)
-        worker = service_worker(storage_of(args), lease_s=args.lease,
-                                optuna_proxy=args.optuna_proxy, ray_address=args.ray_address,
-                                cpus_per_trial=args.cpus_per_trial,
-                                gpus_per_trial=args.gpus_per_trial,
-                                max_parallel=args.max_parallel)
-    else:
-        worker = service_worker(storage_of(args), lease_s=args.lease,
-                                optuna_proxy=args.optuna_proxy, threads=args.threads)
+        ray = {"ray_address": args.ray_address, "cpus_per_trial": args.cpus_per_trial,
+               "gpus_per_trial": args.gpus_per_trial, "max_parallel": args.max_parallel}
+    worker = service_worker(storage_of(args), lease_s=args.lease, optuna_proxy=args.optuna_proxy,
+                            threads=args.threads, **ray)
     print(f"worker {worker.worker_id} started", file=sys.stderr)
     done = worker.serve(max_tickets=args.max_tickets, idle_exit=args.idle_exit)
     print(f"worker {worker.worker_id} stopped after {done} tickets", file=sys.stderr)

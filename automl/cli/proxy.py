@@ -16,10 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from automl.cli.dashboard import is_loopback
+from automl.cli.main import storage_argument, storage_of
+from automl.queue.engine import make_engine
+from automl.queue.schema import check_schema
+from automl.study.studies import make_storage
+
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from automl.cli.main import storage_argument
-
     proxy = commands.add_parser(
         "storage-proxy", help="serve Optuna's storage to this node's workers over gRPC "
         "(workers: --optuna-proxy HOST:PORT)")
@@ -32,12 +36,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_proxy(args: argparse.Namespace) -> int:
     from optuna.storages import run_grpc_proxy_server
-
-    from automl.cli.dashboard import is_loopback
-    from automl.cli.main import storage_of
-    from automl.queue.engine import make_engine
-    from automl.queue.schema import check_schema
-    from automl.study.studies import make_storage
 
     url = storage_of(args)
     check_schema(make_engine(url))  # the same refusal as a worker's, before serving

@@ -7,16 +7,19 @@ Needs neither torch nor ray.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import optuna
 from sqlalchemy.engine import make_url
 
+from automl.cli.main import storage_argument, storage_of
 from automl.client import Client
 from automl.errors import ConfigError
 from automl.options import check_storage_url
 from automl.queue.engine import connection_url
+from automl.results.report import write_report
 from automl.results.result import TuneResult, result_from_dict
 
 
@@ -25,16 +28,11 @@ def register(commands: Any) -> None:
                                   "plots and diagnostics")
     command.add_argument("run_ref", metavar="RUN", help="run id or study name")
     command.add_argument("--out", required=True, help="folder to write report.html into")
-    from automl.cli.main import storage_argument
-
     storage_argument(command)
     command.set_defaults(run=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from automl.cli.main import storage_of
-    from automl.results.report import write_report
-
     result, study = load_finished_run(storage_of(args), args.run_ref)
     path = write_report(result, study, args.out)
     print(path)
@@ -51,11 +49,8 @@ def load_finished_run(url: str, run: str) -> tuple[TuneResult, optuna.Study | No
     """
     check_storage_url(url)
     _check_exists(url)
-    client = Client(url)
-    try:
+    with contextlib.closing(Client(url)) as client:
         summary = client.run(run).result()
-    finally:
-        client.close()
     storage = optuna.storages.RDBStorage(connection_url(url), skip_compatibility_check=True)
     try:
         study: optuna.Study | None = optuna.load_study(study_name=summary["study_name"],

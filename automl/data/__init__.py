@@ -47,7 +47,6 @@ def load_dataset(
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed must be a whole number >= 0, not {seed!r}", field="seed")
-    raw = read_dataset(data, target, limits or DataLimits())
-    checked = check_dataset(raw, task, limits or DataLimits(),
-                            keep_identifiers=keep_identifiers)
-    return prepare(checked, seed)
+    limits = limits or DataLimits()
+    raw = read_dataset(data, target, limits)
+    return prepare(check_dataset(raw, task, limits, keep_identifiers=keep_identifiers), seed)

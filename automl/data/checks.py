@@ -126,26 +126,18 @@ def _apply_verdicts(verdicts: dict[str, ColumnVerdict], keep_identifiers: bool
     if not kept:
         raise DegenerateError("no column is left to learn from: "
                               + named_columns(dropped | identifiers), field="data")
-    notes = []
-    if dropped:
-        notes.append("note: dropped column(s) that are (nearly) all missing: "
-                     + named_columns(dropped))
-    if identifiers and keep_identifiers:
-        notes.append("note: kept column(s) that look like row identifiers, as asked: "
-                     + named_columns(identifiers))
-    elif identifiers:
-        notes.append("note: dropped column(s) that look like row identifiers (keep them "
-                     "with keep_identifiers / --keep-identifiers): "
-                     + named_columns(identifiers))
+    identifiers_done = ("kept column(s) that look like row identifiers, as asked: "
+                        if keep_identifiers else "dropped column(s) that look like row "
+                        "identifiers (keep them with keep_identifiers / --keep-identifiers): ")
     stripped = {n: v.reason for n, v in kept.items() if v.kind == "categorical" and v.reason}
-    if stripped:
-        notes.append("note: surrounding spaces stripped from text, so that 'a ' and 'a' are "
-                     "one category: " + named_columns(stripped))
-    dates = [n for n, v in kept.items() if v.kind == "date"]
-    if dates:
-        notes.append("note: date column(s) become year, month, day of week, day of year and "
-                     "a timestamp: " + named_columns({n: "" for n in dates}))
-    return kept, notes
+    dates = {n: "" for n, v in kept.items() if v.kind == "date"}
+    notes = [("dropped column(s) that are (nearly) all missing: ", dropped),
+             (identifiers_done, identifiers),
+             ("surrounding spaces stripped from text, so that 'a ' and 'a' are one category: ",
+              stripped),
+             ("date column(s) become year, month, day of week, day of year and a timestamp: ",
+              dates)]
+    return kept, ["note: " + text + named_columns(columns) for text, columns in notes if columns]
 
 
 def named_columns(columns: dict[str, str]) -> str:
@@ -164,11 +156,8 @@ def _check_shape(features: pd.DataFrame, limits: DataLimits) -> None:
     if n_rows == 0:
         raise ShapeError("the data has no rows", field="data")
     if n_rows < MIN_ROWS:
-        raise ShapeError(
-            f"the data has {n_rows} rows; at least {MIN_ROWS} are needed for a "
-            "train/validation/test split",
-            field="data",
-        )
+        raise ShapeError(f"the data has {n_rows} rows; at least {MIN_ROWS} are needed for a "
+                         "train/validation/test split", field="data")
     if n_rows > limits.max_rows:
         raise TooLargeError(f"{n_rows:,} rows is over the limit of {limits.max_rows:,}",
                             field="data")
@@ -181,12 +170,10 @@ def _check_shape(features: pd.DataFrame, limits: DataLimits) -> None:
 
 
 def _check_constant(features: pd.DataFrame) -> list[str]:
-    constant = [name for name in features.columns
-                if features[name].nunique(dropna=False) <= 1]
+    constant = [name for name in features.columns if features[name].nunique(dropna=False) <= 1]
     if len(constant) == features.shape[1]:
-        raise DegenerateError(
-            "every feature column is constant: there is nothing to learn from", field="data"
-        )
+        raise DegenerateError("every feature column is constant: there is nothing to learn "
+                              "from", field="data")
     if not constant:
         return []
     shown = ", ".join(constant[:5]) + (", ..." if len(constant) > 5 else "")
@@ -234,16 +221,12 @@ def _numeric_target(target: pd.Series, name: str) -> pd.Series:
 def _resolve_task(target: pd.Series, target_kind: str, task: str | None) -> Task:
     name = str(target.name)
     if task is not None and task not in ("binary", "multiclass", "regression", "classification"):
-        raise ConfigError(
-            f"unknown task '{task}': use binary, multiclass, classification or regression",
-            field="task",
-        )
+        raise ConfigError(f"unknown task '{task}': use binary, multiclass, classification or "
+                          "regression", field="task")
     if task == "regression":
         if target_kind != "numeric":
-            raise DtypeError(
-                f"target '{name}' is {target_kind}, which cannot be a regression target",
-                field=name,
-            )
+            raise DtypeError(f"target '{name}' is {target_kind}, which cannot be a regression "
+                             "target", field=name)
         return _non_constant(target)
     if task is None and target_kind == "numeric" and _looks_continuous(target):
         return _non_constant(target)
@@ -251,9 +234,7 @@ def _resolve_task(target: pd.Series, target_kind: str, task: str | None) -> Task
     if task == "binary" and n_classes > 2:
         raise ConfigError(f"task 'binary' needs 2 classes but target '{name}' has {n_classes}; "
                           "use --task multiclass", field="task")
-    if task == "multiclass" and n_classes == 2:
-        return "binary"
-    return "binary" if n_classes == 2 else "multiclass"
+    return "binary" if n_classes == 2 else "multiclass"  # task "multiclass" too
 
 
 def _non_constant(target: pd.Series) -> Task:
@@ -274,28 +255,18 @@ def _class_labels(target: pd.Series) -> tuple[pd.Series, list[object]]:
     name = str(target.name)
     counts = target.value_counts()
     if len(counts) < 2:
-        raise DegenerateError(
-            f"target '{name}' has a single class ({counts.index[0]!r}): nothing to classify",
-            field=name,
-        )
+        raise DegenerateError(f"target '{name}' has a single class ({counts.index[0]!r}): "
+                              "nothing to classify", field=name)
     if len(counts) > MAX_CLASSES:
-        raise DegenerateError(
-            f"target '{name}' has {len(counts)} classes (over {MAX_CLASSES}); "
-            "for a numeric target use --task regression",
-            field=name,
-        )
+        raise DegenerateError(f"target '{name}' has {len(counts)} classes (over {MAX_CLASSES}); "
+                              "for a numeric target use --task regression", field=name)
     rare = counts[counts < MIN_PER_CLASS]
     if len(rare):
-        raise DegenerateError(
-            f"class {rare.index[0]!r} of target '{name}' has {int(rare.iloc[0])} rows; each "
-            f"class needs at least {MIN_PER_CLASS} for a stratified train/validation/test split",
-            field=name,
-        )
+        raise DegenerateError(f"class {rare.index[0]!r} of target '{name}' has "
+                              f"{int(rare.iloc[0])} rows; each class needs at least "
+                              f"{MIN_PER_CLASS} for a stratified train/validation/test split",
+                              field=name)
     classes = sorted(counts.index, key=lambda v: (str(type(v)), v))
     codes = target.map({label: i for i, label in enumerate(classes)}).astype(np.int64)
-    return codes, [_json_scalar(c) for c in classes]
-
-
-def _json_scalar(value: object) -> object:
-    """A class label as a plain JSON value (numpy ints and floats become Python ones)."""
-    return value.item() if isinstance(value, np.generic) else value
+    # the labels as plain JSON values: numpy ints and floats become Python ones
+    return codes, [c.item() if isinstance(c, np.generic) else c for c in classes]

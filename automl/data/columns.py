@@ -69,11 +69,8 @@ def classify_column(column: pd.Series, name: str) -> ColumnVerdict:
         return _numeric_or_identifier(numeric_values(column, name))
     if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
         return _classify_objects(column, name)
-    raise DtypeError(
-        f"column '{name}' has type {dtype}, which cannot be used as a feature; "
-        "convert it to numbers, text categories or dates",
-        field=name,
-    )
+    raise DtypeError(f"column '{name}' has type {dtype}, which cannot be used as a feature; "
+                     "convert it to numbers, text categories or dates", field=name)
 
 
 def _classify_objects(column: pd.Series, name: str) -> ColumnVerdict:
@@ -184,11 +181,9 @@ def _categorical_or_identifier(text: pd.Series, name: str) -> ColumnVerdict:
                 f"{len(present):,} rows: free text, which one-hot encoding cannot learn "
                 "from; drop it or turn it into numbers yourself", field=name)
     if n_levels > MAX_CATEGORIES:
-        raise DtypeError(
-            f"column '{name}' is text with {n_levels} distinct values (over {MAX_CATEGORIES}): "
-            "it looks like free text or an identifier; drop it or encode it yourself",
-            field=name,
-        )
+        raise DtypeError(f"column '{name}' is text with {n_levels} distinct values (over "
+                         f"{MAX_CATEGORIES}): it looks like free text or an identifier; drop it "
+                         "or encode it yourself", field=name)
     return ColumnVerdict("categorical", text)
 
 
@@ -198,11 +193,8 @@ def _reject_numbers_as_text(values: pd.Series, name: str) -> None:
     n_text = int(numbers.isna().sum())
     if 0 < n_text <= 0.1 * len(values):
         example = values[numbers.isna()].iloc[0]
-        raise DtypeError(
-            f"column '{name}' mixes numbers with {n_text} text value(s) such as "
-            f"{example!r}; fix or drop those cells",
-            field=name,
-        )
+        raise DtypeError(f"column '{name}' mixes numbers with {n_text} text value(s) such as "
+                         f"{example!r}; fix or drop those cells", field=name)
 
 
 def clean_text(column: pd.Series) -> pd.Series:

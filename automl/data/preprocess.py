@@ -131,8 +131,7 @@ class Preprocessor:
         frame = self.check_rows(rows)
         scaled = self.raw_numeric(frame)  # a fresh array: imputed and scaled in place
         missing = np.isnan(scaled)
-        indicators = missing[:, [self.numeric_columns.index(c)
-                                 for c in self.missing_indicators]]
+        indicators = missing[:, [self.numeric_columns.index(c) for c in self.missing_indicators]]
         np.copyto(scaled, np.asarray(self.medians)[None, :], where=missing)
         scaled -= np.asarray(self.means)
         scaled /= np.asarray(self.stds)
@@ -266,13 +265,11 @@ def missing_notes(data: CheckedDataset, pre: Preprocessor) -> list[str]:
         notes.append("note: missing numbers are filled with the training split's median, "
                      "and a 0/1 'was missing' input is added where the training split had "
                      "any: " + named_columns(numeric))
-    categorical = {c: f"{int(counts[c]):,} missing" for c in pre.categorical_levels
-                   if counts[c]}
+    categorical = {c: f"{int(counts[c]):,} missing" for c in pre.categorical_levels if counts[c]}
     if categorical:
         notes.append("note: a missing category is a level of its own: "
                      + named_columns(categorical))
     return notes
-
 
 
 def content_hash(data: CheckedDataset) -> str:

@@ -25,13 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from automl.errors import (
-    ConfigError,
-    ParseError,
-    ShapeError,
-    TooLargeError,
-    UnsafeFormatError,
-)
+from automl.errors import ConfigError, ParseError, ShapeError, TooLargeError, UnsafeFormatError
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib", ".npy", ".ckpt", ".bin")
 TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": None}
@@ -73,19 +67,16 @@ def read_dataset(data: Any, target: Any, limits: DataLimits) -> RawDataset:
     if isinstance(data, str) and data.startswith("sklearn:"):
         return _split_target(bundled_dataset(data.removeprefix("sklearn:")), target, data)
     if isinstance(data, (str, os.PathLike)):
-        frame = read_file(Path(data), limits)
-        return _split_target(frame, target, source=str(data))
+        return _split_target(read_file(Path(data), limits), target, source=str(data))
     if isinstance(data, pd.DataFrame):
         return _split_target(data, target, source="DataFrame")
     if isinstance(data, tuple) and len(data) == 2 and target is None:
         data, target = data
     if isinstance(data, (np.ndarray, list)):
         return _from_arrays(data, target)
-    raise ConfigError(
-        f"unsupported data of type {type(data).__name__}: give a DataFrame, a numpy array "
-        "with target=<array>, or a path to a CSV, TSV, Parquet or .npz file",
-        field="data",
-    )
+    raise ConfigError(f"unsupported data of type {type(data).__name__}: give a DataFrame, a "
+                      "numpy array with target=<array>, or a path to a CSV, TSV, Parquet or "
+                      ".npz file", field="data")
 
 
 def bundled_dataset(name: str) -> pd.DataFrame:
@@ -95,8 +86,7 @@ def bundled_dataset(name: str) -> pd.DataFrame:
                           + ", sklearn:".join(SKLEARN_DATASETS), field="data")
     import sklearn.datasets
 
-    frame: pd.DataFrame = getattr(sklearn.datasets, f"load_{name}")(as_frame=True).frame
-    return frame
+    return getattr(sklearn.datasets, f"load_{name}")(as_frame=True).frame
 
 
 def read_file(path: Path, limits: DataLimits) -> pd.DataFrame:
@@ -105,19 +95,15 @@ def read_file(path: Path, limits: DataLimits) -> pd.DataFrame:
     compressed = bool(suffixes) and suffixes[-1] == ".gz"
     kind = suffixes[-2] if compressed and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
     if kind in PICKLE_SUFFIXES:
-        raise UnsafeFormatError(
-            f"{path.name}: {kind} files can run code when loaded and are never opened; "
-            "save the data as CSV, Parquet or .npz instead",
-            field="data",
-        )
+        raise UnsafeFormatError(f"{path.name}: {kind} files can run code when loaded and are "
+                                "never opened; save the data as CSV, Parquet or .npz instead",
+                                field="data")
     if not path.is_file():
         raise ConfigError(f"data file not found: {path}", field="data")
     size = path.stat().st_size
     if size > limits.max_bytes:
-        raise TooLargeError(
-            f"{path.name} is {size:,} bytes, over the limit of {limits.max_bytes:,} bytes",
-            field="data",
-        )
+        raise TooLargeError(f"{path.name} is {size:,} bytes, over the limit of "
+                            f"{limits.max_bytes:,} bytes", field="data")
     if size == 0:
         raise ShapeError(f"{path.name} is empty", field="data")
     if kind in TEXT_SUFFIXES:
@@ -126,10 +112,8 @@ def read_file(path: Path, limits: DataLimits) -> pd.DataFrame:
         return _read_parquet(path, limits)
     if kind == ".npz" and not compressed:
         return _read_npz(path, limits)
-    raise ParseError(
-        f"{path.name}: unsupported file type; use .csv, .tsv (optionally .gz), .parquet or .npz",
-        field="data",
-    )
+    raise ParseError(f"{path.name}: unsupported file type; use .csv, .tsv (optionally .gz), "
+                     ".parquet or .npz", field="data")
 
 
 class _LimitedReader(io.RawIOBase):
@@ -267,8 +251,7 @@ def _read_npz(path: Path, limits: DataLimits) -> pd.DataFrame:
         with zipfile.ZipFile(path) as archive:
             members = {info.filename: info for info in archive.infolist()}
             if "X.npy" not in members or "y.npy" not in members:
-                raise ShapeError(f"{path.name} must hold arrays named 'X' and 'y'",
-                                 field="data")
+                raise ShapeError(f"{path.name} must hold arrays named 'X' and 'y'", field="data")
             declared = sum(_npy_bytes(archive, members[m], path.name) for m in ("X.npy", "y.npy"))
     except zipfile.BadZipFile as exc:
         raise ParseError(f"{path.name}: not a valid .npz archive", field="data") from exc
@@ -314,8 +297,8 @@ def _from_arrays(x: Any, y: Any) -> RawDataset:
         raise ShapeError("X is ragged: every row must have the same length", field="X")
     if x_arr.ndim != 2:
         raise ShapeError(f"X must be 2-D (rows, features); got shape {x_arr.shape}", field="X")
-    if y_arr.ndim != 1:
-        y_arr = y_arr.reshape(-1) if y_arr.ndim == 2 and y_arr.shape[1] == 1 else y_arr
+    if y_arr.ndim == 2 and y_arr.shape[1] == 1:
+        y_arr = y_arr.reshape(-1)
     if y_arr.ndim != 1:
         raise ShapeError(f"y must be 1-D; got shape {y_arr.shape}", field="y")
     if len(x_arr) != len(y_arr):
@@ -341,10 +324,8 @@ def _split_target(frame: pd.DataFrame, target: Any, source: str) -> RawDataset:
 
 def _check_columns(header: list[str], limits: DataLimits, source: str) -> None:
     if len(header) > limits.max_columns:
-        raise TooLargeError(
-            f"{source} has {len(header):,} columns, over the limit of {limits.max_columns:,}",
-            field="data",
-        )
+        raise TooLargeError(f"{source} has {len(header):,} columns, over the limit of "
+                            f"{limits.max_columns:,}", field="data")
     blank = [i for i, name in enumerate(header) if not name]
     if blank:
         raise ShapeError(f"{source}: column {blank[0] + 1} has an empty name", field="data")
@@ -356,7 +337,5 @@ def _check_columns(header: list[str], limits: DataLimits, source: str) -> None:
 
 def _check_rows(n_rows: int, limits: DataLimits, source: str) -> None:
     if n_rows > limits.max_rows:
-        raise TooLargeError(
-            f"{source} has more than {limits.max_rows:,} rows (the configured limit)",
-            field="data",
-        )
+        raise TooLargeError(f"{source} has more than {limits.max_rows:,} rows (the configured "
+                            "limit)", field="data")

@@ -160,31 +160,30 @@ def expire_leases(engine: Engine, sweeper_id: str, lease_s: float) -> list[Expir
     retry always carries the lost trial's parameters. Every other expired ticket is
     re-queued, or failed once its attempts are spent.
     """
-    return with_retry(lambda: _expire_leases(engine, sweeper_id, lease_s))
+    def expire() -> list[Expired]:
+        now = utcnow()
+        expired = []
+        with engine.begin() as connection:
+            rows = connection.execute(
+                select(Ticket.id, Ticket.run_id, Ticket.kind, Ticket.trial_number,
+                       Ticket.attempts < Ticket.max_attempts)
+                .where(Ticket.status == "running", Ticket.leased_until < now)
+                .with_for_update(skip_locked=True)).all()
+            for ticket_id, run_id, kind, number, retry in rows:
+                held = kind == "trial" and number is not None
+                if held:
+                    values: dict[str, Any] = {"worker_id": sweeper_id,
+                                              "leased_until": now + timedelta(seconds=lease_s)}
+                else:
+                    values = {"status": "queued" if retry else "failed", "worker_id": None,
+                              "leased_until": None}
+                connection.execute(update(Ticket).where(Ticket.id == ticket_id)
+                                   .values(**values, error=LEASE_EXPIRED, updated_at=now))
+                expired.append(Expired(ticket_id, run_id, kind, number,
+                                       bool(retry) and not held, held))
+        return expired
 
-
-def _expire_leases(engine: Engine, sweeper_id: str, lease_s: float) -> list[Expired]:
-    now = utcnow()
-    expired = []
-    with engine.begin() as connection:
-        rows = connection.execute(
-            select(Ticket.id, Ticket.run_id, Ticket.kind, Ticket.trial_number,
-                   Ticket.attempts < Ticket.max_attempts)
-            .where(Ticket.status == "running", Ticket.leased_until < now)
-            .with_for_update(skip_locked=True)).all()
-        for ticket_id, run_id, kind, number, retry in rows:
-            held = kind == "trial" and number is not None
-            if held:
-                values: dict[str, Any] = {"worker_id": sweeper_id,
-                                          "leased_until": now + timedelta(seconds=lease_s)}
-            else:
-                values = {"status": "queued" if retry else "failed", "worker_id": None,
-                          "leased_until": None}
-            connection.execute(update(Ticket).where(Ticket.id == ticket_id)
-                               .values(**values, error=LEASE_EXPIRED, updated_at=now))
-            expired.append(Expired(ticket_id, run_id, kind, number,
-                                   bool(retry) and not held, held))
-    return expired
+    return with_retry(expire)
 
 
 def requeue_lost(engine: Engine, ticket_id: int, worker_id: str,

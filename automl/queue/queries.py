@@ -13,17 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import (
-    Engine,
-    column,
-    delete,
-    exists,
-    func,
-    insert,
-    select,
-    table,
-    update,
-)
+from sqlalchemy import Engine, column, delete, exists, func, insert, select, table, update
 from sqlalchemy.orm import Session
 
 from automl.errors import PermissionDeniedError
@@ -68,27 +58,21 @@ def submit_run(engine: Engine, content_hash: str, new_dataset: Callable[[], dict
     """In one transaction: the dataset with ``content_hash`` (stored from the row values
     ``new_dataset()`` makes, called only when no such dataset is stored: serialising a
     large table is not free), then the run on it (``run.dataset_id`` is set) and its
-    tickets."""
-    with Session(engine) as session, session.begin():
-        run.dataset_id = (_dataset_id(session, content_hash)
-                          or _insert_dataset(session, new_dataset()))
-        _add_run(session, run, tickets, max_attempts)
-
-
-def _add_run(session: Session, run: Run, tickets: Iterable[tuple[str, str]],
-             max_attempts: int) -> None:
-    """Insert a run and its tickets (``(kind, name)`` pairs) in the caller's transaction.
+    tickets (``(kind, name)`` pairs).
 
     The run is stamped with who submits it (:func:`current_role`): the row-level security
     of docs/service.md lets a client role add tickets to, and cancel, only its own runs."""
     now = utcnow()
-    run.submitted_by = run.submitted_by or current_role(session)
-    session.add(run)
-    session.flush()
-    session.execute(insert(Ticket), [  # one executemany: a large budget is many rows
-        {"run_id": run.id, "kind": kind, "name": name, "status": "queued", "attempts": 0,
-         "max_attempts": max_attempts, "created_at": now, "updated_at": now}
-        for kind, name in tickets])
+    with Session(engine) as session, session.begin():
+        run.dataset_id = (_dataset_id(session, content_hash)
+                          or _insert_dataset(session, new_dataset()))
+        run.submitted_by = run.submitted_by or current_role(session)
+        session.add(run)
+        session.flush()
+        session.execute(insert(Ticket), [  # one executemany: a large budget is many rows
+            {"run_id": run.id, "kind": kind, "name": name, "status": "queued", "attempts": 0,
+             "max_attempts": max_attempts, "created_at": now, "updated_at": now}
+            for kind, name in tickets])
 
 
 def current_role(session: Session) -> str:
@@ -103,7 +87,6 @@ def rowcount(engine: Engine, statement: Any, values: dict[str, Any] | None = Non
         return int(connection.execute(statement, values).rowcount)
 
 
-# Built once: per ticket, building a statement cost more than running it.
 def scalar(engine: Engine, statement: Any) -> Any:
     """One value read in its own connection, retried through outages."""
     def read() -> Any:
@@ -115,18 +98,18 @@ def scalar(engine: Engine, statement: Any) -> Any:
 
 def start_run(engine: Engine, run_id: str) -> None:
     """Mark a queued run running and start its clock (deadline from its timeout)."""
-    with_retry(lambda: _start_run(engine, run_id))
+    def start() -> None:
+        now = utcnow()
+        with engine.begin() as connection:
+            run = connection.execute(select(Run.status, Run.timeout_s)
+                                     .where(Run.id == run_id)).one()
+            if run.status != "queued":
+                return
+            deadline = None if run.timeout_s is None else now + timedelta(seconds=run.timeout_s)
+            connection.execute(update(Run).where(Run.id == run_id, Run.status == "queued")
+                               .values(status="running", started_at=now, deadline_at=deadline))
 
-
-def _start_run(engine: Engine, run_id: str) -> None:
-    now = utcnow()
-    with engine.begin() as connection:
-        run = connection.execute(select(Run.status, Run.timeout_s).where(Run.id == run_id)).one()
-        if run.status != "queued":
-            return
-        deadline = None if run.timeout_s is None else now + timedelta(seconds=run.timeout_s)
-        connection.execute(update(Run).where(Run.id == run_id, Run.status == "queued")
-                           .values(status="running", started_at=now, deadline_at=deadline))
+    with_retry(start)
 
 
 def skip_overdue_trials(engine: Engine) -> int:
@@ -221,9 +204,8 @@ _VALUES = table("trial_values", column("trial_id"), column("value"))
 
 
 def _trial_states(session: Session, study_name: str) -> Counter[str]:
-    """How many of the study's trials are in each state (``COMPLETE``, ``PRUNED``,
-    ``FAIL``, ``RUNNING``, ``WAITING``), read from Optuna's tables: the counts a run's
-    result reports. Empty while no worker has created the study."""
+    """How many of the study's trials are in each state (as :class:`RunState` counts
+    them), read from Optuna's tables; empty while no worker has created the study."""
     rows = session.execute(select(_TRIALS.c.state, func.count())
                            .join(_STUDIES, _STUDIES.c.study_id == _TRIALS.c.study_id)
                            .where(_STUDIES.c.study_name == study_name)

@@ -52,11 +52,7 @@ def current_revision(engine: Engine) -> str | None:
 def migrate(engine: Engine, revision: str = "head", *, down: bool = False) -> None:
     """Alembic upgrade (or downgrade) of the service's tables only."""
     with engine.begin() as connection:
-        config = alembic_config(connection)
-        if down:
-            command.downgrade(config, revision)
-        else:
-            command.upgrade(config, revision)
+        (command.downgrade if down else command.upgrade)(alembic_config(connection), revision)
 
 
 def upgrade(url: str) -> str:

@@ -51,32 +51,27 @@ class Diagnostic:
     severity: str
     message: str
 
-    def line(self) -> str:
-        return f"{self.severity}: {self.message}"
 
-
-def diagnose(result: TuneResult, trials: list[FrozenTrial] | None = None,
-             space: SearchSpace | None = None, n_val: int | None = None) -> list[Diagnostic]:
-    """Every check that the available inputs allow: with the trials and the space all
-    four; with the result alone only the failure count (from the result's counts)."""
-    if trials is None:
-        return failures_from_counts(result)
+def diagnose_study(result: TuneResult, study: optuna.Study | None) -> list[Diagnostic]:
+    """Every check that the inputs allow: with ``study`` (its trials and search space) all
+    four; with the result alone (None) only the failure count, from the result's counts."""
+    if study is None:
+        kinds = Counter({"diverged": result.n_diverged, "failed": result.n_failed})
+        return _failure_diagnostic(result.n_trials, +kinds, "")
+    trials = study.get_trials(deepcopy=False)
+    space = space_of(study)
     found: list[Diagnostic] = []
     best = next((t for t in trials if t.number == result.best.trial_number), None)
     if space is not None:
         found += edge_of_range(best.params if best else result.best.params, space)
     found += failures(trials)
-    found += validation_resolution(trials, result.metric,
-                                   n_val if n_val is not None else val_rows(result.dataset))
+    found += validation_resolution(trials, result.metric, val_rows(result.dataset))
     found.append(audit_diagnostic(audit_pruning(trials)))
     return found
 
 
 # -- edge of the search range -------------------------------------------------------------
-
-
-def edge_of_range(params: Mapping[str, Any], space: SearchSpace,
-                  tolerance: float = EDGE) -> list[Diagnostic]:
+def edge_of_range(params: Mapping[str, Any], space: SearchSpace) -> list[Diagnostic]:
     """A warning for each numeric parameter of ``params`` (the best trial's) that sits on an
     edge of its range in ``space``; an info where that edge is also the parameter's hard
     limit (dropout 0, say), since such a range cannot be widened. Whole-number ranges of
@@ -89,7 +84,7 @@ def edge_of_range(params: Mapping[str, Any], space: SearchSpace,
                 or isinstance(value, bool) or not isinstance(value, (int, float))
                 or (isinstance(param, IntRange) and param.high - param.low < 2 * param.step)):
             continue  # (a range of two whole numbers is all edge: nothing to say)
-        side = edge_side(float(value), param, tolerance)
+        side = edge_side(float(value), param)
         if side is None:
             continue
         domain = DOMAINS[space_name]
@@ -111,16 +106,16 @@ def edge_of_range(params: Mapping[str, Any], space: SearchSpace,
     return found
 
 
-def edge_side(value: float, param: IntRange | FloatRange, tolerance: float = EDGE) -> str | None:
+def edge_side(value: float, param: IntRange | FloatRange) -> str | None:
     """"top", "bottom" or None: where ``value`` sits in the range (log scale if log)."""
     if param.log:
         position = (math.log(value) - math.log(param.low)) / (
             math.log(param.high) - math.log(param.low))
     else:
         position = (value - param.low) / (param.high - param.low)
-    if position >= 1 - tolerance:
+    if position >= 1 - EDGE:
         return "top"
-    if position <= tolerance:
+    if position <= EDGE:
         return "bottom"
     return None
 
@@ -134,7 +129,6 @@ def param_label(name: str) -> str:
 
 
 # -- failed and diverged trials -----------------------------------------------------------
-
 HINTS = {
     "diverged": "lower the top of the learning-rate range or set grad_clip_norm",
     "out_of_memory": "make the widest layers or the batch size smaller",
@@ -155,12 +149,6 @@ def failures(trials: Iterable[FrozenTrial]) -> list[Diagnostic]:
         if text:
             detail = f" For example trial {example.number}: {str(text)[:200]}."
     return _failure_diagnostic(len(finished), kinds, detail)
-
-
-def failures_from_counts(result: TuneResult) -> list[Diagnostic]:
-    """The failure check from the result's counts alone (no trials at hand)."""
-    kinds = Counter({"diverged": result.n_diverged, "failed": result.n_failed})
-    return _failure_diagnostic(result.n_trials, +kinds, "")
 
 
 def _failure_diagnostic(n_finished: int, kinds: Counter[str], detail: str) -> list[Diagnostic]:
@@ -187,8 +175,6 @@ def _most_common(kinds: Counter[str]) -> str | None:
 
 
 # -- is the validation set big enough to rank the top trials? ------------------------------
-
-
 def val_rows(dataset: str) -> int | None:
     """The validation row count from a result's dataset description, if it says."""
     match = re.search(r"train/val/test rows (\d+)/(\d+)/(\d+)", dataset)
@@ -215,9 +201,8 @@ def validation_resolution(trials: Iterable[FrozenTrial], metric: str, n_val: int
         return []
     noise = score_noise(metric, top[0], n_val)
     spread = max(top) - min(top)
-    fmt = _percent if metric == "accuracy" else _r2
-    name = "accuracies" if metric == "accuracy" else "R² scores"
-    rule = "√(p(1-p)/n)" if metric == "accuracy" else "(1-R²)·√(2/n)"
+    fmt, name, rule = ((_percent, "accuracies", "√(p(1-p)/n)") if metric == "accuracy"
+                       else (_r2, "R² scores", "(1-R²)·√(2/n)"))
     if spread < noise:
         return [Diagnostic(
             "small_validation", "warning",
@@ -243,27 +228,23 @@ def _r2(value: float, points: bool = False) -> str:
 
 
 # -- the pruning audit ---------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class PruningAudit:
     """What became of the trials the pruner wanted to stop but the audit let finish."""
 
     audited: list[int]  # trial numbers
-    in_top: list[int]  # ... that ended in the best ``top_fraction`` of completed trials
+    in_top: list[int]  # ... that ended in the best TOP_FRACTION of completed trials
     new_best: list[int]  # ... that beat every trial completed before them
     became_best: int | None  # ... the study's best trial, if it is one of them
     n_pruned: int
-    top_fraction: float = TOP_FRACTION
     would_prune_at: dict[int, int] = field(default_factory=dict)
 
 
-def audit_pruning(trials: Iterable[FrozenTrial],
-                  top_fraction: float = TOP_FRACTION) -> PruningAudit:
+def audit_pruning(trials: Iterable[FrozenTrial]) -> PruningAudit:
     trials = list(trials)
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE
                        and t.value is not None), key=lambda t: float(t.value))  # type: ignore[arg-type]
-    n_top = max(1, math.ceil(top_fraction * len(complete)))
+    n_top = max(1, math.ceil(TOP_FRACTION * len(complete)))
     top = {t.number for t in complete[:n_top]}
     audited = sorted((t for t in trials if AUDIT_ATTR in t.user_attrs), key=lambda t: t.number)
     new_best = []
@@ -282,7 +263,6 @@ def audit_pruning(trials: Iterable[FrozenTrial],
         became_best=best if best in {t.number for t in audited} else None,
         n_pruned=sum(t.state == TrialState.PRUNED and t.user_attrs.get("stop_reason")
                      == "pruned" for t in trials),
-        top_fraction=top_fraction,
         would_prune_at={t.number: int(t.user_attrs[AUDIT_ATTR]) for t in audited})
 
 
@@ -293,7 +273,7 @@ def _finished_before(a: FrozenTrial, b: FrozenTrial) -> bool:
 
 
 def audit_diagnostic(audit: PruningAudit) -> Diagnostic:
-    top = f"top {audit.top_fraction:.0%}"
+    top = f"top {TOP_FRACTION:.0%}"
     n = len(audit.audited)
     if n == 0:
         if audit.n_pruned == 0:
@@ -313,7 +293,7 @@ def audit_diagnostic(audit: PruningAudit) -> Diagnostic:
                           f"#{audit.became_best}, the tuned model, is one of them: the pruner "
                           "stops promising trials here; give it more warm-up epochs or "
                           "start-up trials.")
-    if len(audit.in_top) >= 2 and len(audit.in_top) >= audit.top_fraction * n:
+    if len(audit.in_top) >= 2 and len(audit.in_top) >= TOP_FRACTION * n:
         return Diagnostic("pruning_audit", "warning", f"{text}: no better than chance at "
                           "spotting losers; give the pruner more warm-up epochs or start-up "
                           "trials.")
@@ -324,14 +304,10 @@ def audit_diagnostic(audit: PruningAudit) -> Diagnostic:
 
 
 def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.3g}"
+    return str(value) if isinstance(value, int) else f"{value:.3g}"
 
 
 # -- reading what the checks need off a study ----------------------------------------------
-
-
 def space_of(study: optuna.Study) -> SearchSpace | None:
     """The resolved search space stored on the study (user attribute ``space``)."""
     data = study.user_attrs.get("space")
@@ -339,10 +315,3 @@ def space_of(study: optuna.Study) -> SearchSpace | None:
         return SearchSpace.from_dict(data) if data else None
     except AutoMLError:
         return None
-
-
-def diagnose_study(result: TuneResult, study: optuna.Study | None) -> list[Diagnostic]:
-    """:func:`diagnose` with the trials and space read off ``study`` (None: result only)."""
-    if study is None:
-        return diagnose(result)
-    return diagnose(result, study.get_trials(deepcopy=False), space_of(study))

@@ -45,8 +45,7 @@ class EpochAccount:
         """Estimate: pruned trials would have run as long as the median finished trial."""
         full = [t.run for t in self.trials if t.outcome in ("completed", "early_stopped")]
         typical = statistics.median(full) if full else self.max_epochs
-        return int(sum(max(0.0, typical - t.run) for t in self.trials
-                       if t.outcome == "pruned"))
+        return int(sum(max(0.0, typical - t.run) for t in self.trials if t.outcome == "pruned"))
 
     @property
     def audit_cost(self) -> int:

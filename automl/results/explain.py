@@ -9,7 +9,6 @@ the diagnostics (:mod:`automl.results.diagnostics`).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -17,42 +16,11 @@ from optuna.trial import TrialState
 
 from automl.results.diagnostics import Diagnostic, diagnose_study, param_label
 from automl.results.epochs import epoch_account, max_epochs_of
-from automl.results.result import (
-    METRIC_NAMES,
-    ModelScore,
-    TuneResult,
-    describe_architecture,
-    score_texts,
-)
+from automl.results.result import METRIC_NAMES, TuneResult, comparison_rows
 
 MIN_IMPORTANCE_TRIALS = 4  # fANOVA needs a few completed trials to say anything
 ROUGH_IMPORTANCE_TRIALS = 20  # below this, importances are flagged as rough
 SEVERITY_LABELS = {"warning": "Warning", "info": "Note", "ok": "OK"}
-
-
-@dataclass(frozen=True)
-class ComparisonRow:
-    """One row of the comparison table, as text, plus the model it shows."""
-
-    name: str
-    rule: str
-    architecture: str
-    score: str  # the seed ensemble's: the model a user gets
-    one_seed: str  # one seed's mean ± sd
-    parameters: str
-    seconds: str
-    model: ModelScore
-
-
-def comparison_rows(result: TuneResult) -> list[ComparisonRow]:
-    """The tuned model, then every baseline by test score (best first)."""
-    models: list[tuple[str, ModelScore]] = [("tuned (best trial)", result.best)]
-    models += [(b.name, b) for b in sorted(result.baselines, key=lambda b: -b.final_score)]
-    return [ComparisonRow(
-        name, model.rule, describe_architecture(model.architecture),
-        *score_texts(model, result.metric), parameters=f"{model.n_parameters:,}",
-        seconds=f"{model.train_seconds:.1f}", model=model)
-        for name, model in models]
 
 
 def comparison_header(result: TuneResult) -> tuple[str, ...]:
@@ -76,19 +44,12 @@ def comparison_markdown(result: TuneResult) -> str:
 
 
 # -- where the winning width sits relative to each rule ------------------------------------
-
-
 def width_rows(result: TuneResult) -> list[tuple[str, str, int, str]]:
     """Per baseline with hidden layers: (name, rule, its widest layer, the tuned widest
     layer against it in words)."""
     widest = _widest(result.best.architecture)
-    rows = []
-    for baseline in result.baselines:
-        width = _widest(baseline.architecture)
-        if not width:
-            continue
-        rows.append((baseline.name, baseline.rule, width, _relative(widest, width)))
-    return rows
+    return [(b.name, b.rule, width, _relative(widest, width))
+            for b in result.baselines if (width := _widest(b.architecture))]
 
 
 def width_sentence(result: TuneResult) -> str:
@@ -126,8 +87,6 @@ def _relative(tuned: int, rule: int) -> str:
 
 
 # -- which hyperparameters mattered --------------------------------------------------------
-
-
 def param_importances(study: optuna.Study | None) -> dict[str, float] | None:
     """fANOVA importances over the COMPLETE trials (share of the variation in validation
     loss each parameter explains); None with too few trials or nothing that varied."""
@@ -162,8 +121,6 @@ def importances_markdown(importances: dict[str, float] | None, n_complete: int,
 
 
 # -- cost, diagnostics and the note --------------------------------------------------------
-
-
 def cost_sentence(result: TuneResult, study: optuna.Study | None = None) -> str:
     """What tuning cost against training the best rule of thumb once."""
     rival = result.best_baseline

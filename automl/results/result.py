@@ -117,7 +117,6 @@ class TuneResult:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["best"]["val_score"] = self.best.val_score
         data["beats_best_baseline"] = self.beats_baselines
         data["best_baseline"] = self.best_baseline.name
         return data
@@ -125,8 +124,7 @@ class TuneResult:
     def verdict(self) -> str:
         """One sentence a newcomer can read: did tuning pay off, by how much, at what cost."""
         rival, gap = self.best_baseline, self.gap
-        unit = "points" if self.metric == "accuracy" else "R²"
-        scale = 100 if self.metric == "accuracy" else 1
+        unit, scale = ("points", 100) if self.metric == "accuracy" else ("R²", 1)
         outcome = "beat" if gap > 0 else "matched" if gap == 0 else "did not beat"
         return (f"Tuning {outcome} the best rule of thumb on validation ({rival.name}) by "
                 f"{gap * scale:+.2f} {unit} of {METRIC_NAMES[self.metric]}, after "
@@ -136,8 +134,7 @@ class TuneResult:
 
 def result_from_dict(data: dict[str, Any]) -> TuneResult:
     """The inverse of :meth:`TuneResult.to_dict` (for results read back from storage)."""
-    fields = {k: v for k, v in data.items()
-              if k not in ("beats_best_baseline", "best_baseline")}
+    fields = {k: v for k, v in data.items() if k not in ("beats_best_baseline", "best_baseline")}
     fields["best"] = BestTrial(**fields["best"])
     fields["baselines"] = [ModelScore(**b) for b in fields["baselines"]]
     return TuneResult(**fields)
@@ -145,11 +142,10 @@ def result_from_dict(data: dict[str, Any]) -> TuneResult:
 
 def format_report(result: TuneResult) -> str:
     """The best model and every baseline as an aligned text table, plus the verdict."""
-    metric = METRIC_NAMES[result.metric]
-    rows = [_row(result.best, "tuned (best trial)", result.metric)]
-    rows += [_row(b, b.name, result.metric) for b in
-             sorted(result.baselines, key=lambda b: -b.final_score)]
-    header = ("model", "architecture", metric, "one seed (mean ± sd)", "params", "train s")
+    rows = [(r.name, r.architecture, r.score, r.one_seed, r.parameters, r.seconds)
+            for r in comparison_rows(result)]
+    header = ("model", "architecture", METRIC_NAMES[result.metric], "one seed (mean ± sd)",
+              "params", "train s")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
              for row in [header, *rows]]
@@ -162,10 +158,29 @@ def format_report(result: TuneResult) -> str:
     return "\n".join([intro, "", *lines, "", result.verdict(), *result.warnings])
 
 
-def _row(model: ModelScore, name: str, metric: str) -> tuple[str, ...]:
-    arch = describe_architecture(model.architecture)
-    return (name, arch, *score_texts(model, metric), f"{model.n_parameters:,}",
-            f"{model.train_seconds:.1f}")
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One row of the comparison table, as text, plus the model it shows."""
+
+    name: str
+    rule: str
+    architecture: str
+    score: str  # the seed ensemble's: the model a user gets
+    one_seed: str  # one seed's mean ± sd
+    parameters: str
+    seconds: str
+    model: ModelScore
+
+
+def comparison_rows(result: TuneResult) -> list[ComparisonRow]:
+    """The tuned model, then every baseline by test score (best first)."""
+    models: list[tuple[str, ModelScore]] = [("tuned (best trial)", result.best)]
+    models += [(b.name, b) for b in sorted(result.baselines, key=lambda b: -b.final_score)]
+    return [ComparisonRow(
+        name, model.rule, describe_architecture(model.architecture),
+        *score_texts(model, result.metric), parameters=f"{model.n_parameters:,}",
+        seconds=f"{model.train_seconds:.1f}", model=model)
+        for name, model in models]
 
 
 def score_texts(model: ModelScore, metric: str) -> tuple[str, str]:

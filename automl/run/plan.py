@@ -18,17 +18,15 @@ from automl.study.warm_start import warm_start_params
 
 def settings_of(options: TuneOptions, space: SearchSpace) -> StudySettings:
     """The sampler and pruner settings stored on the study for every worker."""
-    return StudySettings(seed=options.seed, pruner=options.pruner,
-                         tpe_startup_trials=startup_trials(options.n_trials),
-                         pruner_startup_trials=pruner_startup(options.n_trials)
-                         if options.pruner_startup_trials is None
-                         else options.pruner_startup_trials,
-                         pruner_warmup_epochs=options.pruner_warmup_epochs,
-                         pruner_percentile=options.pruner_percentile,
-                         pruning_audit=options.pruning_audit,
-                         warm_start=options.warm_start,
-                         max_consecutive_failures=options.max_consecutive_failures,
-                         max_epochs=upper_bound(space, "max_epochs"))
+    startup = options.pruner_startup_trials
+    return StudySettings(
+        seed=options.seed, pruner=options.pruner,
+        tpe_startup_trials=startup_trials(options.n_trials),
+        pruner_startup_trials=pruner_startup(options.n_trials) if startup is None else startup,
+        pruner_warmup_epochs=options.pruner_warmup_epochs,
+        pruner_percentile=options.pruner_percentile, pruning_audit=options.pruning_audit,
+        warm_start=options.warm_start, max_consecutive_failures=options.max_consecutive_failures,
+        max_epochs=upper_bound(space, "max_epochs"))
 
 
 def first_trials(settings: StudySettings, baselines: list[Baseline],

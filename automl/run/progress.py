@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import Counter
 from typing import Any
 
 from sqlalchemy import Engine
@@ -29,21 +28,14 @@ class Progress:
                         dynamic_ncols=True, leave=True)
 
     def trials(self, counts: TrialCounts) -> None:
-        if self.bar is None:
-            return
         best = "-" if counts.best_value is None else f"{counts.best_value:.4f}"
-        self.bar.n = counts.finished
-        self.bar.set_postfix(complete=counts.complete, pruned=counts.pruned,
-                             failed=counts.failed, best_val_loss=best, refresh=True)
+        self.set(counts.finished, complete=counts.complete, pruned=counts.pruned,
+                 failed=counts.failed, best_val_loss=best)
 
     def set(self, done: int, **fields: Any) -> None:
         if self.bar is not None:
             self.bar.n = done
             self.bar.set_postfix(refresh=True, **fields)
-
-    def step(self) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -81,16 +73,13 @@ class RunProgress:
         if self.phase == "trials":
             self.bar.trials(TrialCounts(trials["COMPLETE"], trials["PRUNED"], trials["FAIL"], 0,
                                         trials["RUNNING"], state.best_value))
-        finals = Counter({status: 0 for status in ("done", "failed")})
-        for (kind, status), n in tickets.items():
-            if kind != "trial":
-                finals[status] += n
+        finals = [(status, n) for (kind, status), n in tickets.items() if kind != "trial"]
         if not trials_open and self.phase != "final":
             self.phase = "final"
-            self.bar.start(sum(finals.values()),
+            self.bar.start(sum(n for _, n in finals),
                            f"best model and baselines, {state.run.n_seeds} seeds each")
         if self.phase == "final":
-            self.bar.set(finals["done"] + finals["failed"])
+            self.bar.set(sum(n for status, n in finals if status in ("done", "failed")))
         return state.run.status not in ACTIVE_RUN and not any(
             status == "running" for _, status in tickets)
 

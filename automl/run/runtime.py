@@ -59,9 +59,9 @@ def run_to_end(url: str, run_id: str, prepared: PreparedData, finished: Callable
     only). See :mod:`workers.local_run`."""
     if ray_address is None:
         single_machine_ray()
-    module = _workers("local_run", "training")
-    where = module.LocalRun(ray_address, n_workers, gpus_per_trial, head_start)
-    module.run_to_end(url, run_id, prepared, where, finished)
+    _workers("local_run", "training").run_to_end(
+        url, run_id, prepared, finished, ray_address=ray_address, n_workers=n_workers,
+        gpus_per_trial=gpus_per_trial, head_start=head_start)
 
 
 def service_worker(storage: str, *, lease_s: float, optuna_proxy: str | None,
@@ -71,16 +71,13 @@ def service_worker(storage: str, *, lease_s: float, optuna_proxy: str | None,
     is given (``"local"`` starts a Ray on this machine); ``ray_options`` are
     ``RayServiceWorker``'s (``cpus_per_trial``, ``gpus_per_trial``, ``max_parallel``)."""
     if ray_address is None:
-        module = _workers("service_worker", "a worker")
-        worker: ServiceWorker = module.ServiceWorker(storage, lease_s=lease_s, threads=threads,
-                                                     optuna_proxy=optuna_proxy)
-        return worker
+        return _workers("service_worker", "a worker").ServiceWorker(
+            storage, lease_s=lease_s, threads=threads, optuna_proxy=optuna_proxy)
     if ray_address == "local":
         single_machine_ray()
-    module = _workers("ray_service", "a Ray worker")
-    worker = module.RayServiceWorker(storage, ray_address=ray_address, lease_s=lease_s,
-                                     optuna_proxy=optuna_proxy, **ray_options)
-    return worker
+    return _workers("ray_service", "a Ray worker").RayServiceWorker(
+        storage, ray_address=ray_address, lease_s=lease_s, optuna_proxy=optuna_proxy,
+        **ray_options)
 
 
 def predictor_from_files(files: dict[str, bytes]) -> Any:

@@ -49,7 +49,8 @@ def validate_submission(data: Any, target: Any, space: Any, options: TuneOptions
     checked = check_dataset(raw, options.task, options.limits,
                             keep_identifiers=options.keep_identifiers)
     prepared = prepare(checked, options.seed)
-    resolved = user_space.resolve(prepared.task, len(prepared.x_train))
+    resolved = user_space.resolve(prepared.task, len(prepared.x_train),
+                                  len(prepared.preprocessor.numeric_columns), options.budget)
     # Stored: the columns and rows the model uses, the target as given (not class codes).
     checked.target = raw.target.loc[raw.target.notna()].reset_index(drop=True)
     return Submission(checked, prepared, resolved, options, str(raw.target.name))
@@ -66,21 +67,15 @@ def write_submission(engine: Engine, sub: Submission, study_name: str | None = N
                  if b.config is not None]
     # Tickets are claimed in id order: baseline pruning needs the baselines' curves first.
     first, then = (baselines, trials) if sub.options.pruner == "baseline" else (trials, baselines)
-    tickets = [*first, *then]
-
     with_retry(lambda: submit_run(engine, sub.prepared.content_hash, lambda: _new_dataset(sub),
                                   _new_run(run_id, sub, study_name or f"automl-{run_id}"),
-                                  tickets, MAX_ATTEMPTS))
+                                  [*first, *then], MAX_ATTEMPTS))
     return run_id
-
-
-def dataset_frame(checked: CheckedDataset, target: str) -> pd.DataFrame:
-    return checked.features.assign(**{target: checked.target.to_numpy()})
 
 
 def _new_dataset(sub: Submission) -> dict[str, Any]:
     """The dataset row's values: the checked table as Parquet bytes."""
-    frame = dataset_frame(sub.checked, sub.target)
+    frame = sub.checked.features.assign(**{sub.target: sub.checked.target.to_numpy()})
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return {"content_hash": sub.prepared.content_hash, "target": sub.target,

@@ -61,7 +61,10 @@ def tune(data: Any, target: Any = None, *,
     engine = make_engine(opts.storage)
     try:
         name = opts.study_name or _study_name(submission.prepared)
-        _check_new_name(engine, name)
+        if queries.study_exists(engine, name):  # a run starts a study of its own
+            raise ConfigError(f"a study named {name!r} already exists in this storage; "
+                              "choose another name, or leave it out for a fresh one",
+                              field="study_name")
         run_id = write_submission(engine, submission, study_name=name)
         engine.dispose()  # the head start forks next: no pooled connection may cross it
         _serve(engine, run_id, submission.prepared, opts)
@@ -99,13 +102,6 @@ def _abandon(engine: Engine, url: str, run_id: str) -> None:
     study = None if run is None else load_study_if_exists(url, run.study_name)
     if study is not None:
         fail_orphans(study, "interrupted")
-
-
-def _check_new_name(engine: Engine, name: str) -> None:
-    """A run starts a study of its own: refuse a name the storage already holds."""
-    if queries.study_exists(engine, name):
-        raise ConfigError(f"a study named {name!r} already exists in this storage; choose "
-                          "another name, or leave it out for a fresh one", field="study_name")
 
 
 def _study_name(prepared: PreparedData) -> str:

@@ -103,9 +103,12 @@ class SearchSpace:
             raise SpaceError(f"{path.name} is not valid YAML/JSON: {exc}", field="space") from exc
         return cls.from_dict(data if data is not None else {})
 
-    def resolve(self, task: Task, n_train_rows: int) -> SearchSpace:
-        """The default space for ``task`` overridden by this one, checked against the data."""
-        merged = SearchSpace({**default_space(task, n_train_rows).params, **self.params})
+    def resolve(self, task: Task, n_train_rows: int, n_numeric: int | None = None,
+                budget: str = "default") -> SearchSpace:
+        """The default space for ``task`` (and the data's ``n_numeric`` numeric columns, at
+        ``budget``) overridden by this one, checked against the data."""
+        defaults = default_params(task, n_train_rows, n_numeric, budget)
+        merged = SearchSpace({**defaults, **self.params})
         _check_losses(merged["loss"], task)
         return _fit_batch_sizes(merged, n_train_rows, user_set="batch_size" in self.params)
 

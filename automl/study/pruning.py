@@ -104,11 +104,6 @@ def prune_reason(study: optuna.Study, epoch: int, best_loss: float,
     return f"pruned at epoch {epoch}: best val loss {best_loss:.4g}{detail}"
 
 
-def audited_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """The trials the pruner wanted to stop but the audit let finish."""
-    return [t for t in trials if AUDIT_ATTR in t.user_attrs]
-
-
 # ---- baseline-anchored pruning ------------------------------------------------------------
 CURVE_PREFIX = "automl_baseline_curve:"
 REFRESH_S = 30.0
@@ -127,13 +122,11 @@ class BaselineCurve:
         """Its best validation loss up to ``epoch`` (its last one if it stopped earlier)."""
         return min(self.val_loss[:epoch + 1])
 
-    def to_attr(self) -> dict[str, object]:
-        return {"rule": self.rule, "val_score": self.val_score, "val_loss": self.val_loss}
-
 
 def record_curve(study: optuna.Study, curve: BaselineCurve) -> None:
     """Store a baseline's curve on the study (one attribute each: no read-modify-write)."""
-    study.set_user_attr(CURVE_PREFIX + curve.name, curve.to_attr())
+    study.set_user_attr(CURVE_PREFIX + curve.name, {
+        "rule": curve.rule, "val_score": curve.val_score, "val_loss": curve.val_loss})
 
 
 def best_curve(attrs: dict[str, object]) -> BaselineCurve | None:
@@ -165,7 +158,6 @@ class BaselinePruner(optuna.pruners.BasePruner):
 
     def anchor(self, study: optuna.Study) -> BaselineCurve | None:
         """The best baseline's curve, re-read at most every ``REFRESH_S`` seconds."""
-
         if time.monotonic() - self._read_at >= REFRESH_S:
             self._curve, self._read_at = best_curve(study.user_attrs), time.monotonic()
         return self._curve

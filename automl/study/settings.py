@@ -58,17 +58,9 @@ def make_sampler(settings: StudySettings, worker_index: int = 0) -> optuna.sampl
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _tpe(settings, worker_index)
-
-
-def _tpe(settings: StudySettings, worker_index: int) -> optuna.samplers.TPESampler:
-    return optuna.samplers.TPESampler(
-        n_startup_trials=settings.tpe_startup_trials,
-        multivariate=True,
-        group=True,
-        constant_liar=True,
-        seed=settings.seed + worker_index,
-    )
+        return optuna.samplers.TPESampler(
+            n_startup_trials=settings.tpe_startup_trials, multivariate=True, group=True,
+            constant_liar=True, seed=settings.seed + worker_index)
 
 
 def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
@@ -76,32 +68,22 @@ def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
     "percentile" is the same rule with a stricter bar (the best ``pruner_percentile`` % of
     completed trials at that epoch); "baseline" prunes trials that stay behind the best
     rule-of-thumb baseline's curve."""
+    startup, warmup = settings.pruner_startup_trials, settings.pruner_warmup_epochs
+    median = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
     if settings.pruner == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=settings.pruner_startup_trials,
-            n_warmup_steps=settings.pruner_warmup_epochs,
-        )
-    if settings.pruner == "percentile":
-        return optuna.pruners.PercentilePruner(
-            settings.pruner_percentile,
-            n_startup_trials=settings.pruner_startup_trials,
-            n_warmup_steps=settings.pruner_warmup_epochs,
-        )
+        return median
     if settings.pruner == "baseline":
-        median = optuna.pruners.MedianPruner(n_startup_trials=settings.pruner_startup_trials,
-                                             n_warmup_steps=settings.pruner_warmup_epochs)
-        return BaselinePruner(settings.pruner_warmup_epochs, fallback=median,
-                              startup_trials=settings.pruner_startup_trials)
+        return BaselinePruner(warmup, fallback=median, startup_trials=startup)
+    if settings.pruner == "percentile":
+        return optuna.pruners.PercentilePruner(settings.pruner_percentile,
+                                               n_startup_trials=startup, n_warmup_steps=warmup)
     if settings.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=max(1, settings.pruner_warmup_epochs),
-            max_resource=settings.max_epochs,
-            reduction_factor=RUNG_PRUNERS["hyperband"][1],
-        )
+            min_resource=max(1, warmup), max_resource=settings.max_epochs,
+            reduction_factor=RUNG_PRUNERS["hyperband"][1])
     if settings.pruner == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=max(1, settings.pruner_warmup_epochs),
-            reduction_factor=RUNG_PRUNERS["successive_halving"][1])
+            min_resource=max(1, warmup), reduction_factor=RUNG_PRUNERS["successive_halving"][1])
     return optuna.pruners.NopPruner()
 
 

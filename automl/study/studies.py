@@ -26,19 +26,16 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An RDB storage that retries through database restarts (see
     :mod:`automl.study.storage.retry`); SQLite files get WAL mode and a long lock timeout
     for parallel workers."""
-    kwargs: dict[str, Any] = {}
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         _enable_sqlite_wal(parsed.database)
-        kwargs = {"connect_args": {"timeout": 60}}
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
     else:
         kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
     rdb = optuna.storages.RDBStorage(connection_url(url), engine_kwargs=kwargs)
-    # Optuna wraps an RDBStorage given by URL in its cache of finished trials; without it
-    # every should_prune re-reads the whole study (measured: 9x the overhead per trial).
-    # Reports and user attributes of a running trial are written in batches.
-    cached = cached_storage(rdb)
-    return RetryingStorage(WriteBehindStorage(cached))  # type: ignore[abstract]
+    # Optuna's cache of finished trials (see cached_storage for why), and a running trial's
+    # reports and user attributes written in batches.
+    return RetryingStorage(WriteBehindStorage(cached_storage(rdb)))  # type: ignore[abstract]
 
 
 def make_proxy_storage(address: str) -> optuna.storages.BaseStorage:
@@ -74,22 +71,20 @@ def create_study(url: str, name: str, settings: StudySettings, attrs: dict[str, 
     :mod:`automl.study.warm_start`).
     """
     storage = storage or make_storage(url)
+    sampler, pruner = make_sampler(settings), make_pruner(settings)
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction="minimize",
-                                    sampler=make_sampler(settings), pruner=make_pruner(settings))
-        created = True
+                                    sampler=sampler, pruner=pruner)
     except optuna.exceptions.DuplicatedStudyError:
         if not load_if_exists:
             raise
-        study = optuna.load_study(study_name=name, storage=storage,
-                                  sampler=make_sampler(settings), pruner=make_pruner(settings))
-        created = False
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        first_trials = ()  # the worker that created the study enqueues them
     study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
     for key, value in attrs.items():
         study.set_user_attr(key, value)
-    if created:
-        for params in first_trials:
-            study.enqueue_trial(params, user_attrs={"warm_start": True})
+    for params in first_trials:
+        study.enqueue_trial(params, user_attrs={"warm_start": True})
     return study
 
 
@@ -110,9 +105,6 @@ def load_study(url: str, name: str, worker_index: int = 0, *,
     storage = storage or make_storage(url)
     study_id = storage.get_study_id_from_name(name)
     settings = StudySettings.from_stored(storage.get_study_user_attrs(study_id)[SETTINGS_ATTR])
-    return optuna.load_study(
-        study_name=name,
-        storage=storage,
-        sampler=make_sampler(settings, worker_index),
-        pruner=make_pruner(settings),
-    )
+    return optuna.load_study(study_name=name, storage=storage,
+                             sampler=make_sampler(settings, worker_index),
+                             pruner=make_pruner(settings))

@@ -31,13 +31,11 @@ def count_trials(study: optuna.Study) -> TrialCounts:
     states = Counter(t.state for t in trials)
     complete = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     return TrialCounts(
-        complete=states[TrialState.COMPLETE],
-        pruned=states[TrialState.PRUNED],
+        complete=states[TrialState.COMPLETE], pruned=states[TrialState.PRUNED],
         failed=states[TrialState.FAIL],
         diverged=sum(t.user_attrs.get("stop_reason") == "diverged" for t in trials),
         running=states[TrialState.RUNNING] + states[TrialState.WAITING],
-        best_value=min(complete) if complete else None,
-    )
+        best_value=min(complete) if complete else None)
 
 
 def search_seconds(study: optuna.Study) -> float:
@@ -92,16 +90,11 @@ def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
     often end within a tenth of a second). The trial is read again first, so such a trial
     keeps its state and its ``stop_reason``; returns False for it.
     """
-    if reread(study, trial).state.is_finished():
+    if stored_trial(study, trial).state.is_finished():
         return False
     set_stored_user_attr(study, trial, "stop_reason", reason)
     study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     return True
-
-
-def reread(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:
-    """``trial`` as the storage has it now (the one given may be a stale read)."""
-    return stored_trial(study, trial)
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:

@@ -36,12 +36,10 @@ LEFT_TO_THE_SAMPLER = frozenset({"embedding"})
 def warm_start_params(baselines: Sequence[Baseline], space: SearchSpace,
                       limit: int) -> list[dict[str, Any]]:
     """Trial parameters for up to ``limit`` baselines the space can express."""
-    ordered = sorted((b for b in baselines if b.config is not None),
-                     key=lambda b: b.name != FIRST)
+    ordered = sorted(baselines, key=lambda b: b.name != FIRST)
     points: list[dict[str, Any]] = []
-    for baseline in ordered:
-        assert baseline.config is not None
-        params = params_of(baseline.config, space)
+    for config in (b.config for b in ordered if b.config is not None):
+        params = params_of(config, space)
         if params is not None and params not in points and len(points) < limit:
             points.append(params)
     return points
@@ -91,12 +89,10 @@ def nearest(param: Param, value: Any) -> Any:
         return value if value in param.choices else None
     low, high = param.low, param.high
     clipped = min(max(value, low), high)
-    if isinstance(param, IntRange):
-        step = 1 if param.log else param.step
-        return min(high, low + round((clipped - low) / step) * step)
-    if param.step is not None:
-        return min(high, low + round((clipped - low) / param.step) * param.step)
-    return float(clipped)
+    step = (1 if param.log else param.step) if isinstance(param, IntRange) else param.step
+    if step is None:
+        return float(clipped)
+    return min(high, low + round((clipped - low) / step) * step)
 
 
 def _fixed(param: Param) -> bool:

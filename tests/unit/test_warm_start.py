@@ -30,9 +30,11 @@ def test_the_defaults_baseline_is_a_point_of_the_default_space() -> None:
     assert params is not None
     rebuilt = suggest_trial_config(optuna.trial.FixedTrial(params), SPACE, seed=config.train.seed)
     assert rebuilt.model == config.model
-    # Everything trains as the baseline does, but for weight decay: the space's smallest.
+    # Everything trains as the baseline does, but for weight decay (the space's smallest)
+    # and the settings the default family fixes (Adam's beta2, label smoothing).
     assert rebuilt.train == config.train.__class__(**{**vars(config.train),
-                                                     "weight_decay": 1e-6})
+                                                     "weight_decay": 1e-6, "beta2": 0.95,
+                                                     "label_smoothing": 0.1})
 
 
 def test_choices_the_space_lacks_rule_a_baseline_out() -> None:

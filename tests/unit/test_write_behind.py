@@ -12,6 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from study_settings import study_settings
 
+from automl.study.storage import rows
 from automl.study.storage.write_behind import WriteBehindStorage
 from automl.study.studies import create_study, make_storage
 
@@ -141,7 +142,7 @@ def test_a_batch_that_fails_to_write_is_kept_for_the_retry(tmp_path: Path,
     wb = _write_behind(study._storage)
     trial = study.ask()
     trial.report(0.5, 0)
-    real_write, calls = wb._write, []
+    real_write, calls = rows.write_batch, []
 
     def flaky_write(*args: object) -> bool:
         calls.append(1)
@@ -149,7 +150,7 @@ def test_a_batch_that_fails_to_write_is_kept_for_the_retry(tmp_path: Path,
             raise OperationalError("INSERT", {}, Exception("server closed the connection"))
         return real_write(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(wb, "_write", flaky_write)
+    monkeypatch.setattr(rows, "write_batch", flaky_write)
     with pytest.raises(OperationalError):
         wb.flush()
     trial.report(0.4, 1)  # reported while the database was away

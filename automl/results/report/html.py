@@ -18,7 +18,6 @@ from automl.results.explain import (
     ROUGH_IMPORTANCE_TRIALS,
     SEVERITY_LABELS,
     comparison_header,
-    comparison_rows,
     cost_sentence,
     param_importances,
     seeds,
@@ -26,7 +25,7 @@ from automl.results.explain import (
     width_sentence,
 )
 from automl.results.report import plots
-from automl.results.result import METRIC_NAMES, TuneResult
+from automl.results.result import METRIC_NAMES, TuneResult, comparison_rows
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
@@ -59,15 +58,13 @@ def esc(text: object) -> str:
 def render(result: TuneResult, study: optuna.Study | None = None) -> str:
     """The whole report page. Without ``study`` the trial plots and diagnostics that need
     the trials are left out (and the page says so)."""
-    trials = study.get_trials(deepcopy=False) if study is not None else []
-    diagnostics = diagnose_study(result, study)
     sections = [_header(result), _verdict(result, study), _comparison(result),
-                _diagnostics(diagnostics)]
+                _diagnostics(diagnose_study(result, study))]
     if study is not None:
+        trials = study.get_trials(deepcopy=False)
         account = epoch_account(trials, max_epochs_of(study))
-        importances = param_importances(study)
         sections += [_history(result, trials), _size(result, trials), _epochs(account, trials),
-                     _importances(importances, result.n_complete)]
+                     _importances(param_importances(study), result.n_complete)]
     else:
         sections.append('<p class="muted">The study\'s trials were not available, so the '
                         "plots are left out.</p>")
@@ -98,9 +95,8 @@ def _verdict(result: TuneResult, study: optuna.Study | None) -> str:
 
 
 def _comparison(result: TuneResult) -> str:
-    header = comparison_header(result)
     head = "".join(f'<th class="{"num" if i >= 3 else ""}">{esc(h)}</th>'
-                   for i, h in enumerate(header))
+                   for i, h in enumerate(comparison_header(result)))
     body = []
     for i, row in enumerate(comparison_rows(result)):
         cells = [f'<td class="name">{esc(row.name)}</td>', f"<td>{esc(row.rule)}</td>",
@@ -111,9 +107,9 @@ def _comparison(result: TuneResult) -> str:
                  f'<td class="num seconds">{esc(row.seconds)}</td>']
         css = ' class="tuned"' if i == 0 else ""
         body.append(f"<tr{css}>{''.join(cells)}</tr>")
-    metric = METRIC_NAMES[result.metric]
     return ("<h2>Comparison on the held-out test split</h2>"
-            f"<p>Each model was trained with {seeds(result.n_seeds)}; the {esc(metric)} is "
+            f"<p>Each model was trained with {seeds(result.n_seeds)}; the "
+            f"{esc(METRIC_NAMES[result.metric])} is "
             "that of their averaged predictions (the model you get), next to one seed's mean "
             "± standard deviation, on rows no model saw while training or being chosen. "
             "Parameters count the trainable weights of one seed; train s is the training "
@@ -158,8 +154,7 @@ def _size(result: TuneResult, trials: Sequence[optuna.trial.FrozenTrial]) -> str
                       caption))
 
 
-def _epochs(account: EpochAccount,
-            trials: Sequence[optuna.trial.FrozenTrial]) -> str:
+def _epochs(account: EpochAccount, trials: Sequence[optuna.trial.FrozenTrial]) -> str:
     caption = (f"Read it as: each bar is one trial's training. Orange bars were stopped by "
                f"the pruner; the hatched part above them is what they would have cost at the "
                f"full budget of {account.max_epochs} epochs (an upper bound: some would have "

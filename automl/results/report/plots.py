@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -119,10 +120,7 @@ def history_plot(trials: Sequence[FrozenTrial], result: TuneResult) -> str:
             ax.scatter(*clip(ring), s=90, facecolors="none", edgecolors=ORANGE,
                        linewidths=1.4, label="audited: the pruner wanted to stop it", zorder=4)
         if complete:
-            best, steps = -math.inf, []
-            for _, s in complete:
-                best = max(best, s)
-                steps.append(best * scale)
+            steps = list(itertools.accumulate((s * scale for _, s in complete), max))
             ax.step([n for n, _ in complete], steps, where="post", color=GREEN, linewidth=1.6,
                     label="best validation score so far", zorder=3)
         chosen = next((s for n, s in complete if n == result.best.trial_number), None)
@@ -203,8 +201,7 @@ def size_plot(trials: Sequence[FrozenTrial], result: TuneResult) -> str:
         return to_uri(fig)
 
 
-OUTCOME_COLORS = {"completed": BLUE, "early_stopped": BLUE, "pruned": ORANGE,
-                  "diverged": RED}
+OUTCOME_COLORS = {"completed": BLUE, "early_stopped": BLUE, "pruned": ORANGE, "diverged": RED}
 
 
 def epochs_plot(account: EpochAccount) -> str:
@@ -224,9 +221,7 @@ def epochs_plot(account: EpochAccount) -> str:
                        color="black", linewidths=2, zorder=3)
         ax.axhline(account.max_epochs, color="black", linestyle=":", linewidth=1)
         handles = [
-            plt.Rectangle((0, 0), 1, 1, color=BLUE),
-            plt.Rectangle((0, 0), 1, 1, color=ORANGE),
-            plt.Rectangle((0, 0), 1, 1, color=RED),
+            *(plt.Rectangle((0, 0), 1, 1, color=color) for color in (BLUE, ORANGE, RED)),
             plt.Rectangle((0, 0), 1, 1, facecolor="#ffe0c2", edgecolor=ORANGE, hatch="///"),
             plt.Line2D([], [], color="black", linestyle=":"),
         ]

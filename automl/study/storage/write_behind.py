@@ -57,8 +57,6 @@ from automl.study.storage import rows
 from automl.study.storage.retry import is_transient
 from automl.study.storage.rows import Batch
 
-FLUSH_S = 5.0
-SNAPSHOT_S = 0.1
 # An enqueued trial with this user attribute (a lost trial's retry) is popped before any
 # other WAITING trial (warm starts), so it runs with its own parameters at any load.
 RETRY_ATTR = "retry_of_lost_trial"
@@ -68,8 +66,7 @@ class WriteBehindStorage(BaseStorage):
     """Wraps an Optuna storage whose backend is an ``RDBStorage`` (directly, or inside
     Optuna's ``_CachedStorage``); every call not listed here goes straight through."""
 
-    def __init__(self, inner: BaseStorage, flush_s: float = FLUSH_S,
-                 snapshot_s: float = SNAPSHOT_S):
+    def __init__(self, inner: BaseStorage, flush_s: float = 5.0, snapshot_s: float = 0.1):
         self.inner, self.flush_s, self.snapshot_s = inner, flush_s, snapshot_s
         rdb = getattr(inner, "_backend", inner)
         if not isinstance(rdb, RDBStorage):
@@ -140,12 +137,11 @@ class WriteBehindStorage(BaseStorage):
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Sequence[float] | None = None) -> bool:
-        if state == TrialState.RUNNING and values is None:  # popping an enqueued trial
-            changed = rows.claim_waiting(self._rdb, trial_id)
-            self._wrote()
-            return changed
         if not state.is_finished():
-            changed = self.inner.set_trial_state_values(trial_id, state, values)
+            if state == TrialState.RUNNING and values is None:  # popping an enqueued trial
+                changed = rows.claim_waiting(self._rdb, trial_id)
+            else:
+                changed = self.inner.set_trial_state_values(trial_id, state, values)
             self._wrote()
             return changed
         with self._lock:  # the last batch and the final state: one transaction
@@ -186,7 +182,7 @@ class WriteBehindStorage(BaseStorage):
         with self._lock:
             known = self._mirror.get(trial_id)
         try:
-            self._write(trial_id, pending, known, final)
+            rows.write_batch(self._rdb, trial_id, pending, known, final)
         except UpdateFinishedTrialError:
             self._forget(trial_id)
             raise  # nobody may write to that trial any more: drop its batch
@@ -206,10 +202,6 @@ class WriteBehindStorage(BaseStorage):
             if newer is not None:
                 batch.absorb(newer)
             self._pending[trial_id] = batch
-
-    def _write(self, trial_id: int, batch: Batch, known: FrozenTrial | None,
-               final: rows.Final | None) -> None:
-        rows.write_batch(self._rdb, trial_id, batch, known, final)
 
     def _buffer(self, trial_id: int) -> Batch:
         return self._pending.setdefault(trial_id, Batch())
@@ -268,7 +260,6 @@ class WriteBehindStorage(BaseStorage):
         with self._lock:
             pending = self._pending.get(trial._trial_id)
             return trial if pending is None else pending.apply_to(trial)
-
 
 
 def _forward(name: str) -> Any:
