@@ -134,3 +134,26 @@ def test_embedding_settings_are_asked_only_where_they_apply() -> None:
     assert "frequency_scale" not in seen["piecewise_linear"]
     assert {"embedding_dim", "n_bins"} <= seen["piecewise_linear"]
     assert "n_bins" not in seen["periodic"] and "embedding_dim" in seen["periodic"]
+
+
+def test_the_default_budget_searches_the_family_and_fast_keeps_the_plain_mlp() -> None:
+    default = SearchSpace({}).resolve("multiclass", 1000, n_numeric=12)
+    fast = SearchSpace({}).resolve("multiclass", 1000, n_numeric=12, budget="fast")
+    assert default["embedding"] == Choice(("piecewise_linear", "none"))
+    assert default["beta2"] == Fixed(0.95) and default["label_smoothing"] == Fixed(0.1)
+    assert fast["embedding"] == Fixed("none") and fast["beta2"] == Fixed(0.999)
+    assert fast["label_smoothing"] == Fixed(0.0) and fast["ensemble_k"] == Fixed(1)
+    assert "cosine" not in fast["lr_schedule"].choices  # type: ignore[union-attr]
+    wide = SearchSpace({}).resolve("multiclass", 1000, n_numeric=784)  # Fashion-MNIST
+    assert wide["embedding"] == Fixed("none")
+    user = SearchSpace.from_dict({"embedding": "periodic"}).resolve("multiclass", 1000, 784)
+    assert user["embedding"] == Fixed("periodic")  # the user's choice wins
+
+
+def test_an_unknown_budget_is_refused_by_name() -> None:
+    from automl.errors import ConfigError
+    from automl.options import TuneOptions
+
+    with pytest.raises(ConfigError) as info:
+        TuneOptions(budget="huge")
+    assert info.value.field == "budget" and "fast" in str(info.value)
