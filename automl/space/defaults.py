@@ -50,8 +50,8 @@ def family_params(n_numeric: int | None) -> dict[str, Param]:
     embeddings gained up to 2.8 points (California R²) and lost at most 0.5 (letter), so
     they are a choice; RealMLP's Adam beta2 0.95, label smoothing 0.1 and a cosine decay
     together gained 1.5-1.7 points on letter and digits and cost at most 0.6 elsewhere.
-    TabM-mini (``ensemble_k``) stays 1: on 2 CPU cores 8 members trained 25x as long as
-    one MLP for +0.8 R² on California, less than the seeds' ensemble gives at 3x.
+    TabM-mini (``ensemble_k``) stays 1: with 32 members (the paper's default) a fit took
+    60-520 s on one CPU core against about 5 s for one embedded MLP (bench/model_family.py).
     """
     embed = n_numeric is None or 0 < n_numeric <= MAX_EMBEDDED_COLUMNS
     return {
