@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -10,7 +11,9 @@ from torch import nn
 from torch.nn import functional
 
 from automl.configs import Task
-from automl.data import PreparedData
+
+if TYPE_CHECKING:  # the tensors alone need torch only (bench/cohort.py on a bare GPU machine)
+    from automl.data import PreparedData
 
 EVAL_BATCH = 8192
 

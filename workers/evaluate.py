@@ -9,6 +9,8 @@ from typing import Any
 import torch
 
 from automl.configs import TrialConfig
+from workers.cohort import Member, cohort_key, train_cohort
+from workers.cohort_size import cohort_capacity
 from workers.data import TensorSplits, predict, score
 from workers.ensemble import combine
 from workers.model import build_model, count_trainable, fit_bins
@@ -84,14 +86,39 @@ class SeedsEvaluation:
 def evaluate_seeds(config: TrialConfig, seeds: Sequence[int], data: TensorSplits,
                    on_epoch: EpochCallback | None = None) -> SeedsEvaluation:
     """Train ``config`` once per seed, score each model and the ensemble of all of them."""
-    models, runs = [], []
-    for seed in seeds:
-        model, outcome = fit(config.with_seed(seed), data, on_epoch)
-        models.append(model)
-        runs.append(measure(model, outcome, data))
+    trained = train_seeds([config.with_seed(seed) for seed in seeds], data, on_epoch)
+    models = [model for model, _ in trained]
+    runs = [measure(model, outcome, data) for model, outcome in trained]
     ensemble = combine(models, data.task)
     return SeedsEvaluation(
         runs,
         ensemble_val_score=score(data.task, predict(ensemble, data.x_val), data.y_val),
         ensemble_test_score=score(data.task, predict(ensemble, data.x_test), data.y_test),
         model=ensemble)
+
+
+Trained = tuple[torch.nn.Module, TrainOutcome]
+
+
+def train_seeds(configs: Sequence[TrialConfig], data: TensorSplits,
+                on_epoch: EpochCallback | None = None) -> list[Trained]:
+    """Train ``configs`` (one configuration, several seeds): as one cohort where this
+    device makes that pay (:mod:`workers.cohort_size`), else one after another."""
+    first = configs[0]
+    capacity = cohort_capacity(first.model, data.n_inputs, data.n_outputs,
+                               first.train.batch_size, data.device)
+    if len(configs) < 2 or capacity < 2 or cohort_key(first) is None:
+        return [fit(config, data, on_epoch) for config in configs]
+    trained: dict[int, Trained] = {}
+    waiting = [Member(i, config, on_epoch) for i, config in enumerate(configs)]
+
+    def refill(free: int) -> list[Member]:
+        taken, waiting[:] = waiting[:free], waiting[free:]
+        return taken
+
+    def done(member: Member, model: torch.nn.Module, outcome: TrainOutcome) -> None:
+        assert isinstance(member.key, int)
+        trained[member.key] = (model, outcome)
+
+    train_cohort(refill(capacity), data, done, refill=refill, capacity=capacity)
+    return [trained[i] for i in range(len(configs))]

@@ -1,0 +1,44 @@
+"""How many trials of one shape train at once here: the cohort's size from the machine.
+
+On a GPU a cohort pays at every size, and K is bounded by memory: each member holds its
+weights five times (the weights, their gradients, Adam's two moments, the best copy) and
+its activations for one batch, and the cohort may use half of the memory free. On a CPU
+the stacked matmuls pay only for small models: measured on 2 cores (bench/cohort.py,
+BENCHMARKS.md "Cohorts"), 32 stacked members of a 16-128-128-26 MLP (22 k multiply-adds a
+row) ran 3.3x the ordinary loop, 256-256 (76 k) 1.2x, and 784-256-256 (268 k) or
+512-512-512 (545 k) no faster, so above ``CPU_MAX_MACS`` a CPU trains the ordinary way.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from automl.configs import ModelConfig
+
+CPU_MAX_MACS = 100_000  # multiply-adds per row above which a CPU cohort no longer pays
+CPU_MACS_PER_COHORT = 2**20  # a CPU cohort's members x their multiply-adds per row
+MAX_CPU_COHORT, MAX_GPU_COHORT = 32, 1024
+GPU_MEMORY_SHARE = 0.5
+
+
+def multiply_adds(model: ModelConfig, n_inputs: int, n_outputs: int) -> int:
+    """Multiply-adds of one row's forward pass through a plain MLP."""
+    sizes = [n_inputs, *model.hidden_units, n_outputs]
+    return sum(a * b for a, b in itertools.pairwise(sizes))
+
+
+def cohort_capacity(model: ModelConfig, n_inputs: int, n_outputs: int, batch_size: int,
+                    device: torch.device) -> int:
+    """The most members of ``model``'s shape to train together on ``device``; 1 means the
+    ordinary loop is as fast (a wide model on a CPU)."""
+    macs = max(1, multiply_adds(model, n_inputs, n_outputs))
+    if device.type != "cuda":
+        if macs > CPU_MAX_MACS:
+            return 1
+        return max(1, min(MAX_CPU_COHORT, CPU_MACS_PER_COHORT // macs))
+    free, _total = torch.cuda.mem_get_info(device)
+    activations = batch_size * (n_inputs + 4 * sum(model.hidden_units) + 2 * n_outputs)
+    per_member = 4 * (5 * macs + activations)  # float32 bytes; weights ~ multiply-adds
+    return max(1, min(MAX_GPU_COHORT, int(free * GPU_MEMORY_SHARE) // per_member))
