@@ -89,7 +89,7 @@ def measure(args: argparse.Namespace, k: int) -> dict[str, Any]:
     import_bare()
     import torch
 
-    from workers.cohort import Member, train_cohort
+    from workers.cohort import Member, train_in_turn
     from workers.data import TensorSplits, predict, score
     from workers.evaluate import fit
 
@@ -113,17 +113,10 @@ def measure(args: argparse.Namespace, k: int) -> dict[str, Any]:
             model, _ = fit(config, data)
             accuracies.append(score("multiclass", predict(model, data.x_val), data.y_val))
     else:
-        waiting = [Member(i, c) for i, c in enumerate(configs)]
-        first, waiting = waiting[:k], waiting[k:]
-
-        def refill(free: int) -> list[Member]:
-            taken, waiting[:] = waiting[:free], waiting[free:]
-            return taken
-
         def done(_member: Member, model: torch.nn.Module, _outcome: object) -> None:
             accuracies.append(score("multiclass", predict(model, data.x_val), data.y_val))
 
-        train_cohort(first, data, done, refill=refill, capacity=k)
+        train_in_turn([Member(i, c) for i, c in enumerate(configs)], data, done, k)
     sync()
     seconds = time.perf_counter() - started
     peak = (torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda"

@@ -216,7 +216,7 @@ def train_cohort(members: Sequence[Member], data: TensorSplits, on_done: Done,
                  refill: Refill | None = None, capacity: int | None = None) -> None:
     """Train ``members`` together until each has stopped; ``on_done(member, model,
     outcome)`` hears of each as it stops, with its best weights (``outcome.seconds``: its
-share of the cohort's time, each epoch's time over the members). After every epoch,
+    share of the cohort's time, each epoch's time over the members). After every epoch,
     ``refill(n)`` may add up to ``n`` new members of the same structure (``capacity``, by
     default the starting size, bounds the cohort)."""
     cohort = Cohort(members, data)
@@ -245,6 +245,19 @@ share of the cohort's time, each epoch's time over the members). After every epo
             new = refill(capacity - cohort.size)
             if new:
                 cohort.add(new)
+
+
+def train_in_turn(members: Sequence[Member], data: TensorSplits, on_done: Done,
+                  capacity: int) -> None:
+    """Train all ``members``, ``capacity`` at a time: each one that stops makes room for
+    the next in line."""
+    waiting = list(members)
+
+    def refill(free: int) -> list[Member]:
+        taken, waiting[:] = waiting[:free], waiting[free:]
+        return taken
+
+    train_cohort(refill(capacity), data, on_done, refill=refill, capacity=capacity)
 
 
 def _after_epoch(progress: _Progress, train_loss: float, val_loss: float

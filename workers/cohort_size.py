@@ -1,12 +1,14 @@
 """How many trials of one shape train at once here: the cohort's size from the machine.
 
-On a GPU a cohort pays at every size, and K is bounded by memory: each member holds its
-weights five times (the weights, their gradients, Adam's two moments, the best copy) and
-its activations for one batch, and the cohort may use half of the memory free. On a CPU
-the stacked matmuls pay only for small models: measured on 2 cores (bench/cohort.py,
-BENCHMARKS.md "Cohorts"), 32 stacked members of a 16-128-128-26 MLP (22 k multiply-adds a
-row) ran 3.3x the ordinary loop, 256-256 (76 k) 1.2x, and 784-256-256 (268 k) or
-512-512-512 (545 k) no faster, so above ``CPU_MAX_MACS`` a CPU trains the ordinary way.
+On a GPU (not measured here; issue 20's H200 probe: 29x the ordinary loop at K = 32) K
+is bounded by memory: each member holds its weights five times (the weights, their
+gradients, Adam's two moments, the best copy) and its activations for one batch, and the
+cohort may use half of the memory free. On a CPU the stacked matmuls pay only for small
+models: measured with one torch thread, as a Ray task with one CPU trains
+(bench/cohort.py, BENCHMARKS.md "Cohorts"), 32 stacked members of a 16-128-128-26 MLP
+(22 k multiply-adds a row) ran 3.3x the ordinary loop, 256-256 (76 k) 1.2x, and
+784-256-256 (268 k) or 512-512-512 (545 k) no faster, so above ``CPU_MAX_MACS`` a CPU
+trains the ordinary way.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from automl.configs import TrialConfig
-from workers.cohort import Member, cohort_key, train_cohort
+from workers.cohort import Member, cohort_key, train_in_turn
 from workers.cohort_size import cohort_capacity
 from workers.data import TensorSplits, predict, score
 from workers.ensemble import combine
@@ -110,15 +110,11 @@ def train_seeds(configs: Sequence[TrialConfig], data: TensorSplits,
     if len(configs) < 2 or capacity < 2 or cohort_key(first) is None:
         return [fit(config, data, on_epoch) for config in configs]
     trained: dict[int, Trained] = {}
-    waiting = [Member(i, config, on_epoch) for i, config in enumerate(configs)]
-
-    def refill(free: int) -> list[Member]:
-        taken, waiting[:] = waiting[:free], waiting[free:]
-        return taken
 
     def done(member: Member, model: torch.nn.Module, outcome: TrainOutcome) -> None:
         assert isinstance(member.key, int)
         trained[member.key] = (model, outcome)
 
-    train_cohort(refill(capacity), data, done, refill=refill, capacity=capacity)
+    train_in_turn([Member(i, config, on_epoch) for i, config in enumerate(configs)], data,
+                  done, capacity)
     return [trained[i] for i in range(len(configs))]

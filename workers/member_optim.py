@@ -23,7 +23,6 @@ from automl.configs import Task, TrainConfig
 ADAM_BETA1, ADAM_EPS = 0.9, 1e-8
 PLATEAU_FACTOR, PLATEAU_THRESHOLD, PLATEAU_EPS = 0.5, 1e-4, 1e-8  # ReduceLROnPlateau's
 COHORT_OPTIMIZERS = ("adam", "adamw", "sgd")
-EPOCH_SCHEDULES = ("constant", "cosine", "step", "exponential", "plateau")
 
 
 def member_settings(configs: Sequence[TrainConfig], dropout: Sequence[float],
