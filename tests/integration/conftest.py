@@ -114,11 +114,18 @@ BUSY_PROCESSES = 2
 
 
 @pytest.fixture(scope="module")
-def busy_machine() -> Iterator[None]:
+def busy_machine(request: pytest.FixtureRequest) -> Iterator[None]:
     """Two CPU-bound processes running beside the module's tests: the fault battery must
     hold on a loaded machine (a 2-core CI machine is then oversubscribed), not only on a
-    quiet one. Used by test_faults.py, test_outages.py and test_ray_cluster.py."""
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    quiet one. Used by test_faults.py, test_outages.py and test_ray_cluster.py.
+
+    They run at the module's ``BUSY_NICENESS`` (0 unless it sets one): Ray starts its
+    workers at niceness 15, and burners at 0 would leave them a few per cent of a core
+    (a 20-trial run then takes over ten minutes), so Ray's tests burn at Ray's niceness
+    and compete with the trials on equal terms."""
+    niceness = getattr(request.module, "BUSY_NICENESS", 0)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                preexec_fn=lambda: os.nice(niceness))
                for _ in range(BUSY_PROCESSES)]
     try:
         yield

@@ -17,6 +17,7 @@ from automl.client import Client
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("busy_machine")]
 
 KILLED_TRIAL = 3
+BUSY_NICENESS = 15  # Ray's worker niceness (RAY_worker_niceness): see busy_machine
 
 
 @pytest.fixture
