@@ -51,6 +51,7 @@ class RunStatus:
     n_baselines: int
     error: str | None
     submitted_by: str | None = None
+    study_name: str | None = None  # what `tune` prints as the run's name
 
     @property
     def finished(self) -> bool:
@@ -135,7 +136,7 @@ class RunHandle:
             trials_left=tickets[("trial", "queued")] + tickets[("trial", "running")],
             baselines_done=tickets[("baseline", "done")],
             n_baselines=sum(n for (k, _), n in tickets.items() if k == "baseline"),
-            error=run.error, submitted_by=run.submitted_by)
+            error=run.error, submitted_by=run.submitted_by, study_name=run.study_name)
 
     def wait(self, progress: bool = True, poll_s: float = 1.0,
              timeout: float | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@
     automl report RUN --out DIR [--storage URL]               # HTML report with plots
     automl dashboard [--storage URL] [--host H] [--port P]    # optuna-dashboard, loopback
     automl export RUN --out DIR [--no-onnx]                   # model bundle + ONNX
+    automl predict MODEL DATA [--out FILE] [--proba]          # the model on new rows
     automl storage-proxy [--storage URL] [--host H] [--port P] # one node's Optuna gateway
 
 Errors the user can act on are printed as one line, ``error CODE: message``, with exit
@@ -37,7 +38,7 @@ from automl.options import DEFAULT_STORAGE, PRUNERS, TuneOptions, check_gpu_shar
 from automl.queue.engine import refusal
 from automl.queue.schema import upgrade
 from automl.results.explain import stored_diagnostics_text
-from automl.results.result import format_report, result_from_dict
+from automl.results.result import TuneResult, format_report, result_from_dict
 from automl.run.runtime import service_worker
 from automl.run.tune import tune
 from automl.space.defaults import BUDGETS
@@ -189,13 +190,31 @@ def run_tune(args: argparse.Namespace) -> int:
         gpus_per_trial=args.gpus_per_trial, progress=not args.quiet)
     with stdout_to_stderr():
         result = tune(args.data, args.target, space=args.space, **vars(options))
-    if args.json:
+    print_result(result, options.storage, as_json=args.json)
+    return 0
+
+
+def print_result(result: TuneResult, storage: str, *, as_json: bool) -> None:
+    """A run's result on stdout: the JSON, or the table, its diagnostics and what next."""
+    if as_json:
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
-    else:
-        print(format_report(result))
-        print(stored_diagnostics_text(result, options.storage))
-    return 0
+        return
+    print(format_report(result))
+    print(stored_diagnostics_text(result, storage))
+    print(next_commands(result.study_name, storage))
+
+
+def next_commands(name: str, storage: str) -> str:
+    """The run's name and what to do with it next, as commands to copy."""
+    url = make_url(storage).render_as_string(hide_password=True)
+    where = "" if storage == os.environ.get("AUTOML_STORAGE", DEFAULT_STORAGE) \
+        else f" --storage {url}"
+    commands = [f"automl report {name} --out report/{where}",
+                f"automl export {name} --out model/{where}",
+                f"automl predict {name} new_rows.csv --out predictions.csv{where}",
+                f"automl dashboard{where}"]
+    return "\n".join([f"\nrun {name} (in {url}); next:", *(f"  {c}" for c in commands)])
 
 
 @contextlib.contextmanager
@@ -282,6 +301,7 @@ def run_result(args: argparse.Namespace) -> int:
         parsed = result_from_dict(result)
         print(format_report(parsed))
         print(stored_diagnostics_text(parsed, storage))
+        print(next_commands(args.run_id, storage))
     return 0
 
 
@@ -295,7 +315,7 @@ def run_runs(args: argparse.Namespace) -> int:
     for status in Client(storage_of(args)).runs():
         print(f"{status.run_id}  {status.status:<9}  trials {status.budget_spent}/"
               f"{status.n_trials}  baselines {status.baselines_done}/{status.n_baselines}"
-              f"  by {status.submitted_by or '?'}")
+              f"  by {status.submitted_by or '?'}  {status.study_name or ''}".rstrip())
     return 0
 
 
@@ -303,7 +323,8 @@ def run_runs(args: argparse.Namespace) -> int:
 # adds its sub-parser and sets ``run`` (a function of the parsed args returning the exit
 # status) with ``set_defaults(run=...)``.
 COMMAND_MODULES: tuple[str, ...] = ("automl.cli.dashboard", "automl.cli.report",
-                                    "automl.cli.export", "automl.cli.proxy")
+                                    "automl.cli.export", "automl.cli.predict",
+                                    "automl.cli.proxy")
 
 COMMANDS = {"tune": run_tune, "submit": run_submit, "db": run_db, "worker": run_worker,
             "status": run_status, "result": run_result, "cancel": run_cancel,

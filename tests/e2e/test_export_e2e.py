@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import optuna
+import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes
 
@@ -48,3 +49,10 @@ def test_tune_stores_the_best_model_and_export_reproduces_it(tmp_path: Path) -> 
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {"features": onnx_features(model.preprocessor, rows)})[0]
     np.testing.assert_allclose(got, predictions, rtol=1e-5, atol=1e-4)
+
+    # `automl predict` reads the same model straight from the storage, by study name
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    out_csv = tmp_path / "predictions.csv"
+    assert main(["predict", result.study_name, str(tmp_path / "rows.csv"), "--storage", url,
+                 "--out", str(out_csv)]) == 0
+    np.testing.assert_allclose(pd.read_csv(out_csv).prediction, predictions, rtol=1e-5)

@@ -77,6 +77,10 @@ def test_cli_regression_reports_r2_table(files: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "test R²" in proc.stdout and "tuned (best trial)" in proc.stdout
     assert "mean_rule" in proc.stdout and "rule of thumb" in proc.stdout
+    # it ends with the run's name and the commands that use it (issue 21)
+    name = proc.stdout.split("\nrun ", 1)[1].split()[0]
+    assert name.startswith("tune-")
+    assert f"automl export {name} --out model/ --storage sqlite:///" in proc.stdout
 
 
 @pytest.mark.parametrize(("content", "code"), [
@@ -217,7 +221,7 @@ def test_a_tune_run_is_found_like_a_service_run(tmp_path: Path, files: Path) -> 
     listed = run_cli("runs", "--storage", storage)
     assert listed.returncode == 0, listed.stderr
     (line,) = listed.stdout.splitlines()
-    assert "succeeded" in line and "trials 2/2" in line
+    assert "succeeded" in line and "trials 2/2" in line and result["study_name"] in line
     found = run_cli("result", result["study_name"], "--storage", storage, "--json")
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout) == result

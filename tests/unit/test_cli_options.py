@@ -38,3 +38,15 @@ def test_a_non_positive_db_retry_is_refused_by_name(
     assert main(["worker", "--db-retry", "0", "--storage", f"sqlite:///{tmp_path}/x.db"]) == 2
     err = capsys.readouterr().err
     assert "E_CONFIG" in err and "--db-retry" in err
+
+
+def test_the_next_commands_name_the_run_and_a_storage_that_is_not_the_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from automl.cli.main import next_commands
+
+    monkeypatch.delenv("AUTOML_STORAGE", raising=False)
+    here = next_commands("tune-abc", "sqlite:///automl.db")
+    assert "automl report tune-abc --out report/\n" in here and "--storage" not in here
+    elsewhere = next_commands("7f3e", "postgresql://me:secret@db/automl")
+    assert "automl predict 7f3e new_rows.csv --out predictions.csv --storage " \
+        "postgresql://me:***@db/automl" in elsewhere and "secret" not in elsewhere
