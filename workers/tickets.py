@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from sqlalchemy import Engine
 
 from automl.configs import TrialConfig
 from automl.data import PreparedData, load_dataset
@@ -179,18 +180,7 @@ class TicketRunner:
     def context(self, run_id: str) -> RunContext:
         """Load (once per process) the run, its data and its space."""
         if run_id not in self._contexts:
-            found = with_retry(lambda: queries.run_and_dataset(self.engine, run_id))
-            assert found is not None, f"no run {run_id}"
-            run, content_hash, target = found
-            frame = cached_frame(content_hash,
-                                 lambda: queries.dataset_bytes(self.engine, content_hash))
-            # The stored table is the one the submission's checks left (identifiers kept
-            # only if asked), so nothing is dropped again; its notes were stored with it.
-            prepared = load_dataset(frame, target, task=run.task, seed=run.seed,
-                                    keep_identifiers=True)
-            if run.data_notes is not None:
-                prepared.warnings = list(run.data_notes)
-            self._keep(run, prepared)
+            self._keep(*stored_run_data(self.engine, run_id))
         return self._contexts[run_id]
 
     def preload(self, run_id: str, prepared: PreparedData) -> None:
@@ -205,3 +195,17 @@ class TicketRunner:
         # One run at a time is kept: a worker moving between runs does not pile up data.
         self._contexts = {run.id: RunContext(run, prepared, SearchSpace.from_dict(run.space),
                                              self.device)}
+
+
+def stored_run_data(engine: Engine, run_id: str) -> tuple[Run, PreparedData]:
+    """A submitted run and its data, prepared from the stored table as at submission."""
+    found = with_retry(lambda: queries.run_and_dataset(engine, run_id))
+    assert found is not None, f"no run {run_id}"
+    run, content_hash, target = found
+    frame = cached_frame(content_hash, lambda: queries.dataset_bytes(engine, content_hash))
+    # The stored table is the one the submission's checks left (identifiers kept only if
+    # asked), so nothing is dropped again; its notes were stored with it.
+    prepared = load_dataset(frame, target, task=run.task, seed=run.seed, keep_identifiers=True)
+    if run.data_notes is not None:
+        prepared.warnings = list(run.data_notes)
+    return run, prepared

@@ -10,6 +10,7 @@
     automl dashboard [--storage URL] [--host H] [--port P]    # optuna-dashboard, loopback
     automl export RUN --out DIR [--no-onnx]                   # model bundle + ONNX
     automl predict MODEL DATA [--out FILE] [--proba]          # the model on new rows
+    automl finish RUN | resume RUN                            # an interrupted run
     automl storage-proxy [--storage URL] [--host H] [--port P] # one node's Optuna gateway
 
 Errors the user can act on are printed as one line, ``error CODE: message``, with exit
@@ -324,7 +325,7 @@ def run_runs(args: argparse.Namespace) -> int:
 # status) with ``set_defaults(run=...)``.
 COMMAND_MODULES: tuple[str, ...] = ("automl.cli.dashboard", "automl.cli.report",
                                     "automl.cli.export", "automl.cli.predict",
-                                    "automl.cli.proxy")
+                                    "automl.cli.resume", "automl.cli.proxy")
 
 COMMANDS = {"tune": run_tune, "submit": run_submit, "db": run_db, "worker": run_worker,
             "status": run_status, "result": run_result, "cancel": run_cancel,

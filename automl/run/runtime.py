@@ -19,6 +19,8 @@ from automl.errors import ConfigError
 WORKER_EXTRAS = "worker_extras"  # the field of the error a missing extra raises
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from automl.data import PreparedData
     from workers.service_worker import ServiceWorker
 
@@ -89,3 +91,10 @@ def onnx_from_files(files: dict[str, bytes]) -> bytes:
     """The ONNX file of a stored model bundle, exported here from its weights."""
     export = _workers("export", "exporting to ONNX")
     return bytes(export.onnx_bytes(predictor_from_files(files)))
+
+
+def stored_prepared(engine: Engine, run_id: str) -> PreparedData:
+    """A submitted run's data as its workers prepare it from the stored table (its notes
+    included), for serving it again from this process."""
+    _run, prepared = _workers("tickets", "training").stored_run_data(engine, run_id)
+    return prepared

@@ -67,13 +67,13 @@ def tune(data: Any, target: Any = None, *,
                               field="study_name")
         run_id = write_submission(engine, submission, study_name=name)
         engine.dispose()  # the head start forks next: no pooled connection may cross it
-        _serve(engine, run_id, submission.prepared, opts)
-        return _result(engine, run_id)
+        serve_run(engine, run_id, submission.prepared, opts)
+        return stored_result(engine, run_id)
     finally:
         engine.dispose()
 
 
-def _serve(engine: Engine, run_id: str, prepared: PreparedData, opts: TuneOptions) -> None:
+def serve_run(engine: Engine, run_id: str, prepared: PreparedData, opts: TuneOptions) -> None:
     """Train the run here; interrupted, it is cancelled and its RUNNING trials failed."""
     progress = RunProgress(engine, run_id, opts.progress)
     try:
@@ -87,7 +87,8 @@ def _serve(engine: Engine, run_id: str, prepared: PreparedData, opts: TuneOption
         progress.close()
 
 
-def _result(engine: Engine, run_id: str) -> TuneResult:
+def stored_result(engine: Engine, run_id: str) -> TuneResult:
+    """The run's stored result; a typed error if it ended without one."""
     run = queries.run_of(engine, run_id)
     assert run is not None, f"no run {run_id}"
     if run.status == "succeeded" and run.summary is not None:

@@ -280,6 +280,42 @@ def test_ctrl_c_cancels_the_run_and_leaves_no_trial_running(tmp_path: Path,
     trials = finished_trials(db)
     assert trials and all(t.state != TrialState.RUNNING for t in trials)
 
+    # `automl finish` compares the best of the trials it had, training none again (issue 21)
+    name = optuna.get_all_study_summaries(f"sqlite:///{db}")[0].study_name
+    finished = run_cli("finish", name, "--storage", f"sqlite:///{db}", "--json", "--quiet")
+    assert finished.returncode == 0, finished.stderr
+    result = json.loads(finished.stdout)
+    after = finished_trials(db)
+    assert [(t.number, t.state) for t in after] == [(t.number, t.state) for t in trials]
+    assert result["n_trials"] == len(trials) and result["best"]["trial_number"] in {
+        t.number for t in trials if t.state == TrialState.COMPLETE}
+    assert {b["name"] for b in result["baselines"]} == BASELINES
+    assert any(f"best of its {sum(t.state == TrialState.COMPLETE for t in trials)} completed"
+               in note for note in result["warnings"])
+    exported = run_cli("export", name, "--storage", f"sqlite:///{db}", "--out",
+                       str(tmp_path / "model"), "--no-onnx")
+    assert exported.returncode == 0, exported.stderr
+    again = run_cli("finish", name, "--storage", f"sqlite:///{db}")
+    assert again.returncode == 2 and "already finished" in again.stderr
+
+
+def test_a_cancelled_run_resumes_to_its_trial_budget(tmp_path: Path, files: Path) -> None:
+    """`automl resume` runs the trials a cancelled run had left, then compares."""
+    storage = f"sqlite:///{tmp_path / 'resume.db'}"
+    assert run_cli("db", "upgrade", "--storage", storage).returncode == 0
+    client = automl.Client(storage)
+    run = client.submit(files / "digits.csv", "target", space=str(files / "space.yaml"),
+                        n_trials=3, n_seeds=1)
+    assert run.cancel()  # before any worker took a ticket
+    nothing = run_cli("finish", run.id, "--storage", storage)
+    assert nothing.returncode == 2 and "automl resume" in nothing.stderr
+    resumed = run_cli("resume", run.id, "--storage", storage, "--json", "--quiet",
+                      "--workers", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert result["n_trials"] == 3 and run.status().status == "succeeded"
+    assert not any("finished early" in note for note in result["warnings"])
+
 
 def _a_trial_is_done(db: Path) -> bool:
     if not db.exists():
