@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from automl.data import DataLimits
 from automl.errors import ConfigError
+from automl.metrics import METRICS
 from automl.space.defaults import BUDGETS
 
 PRUNERS = ("median", "percentile", "baseline", "hyperband", "successive_halving", "none")
@@ -42,6 +43,7 @@ class TuneOptions:
     storage: str = DEFAULT_STORAGE
     study_name: str | None = None
     task: str | None = None
+    metric: str | None = None  # what the comparison reports (automl.metrics); None: the task's
     n_workers: int | None = None
     ray_address: str | None = None
     head_start: bool = True  # train the first trials while a local Ray starts (CPU only)
@@ -56,6 +58,9 @@ class TuneOptions:
         _whole_number("seed", self.seed, least=0)
         _whole_number("n_seeds", self.n_seeds)
         _whole_number("max_consecutive_failures", self.max_consecutive_failures)
+        if self.metric is not None and self.metric not in METRICS:
+            raise ConfigError(f"unknown metric {self.metric!r}: use one of "
+                              f"{', '.join(METRICS)}", field="metric")
         if self.n_workers is not None:
             _whole_number("n_workers", self.n_workers)
         if self.timeout is not None and (not isinstance(self.timeout, (int, float))

@@ -31,6 +31,7 @@ class TensorSplits:
     task: Task
     n_outputs: int
     n_numeric: int = 0  # the first columns are numeric (standardised); the rest are 0/1
+    target_std: float = 1.0  # regression: one standardised unit in the target's own units
 
     @property
     def n_inputs(self) -> int:
@@ -53,6 +54,7 @@ def to_tensors(data: PreparedData, device: torch.device | str = "cpu") -> Tensor
         tensor(data.x_val), tensor(data.y_val, y_dtype),
         tensor(data.x_test), tensor(data.y_test, y_dtype),
         data.task, data.n_outputs, len(data.preprocessor.numeric_columns),
+        float(data.preprocessor.target_std),
     )
 
 
@@ -73,8 +75,37 @@ def validation_loss(task: Task, outputs: torch.Tensor, y: torch.Tensor) -> float
     return float(functional.mse_loss(outputs.squeeze(1), y))
 
 
+def in_units(task: Task, outputs: torch.Tensor, y: torch.Tensor,
+             target_std: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The truth and the predictions as :mod:`automl.metrics` takes them: class codes and
+    class probabilities (two columns for binary), or values scaled to the target's units
+    (its mean left out: no metric here depends on it)."""
+    y_np = y.detach().cpu().numpy()
+    if task == "multiclass":
+        return y_np.astype(np.int64), torch.softmax(outputs, dim=1).cpu().numpy()
+    if task == "binary":
+        positive = torch.sigmoid(outputs.squeeze(1)).cpu().numpy()
+        return y_np.astype(np.int64), np.stack([1 - positive, positive], axis=1)
+    return y_np * target_std, outputs.squeeze(1).cpu().numpy() * target_std
+
+
+def metric_score(metric: str, data: TensorSplits, outputs: torch.Tensor,
+                 y: torch.Tensor) -> float:
+    """``metric`` (a name of :mod:`automl.metrics`) of these outputs against ``y``."""
+    from automl.metrics import compute  # scikit-learn: not on a bare GPU bench machine
+
+    return compute(metric, *in_units(data.task, outputs, y, data.target_std))
+
+
+def all_metrics(data: TensorSplits, outputs: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Every metric that applies to the task, of these outputs against ``y``."""
+    from automl.metrics import compute_all
+
+    return compute_all(data.task, *in_units(data.task, outputs, y, data.target_std))
+
+
 def score(task: Task, outputs: torch.Tensor, y: torch.Tensor) -> float:
-    """Accuracy for classification, R² for regression."""
+    """Accuracy for classification, R² for regression (what a trial records)."""
     if task == "multiclass":
         return float((outputs.argmax(dim=1) == y).float().mean())
     if task == "binary":

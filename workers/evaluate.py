@@ -11,7 +11,7 @@ import torch
 from automl.configs import TrialConfig
 from workers.cohort import Member, cohort_key, train_in_turn
 from workers.cohort_size import cohort_capacity
-from workers.data import TensorSplits, predict, score
+from workers.data import TensorSplits, all_metrics, metric_score, predict, score
 from workers.ensemble import combine
 from workers.model import build_model, count_trainable, fit_bins
 from workers.train import EpochCallback, TrainOutcome, train_model
@@ -19,7 +19,8 @@ from workers.train import EpochCallback, TrainOutcome, train_model
 
 @dataclass
 class Evaluation:
-    """Scores of one trained model (``metric`` is accuracy or R²)."""
+    """Scores of one trained model: in the run's metric, and ``search_val_score`` in the
+    one its trials record (accuracy or R², what the report's search plots show)."""
 
     val_loss: float
     val_score: float
@@ -30,6 +31,7 @@ class Evaluation:
     stop_reason: str
     detail: str = ""
     history: list[float] = field(default_factory=list)  # validation loss per epoch
+    search_val_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,12 +53,20 @@ def evaluate_config(config: TrialConfig, data: TensorSplits,
     return measure(*fit(config, data, on_epoch), data)
 
 
-def measure(model: torch.nn.Module, outcome: TrainOutcome, data: TensorSplits) -> Evaluation:
-    """Score a trained model on the validation and test splits."""
-    return Evaluation(
+def measure(model: torch.nn.Module, outcome: TrainOutcome, data: TensorSplits,
+            metric: str | None = None) -> Evaluation:
+    """Score a trained model on the validation and test splits, in ``metric`` (a name of
+    :mod:`automl.metrics`; None: accuracy or R²)."""
+    def scored(x: torch.Tensor, y: torch.Tensor) -> float:
+        outputs = predict(model, x)
+        return score(data.task, outputs, y) if metric is None \
+            else metric_score(metric, data, outputs, y)
+
+    search_val_score = score(data.task, predict(model, data.x_val), data.y_val)
+    return Evaluation(search_val_score=search_val_score,
         val_loss=outcome.best_val_loss,
-        val_score=score(data.task, predict(model, data.x_val), data.y_val),
-        test_score=score(data.task, predict(model, data.x_test), data.y_test),
+        val_score=scored(data.x_val, data.y_val),
+        test_score=scored(data.x_test, data.y_test),
         n_parameters=count_trainable(model),
         epochs=outcome.epochs_run,
         seconds=outcome.seconds,
@@ -75,26 +85,35 @@ class SeedsEvaluation:
     ensemble_val_score: float
     ensemble_test_score: float
     model: torch.nn.Module
+    ensemble_metrics: dict[str, float] = field(default_factory=dict)  # every one, on test
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form the driver and the service store (without the model)."""
         return {"runs": [run.to_dict() for run in self.runs],
                 "ensemble": {"val_score": self.ensemble_val_score,
-                             "test_score": self.ensemble_test_score}}
+                             "test_score": self.ensemble_test_score,
+                             "metrics": self.ensemble_metrics}}
 
 
 def evaluate_seeds(config: TrialConfig, seeds: Sequence[int], data: TensorSplits,
-                   on_epoch: EpochCallback | None = None) -> SeedsEvaluation:
-    """Train ``config`` once per seed, score each model and the ensemble of all of them."""
+                   on_epoch: EpochCallback | None = None,
+                   metric: str | None = None) -> SeedsEvaluation:
+    """Train ``config`` once per seed, score each model and the ensemble of all of them
+    in ``metric`` (None: accuracy or R²), and the ensemble on the test split in every
+    metric that applies."""
     trained = train_seeds([config.with_seed(seed) for seed in seeds], data, on_epoch)
     models = [model for model, _ in trained]
-    runs = [measure(model, outcome, data) for model, outcome in trained]
+    runs = [measure(model, outcome, data, metric) for model, outcome in trained]
     ensemble = combine(models, data.task)
-    return SeedsEvaluation(
-        runs,
-        ensemble_val_score=score(data.task, predict(ensemble, data.x_val), data.y_val),
-        ensemble_test_score=score(data.task, predict(ensemble, data.x_test), data.y_test),
-        model=ensemble)
+    val_outputs, test_outputs = predict(ensemble, data.x_val), predict(ensemble, data.x_test)
+    if metric is None:
+        val, test = (score(data.task, val_outputs, data.y_val),
+                     score(data.task, test_outputs, data.y_test))
+    else:
+        val, test = (metric_score(metric, data, val_outputs, data.y_val),
+                     metric_score(metric, data, test_outputs, data.y_test))
+    return SeedsEvaluation(runs, val, test, ensemble,
+                           all_metrics(data, test_outputs, data.y_test))
 
 
 Trained = tuple[torch.nn.Module, TrainOutcome]

@@ -226,11 +226,12 @@ class ServiceWorker:
         trial = next(t for t in study.get_trials(deepcopy=False)
                      if t.number == best["trial_number"])
         floor = next(b for b in baselines_for(ctx.prepared, ctx.space) if b.config is None)
-        scores.append(constant_baseline(ctx.prepared, floor))
+        scores.append(constant_baseline(ctx.prepared, floor, ctx.run.metric))
         created = ctx.run.created_at.replace(tzinfo=ctx.run.created_at.tzinfo or timezone.utc)
         result = summarize(study, ctx.prepared, trial, best, scores,
                            n_seeds=ctx.run.n_seeds, storage=self.url,
-                           total_seconds=(queries.utcnow() - created).total_seconds())
+                           total_seconds=(queries.utcnow() - created).total_seconds(),
+                           metric=ctx.run.metric)
         write_note(study, result)  # before "succeeded", so a finished run has its note
         queries.finish_run(self.engine, run_id, status="succeeded", summary=result.to_dict())
 

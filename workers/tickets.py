@@ -116,7 +116,7 @@ class TicketRunner:
                                             runs, evaluation["ensemble"])
         # Its learning curve anchors baseline pruning and is drawn by the report.
         record_curve(self.study(ctx.run), BaselineCurve(
-            name, baseline.rule, runs[0]["val_score"], runs[0]["history"]))
+            name, baseline.rule, runs[0]["search_val_score"], runs[0]["history"]))
         with_retry(lambda: queries.save_baseline(self.engine, ctx.run.id, score))
         return {"name": name, "test_score": score.test_score}
 
@@ -137,7 +137,8 @@ class TicketRunner:
                  stop_reason: StopReason) -> SeedsEvaluation:
         """``config`` trained from each of the run's seeds, and their ensemble."""
         evaluation = evaluate_seeds(config, final_seeds(ctx.run.seed, ctx.run.n_seeds),
-                                    ctx.data, lambda _e, _v: stop_reason() is not None)
+                                    ctx.data, lambda _e, _v: stop_reason() is not None,
+                                    metric=ctx.run.metric)
         reason = stop_reason()
         if reason:
             raise TrialInterrupted(reason)

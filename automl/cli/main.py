@@ -35,6 +35,7 @@ from sqlalchemy.engine import make_url
 from automl.client import Client
 from automl.data import DataLimits
 from automl.errors import AutoMLError
+from automl.metrics import METRICS
 from automl.options import DEFAULT_STORAGE, PRUNERS, TuneOptions, check_gpu_share
 from automl.queue.engine import refusal
 from automl.queue.schema import upgrade
@@ -122,6 +123,10 @@ def _run_arguments(command: argparse.ArgumentParser) -> None:
                          help="seed of split, sampler, training")
     command.add_argument("--task", choices=["binary", "multiclass", "classification",
                                             "regression"], help="override the inferred task")
+    command.add_argument("--metric", choices=list(METRICS),
+                         help="what the comparison reports and ranks models by (default: "
+                         "accuracy, or r2 for regression); trials are still chosen on "
+                         "validation loss")
     command.add_argument("--pruner", choices=PRUNERS, default=TuneOptions.pruner)
     command.add_argument("--pruner-percentile", type=float,
                          default=TuneOptions.pruner_percentile, metavar="P",
@@ -168,6 +173,7 @@ class RunOptions(TypedDict):
     pruner: str
     pruner_percentile: float
     task: str | None
+    metric: str | None
     warm_start: bool
     limits: DataLimits
     keep_identifiers: bool
@@ -180,6 +186,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             "seed": args.seed,
             "n_seeds": args.seeds, "pruner": args.pruner,
             "pruner_percentile": args.pruner_percentile, "task": args.task,
+            "metric": args.metric,
             "warm_start": args.warm_start, "limits": limits_from_env(),
             "keep_identifiers": args.keep_identifiers}
 

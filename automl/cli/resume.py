@@ -1,7 +1,7 @@
 """``automl finish RUN`` and ``automl resume RUN``: an interrupted run, carried to its end.
 
-    automl finish tune-3f2a...-20261206-101500-123456   # from the trials it has
-    automl resume tune-3f2a...-20261206-101500-123456   # the rest of its trial budget first
+    automl finish digits-target-20261206-101500-3f2a   # from the trials it has
+    automl resume digits-target-20261206-101500-3f2a   # the rest of its trial budget first
 
 See :mod:`automl.run.resume`. Both print what ``tune`` prints (``--json``: its JSON).
 """

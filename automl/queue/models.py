@@ -66,7 +66,7 @@ class Run(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey(f"{PREFIX}datasets.id"))
     status: Mapped[str] = mapped_column(String(16), index=True)
     task: Mapped[str] = mapped_column(String(16))
-    metric: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[str] = mapped_column(String(32))
     space: Mapped[dict[str, Any]] = mapped_column(JSON)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON)
     n_trials: Mapped[int] = mapped_column(Integer)
@@ -125,6 +125,8 @@ class BaselineResult(Base):
     epochs: Mapped[float] = mapped_column(Float)
     ensemble_score: Mapped[float | None] = mapped_column(Float)  # the seeds averaged
     ensemble_val_score: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # every metric, on test
+    search_val_score: Mapped[float | None] = mapped_column(Float)  # accuracy or R²
 
 
 class ArtifactBlob(Base):

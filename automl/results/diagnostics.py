@@ -32,6 +32,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.errors import AutoMLError
+from automl.metrics import default_metric
 from automl.results.result import TuneResult
 from automl.space import DOMAINS, FloatRange, IntRange, SearchSpace
 from automl.study.pruning import AUDIT_ATTR
@@ -65,7 +66,8 @@ def diagnose_study(result: TuneResult, study: optuna.Study | None) -> list[Diagn
     if space is not None:
         found += edge_of_range(best.params if best else result.best.params, space)
     found += failures(trials)
-    found += validation_resolution(trials, result.metric, val_rows(result.dataset))
+    found += validation_resolution(trials, default_metric(result.task),
+                                    val_rows(result.dataset))
     found.append(audit_diagnostic(audit_pruning(trials)))
     return found
 

@@ -9,11 +9,13 @@ the diagnostics (:mod:`automl.results.diagnostics`).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from automl.metrics import METRICS
 from automl.results.diagnostics import Diagnostic, diagnose_study, param_label
 from automl.results.epochs import epoch_account, max_epochs_of
 from automl.results.result import METRIC_NAMES, TuneResult, comparison_rows
@@ -24,7 +26,7 @@ SEVERITY_LABELS = {"warning": "Warning", "info": "Note", "ok": "OK"}
 
 
 def comparison_header(result: TuneResult) -> tuple[str, ...]:
-    metric = METRIC_NAMES[result.metric] + (" %" if result.metric == "accuracy" else "")
+    metric = METRIC_NAMES[result.metric] + (" %" if METRICS[result.metric].scale == 100 else "")
     return ("model", "rule", "architecture", metric, "one seed (mean ± sd)", "parameters",
             "train s")
 
@@ -33,14 +35,27 @@ def comparison_markdown(result: TuneResult) -> str:
     """The best model and every baseline as a Markdown table (the seed ensemble's test
     score, one seed's mean ± spread, parameter count and training time per seed), best test
     score first after the tuned model."""
-    header = "| " + " | ".join(comparison_header(result)) + " |"
-    rows = [header, "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
-    for i, row in enumerate(comparison_rows(result)):
-        name = f"**{row.name}**" if i == 0 else row.name
-        cells = (name, row.rule, row.architecture, row.score, row.one_seed, row.parameters,
-                 row.seconds)
-        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(rows)
+    rows = [((f"**{row.name}**" if i == 0 else row.name), row.rule, row.architecture,
+             row.score, row.one_seed, row.parameters, row.seconds)
+            for i, row in enumerate(comparison_rows(result))]
+    return markdown_table(comparison_header(result), rows, "lllrrrr")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]],
+                   align: str) -> str:
+    """A Markdown table whose columns line up in the source too (the dashboard's note
+    editor shows the source); ``align``: ``l`` or ``r`` per column."""
+    cells = [[str(c).replace("|", "\\|") for c in line] for line in [header, *rows]]
+    widths = [max(3, *(len(line[i]) for line in cells)) for i in range(len(header))]
+
+    def line(values: Sequence[str]) -> str:
+        padded = (v.rjust(w) if a == "r" else v.ljust(w)
+                  for v, w, a in zip(values, widths, align, strict=True))
+        return "| " + " | ".join(padded) + " |"
+
+    rule = ["-" * (w - 1) + ":" if a == "r" else "-" * w for w, a in zip(widths, align,
+                                                                          strict=True)]
+    return "\n".join([line(cells[0]), line(rule), *(line(c) for c in cells[1:])])
 
 
 # -- where the winning width sits relative to each rule ------------------------------------
@@ -63,11 +78,9 @@ def width_sentence(result: TuneResult) -> str:
 
 
 def widths_markdown(result: TuneResult) -> str:
-    rows = ["| rule | what it says | its width | tuned widest layer |",
-            "| --- | --- | ---: | --- |"]
-    rows += [f"| {name} | {rule.replace('|', '/')} | {width} | {words} |"
-             for name, rule, width, words in width_rows(result)]
-    return width_sentence(result) + "\n\n" + "\n".join(rows)
+    table = markdown_table(["rule", "what it says", "its width", "tuned widest layer"],
+                           width_rows(result), "llrl")
+    return width_sentence(result) + "\n\n" + table
 
 
 def _widest(architecture: dict[str, Any] | None) -> int:

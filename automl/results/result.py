@@ -6,12 +6,13 @@ is the table it prints otherwise.
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-METRIC_NAMES = {"accuracy": "test accuracy", "r2": "test R²"}
+from automl.metrics import METRICS
+
+METRIC_NAMES = {name: metric.label for name, metric in METRICS.items()}
 TIE = 1e-6  # score differences below this are float noise between equal accuracies
 
 
@@ -36,6 +37,13 @@ class ModelScore:
     epochs: float
     ensemble_score: float | None = None
     ensemble_val_score: float | None = None
+    metrics: dict[str, float] | None = None  # the model's test score in every metric
+    search_val_score: float | None = None  # accuracy or R², as its trials record (plots)
+
+    @property
+    def plotted_val_score(self) -> float | None:
+        """Its validation score in the trials' own metric, where the search plots put it."""
+        return self.val_score if self.search_val_score is None else self.search_val_score
 
     @property
     def final_score(self) -> float:
@@ -50,7 +58,7 @@ class ModelScore:
     @classmethod
     def from_evaluations(cls, name: str, rule: str, architecture: dict[str, Any] | None,
                          runs: list[dict[str, Any]],
-                         ensemble: dict[str, float] | None = None) -> ModelScore:
+                         ensemble: dict[str, Any] | None = None) -> ModelScore:
         """From one evaluation per seed and, optionally, their ensemble's scores."""
         scores = [r["test_score"] for r in runs]
         return cls(
@@ -64,6 +72,9 @@ class ModelScore:
             epochs=statistics.fmean(r["epochs"] for r in runs),
             ensemble_score=None if ensemble is None else float(ensemble["test_score"]),
             ensemble_val_score=None if ensemble is None else float(ensemble["val_score"]),
+            metrics=None if ensemble is None else ensemble.get("metrics"),
+            search_val_score=statistics.fmean(r["search_val_score"] for r in runs)
+            if all(r.get("search_val_score") is not None for r in runs) else None,
         )
 
 
@@ -101,14 +112,17 @@ class TuneResult:
     def best_baseline(self) -> ModelScore:
         """The baseline with the best *validation* score: chosen the way the tuned model is
         chosen, so the test split is never used to pick a winner."""
-        return max(self.baselines, key=lambda b: -math.inf if b.final_val_score is None
-                   else b.final_val_score)
+        metric = METRICS[self.metric]
+        return max(self.baselines, key=lambda b: metric.ranking(b.final_val_score))
 
     @property
     def gap(self) -> float:
-        """Tuned minus best baseline (on validation) test score, each the model a user
-        gets (the seed ensemble); exact ties give 0."""
-        gap = self.best.final_score - self.best_baseline.final_score
+        """How much better the tuned model's test score is than the best baseline's (on
+        validation), each the model a user gets (the seed ensemble), in the metric's
+        direction (positive: tuning did better, also for log loss, RMSE, MAE); exact
+        ties give 0."""
+        metric = METRICS[self.metric]
+        gap = metric.better(self.best.final_score, self.best_baseline.final_score)
         return 0.0 if abs(gap) < TIE else gap
 
     @property
@@ -123,12 +137,16 @@ class TuneResult:
 
     def verdict(self) -> str:
         """One sentence a newcomer can read: did tuning pay off, by how much, at what cost."""
-        rival, gap = self.best_baseline, self.gap
-        unit, scale = ("points", 100) if self.metric == "accuracy" else ("R²", 1)
-        outcome = "beat" if gap > 0 else "matched" if gap == 0 else "did not beat"
-        return (f"Tuning {outcome} the best rule of thumb on validation ({rival.name}) by "
-                f"{gap * scale:+.2f} {unit} of {METRIC_NAMES[self.metric]}, after "
-                f"{self.n_trials} trials in {self.tuning_seconds:.0f} s "
+        rival, gap, metric = self.best_baseline, self.gap, METRICS[self.metric]
+        against = f"the best rule of thumb on validation ({rival.name})"
+        amount = f"{metric.shown(abs(gap))} {metric.unit}"
+        if gap > 0:
+            outcome = f"Tuning beat {against} by {amount}"
+        elif gap == 0:
+            outcome = f"Tuning matched {against} on {metric.label}"
+        else:
+            outcome = f"Tuning did not beat {against}: it was behind by {amount}"
+        return (f"{outcome}, after {self.n_trials} trials in {self.tuning_seconds:.0f} s "
                 f"({self.n_pruned} pruned, {self.n_failed} failed).")
 
 
@@ -151,9 +169,10 @@ def format_report(result: TuneResult) -> str:
              for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     intro = (f"{result.dataset}: {result.n_trials} trials ({result.n_complete} complete, "
-             f"{result.n_pruned} pruned, {result.n_failed} failed); scores on the held-out "
-             f"test split. Each model is trained from {result.n_seeds} seeds; its score is "
-             f"that of the seeds' averaged predictions (the model you get), next to one "
+             f"{result.n_pruned} pruned, {result.n_failed} failed), the best chosen on "
+             f"validation loss; models compared on {METRIC_NAMES[result.metric]}, on the "
+             f"held-out test split. Each model is trained from {result.n_seeds} seeds; its "
+             f"score is that of the seeds' averaged predictions (the model you get), next to one "
              f"seed's mean ± sd; params and train s are per seed.")
     return "\n".join([intro, "", *lines, "", result.verdict(), *result.warnings])
 
@@ -175,7 +194,9 @@ class ComparisonRow:
 def comparison_rows(result: TuneResult) -> list[ComparisonRow]:
     """The tuned model, then every baseline by test score (best first)."""
     models: list[tuple[str, ModelScore]] = [("tuned (best trial)", result.best)]
-    models += [(b.name, b) for b in sorted(result.baselines, key=lambda b: -b.final_score)]
+    metric = METRICS[result.metric]
+    models += [(b.name, b) for b in sorted(result.baselines,
+                                           key=lambda b: -metric.ranking(b.final_score))]
     return [ComparisonRow(
         name, model.rule, describe_architecture(model.architecture),
         *score_texts(model, result.metric), parameters=f"{model.n_parameters:,}",
@@ -185,9 +206,9 @@ def comparison_rows(result: TuneResult) -> list[ComparisonRow]:
 
 def score_texts(model: ModelScore, metric: str) -> tuple[str, str]:
     """The test score of the model a user gets, and one seed's mean ± sd, as shown."""
-    scale, digits = (100, 2) if metric == "accuracy" else (1, 4)
-    return (f"{model.final_score * scale:.{digits}f}",
-            f"{model.test_score * scale:.{digits}f} ± {model.test_score_std * scale:.{digits}f}")
+    shown = METRICS[metric].shown
+    return (shown(model.final_score),
+            f"{shown(model.test_score)} ± {shown(model.test_score_std)}")
 
 
 def describe_architecture(architecture: dict[str, Any] | None) -> str:

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 
 from automl.configs import TrialConfig
 from automl.data import PreparedData
+from automl.metrics import compute, compute_all, constant_predictions
 from automl.results.result import BestTrial, ModelScore, TuneResult
-from automl.space.baselines import Baseline, constant_score
+from automl.space.baselines import Baseline
 from automl.study.trials import count_trials, search_seconds
 
 
@@ -22,23 +24,29 @@ def final_seeds(seed: int, n_seeds: int) -> list[int]:
     return [seed + 10_000 + i for i in range(n_seeds)]
 
 
-def metric_of(task: str) -> str:
-    return "r2" if task == "regression" else "accuracy"
-
-
 def architecture(config: TrialConfig | None) -> dict[str, Any] | None:
     return None if config is None else config.to_dict()["model"]
 
 
-def constant_baseline(prepared: PreparedData, baseline: Baseline) -> ModelScore:
-    """The floor: majority class or training mean, no training."""
-    score = constant_score(prepared.task, prepared.y_train, prepared.y_test)
-    return ModelScore(baseline.name, baseline.rule, None, score, 0.0, [score], None, 0, 0.0, 0.0)
+def constant_baseline(prepared: PreparedData, baseline: Baseline, metric: str) -> ModelScore:
+    """The floor: the training split's class frequencies (majority class) or mean, no
+    training; scored in ``metric``, and in every metric that applies."""
+    task, target_std = prepared.task, prepared.preprocessor.target_std
+    n_classes = max(2, len(prepared.preprocessor.classes))
+
+    def scores(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y_units = y * target_std if task == "regression" else y
+        return y_units, constant_predictions(task, prepared.y_train, len(y), n_classes,
+                                             target_std)
+
+    test, val = compute(metric, *scores(prepared.y_test)), compute(metric, *scores(prepared.y_val))
+    return ModelScore(baseline.name, baseline.rule, None, test, 0.0, [test], val, 0, 0.0, 0.0,
+                      metrics=compute_all(task, *scores(prepared.y_test)))
 
 
 def summarize(study: optuna.Study, prepared: PreparedData, best: FrozenTrial,
               best_seeds: dict[str, Any], baselines: list[ModelScore], *, n_seeds: int,
-              storage: str, total_seconds: float) -> TuneResult:
+              storage: str, total_seconds: float, metric: str) -> TuneResult:
     """The run's result: the best trial retrained over seeds next to every baseline.
 
     ``best_seeds``: the best configuration's ``{"runs": [...], "ensemble": {...}}`` (a
@@ -49,7 +57,7 @@ def summarize(study: optuna.Study, prepared: PreparedData, best: FrozenTrial,
                                         best_seeds["runs"], best_seeds.get("ensemble"))
     counts = count_trials(study)
     return TuneResult(
-        metric=metric_of(prepared.task), task=prepared.task, dataset=prepared.describe(),
+        metric=metric, task=prepared.task, dataset=prepared.describe(),
         best=BestTrial(**vars(score), trial_number=best.number, params=dict(best.params),
                        val_loss=float(best.value or 0.0)),
         baselines=baselines, n_trials=counts.finished, n_complete=counts.complete,

@@ -20,10 +20,10 @@ from automl.data import PreparedData
 from automl.data.checks import CheckedDataset, check_dataset
 from automl.data.preprocess import prepare
 from automl.data.sources import read_dataset
+from automl.metrics import check_metric
 from automl.options import TuneOptions
 from automl.queue.models import Dataset, Run
 from automl.queue.queries import submit_run, utcnow
-from automl.run.finish import metric_of
 from automl.run.plan import as_space, baselines_for, settings_of
 from automl.space import SearchSpace
 from automl.study.storage.retry import with_retry
@@ -40,6 +40,7 @@ class Submission:
     space: SearchSpace
     options: TuneOptions
     target: str
+    metric: str  # the one the comparison reports: the option's, or the task's default
 
 
 def validate_submission(data: Any, target: Any, space: Any, options: TuneOptions) -> Submission:
@@ -53,7 +54,8 @@ def validate_submission(data: Any, target: Any, space: Any, options: TuneOptions
                                   len(prepared.preprocessor.numeric_columns), options.budget)
     # Stored: the columns and rows the model uses, the target as given (not class codes).
     checked.target = raw.target.loc[raw.target.notna()].reset_index(drop=True)
-    return Submission(checked, prepared, resolved, options, str(raw.target.name))
+    metric = check_metric(options.metric, prepared.task)
+    return Submission(checked, prepared, resolved, options, str(raw.target.name), metric)
 
 
 def write_submission(engine: Engine, sub: Submission, study_name: str | None = None) -> str:
@@ -88,7 +90,7 @@ def _new_run(run_id: str, sub: Submission, study_name: str) -> Run:
     """The run's row; its dataset is set when the row is stored (queries.submit_run)."""
     opts = sub.options
     return Run(id=run_id, study_name=study_name,
-               status="queued", task=sub.prepared.task, metric=metric_of(sub.prepared.task),
+               status="queued", task=sub.prepared.task, metric=sub.metric,
                space=sub.space.to_dict(), settings=settings_of(opts, sub.space).to_dict(),
                n_trials=opts.n_trials, timeout_s=opts.timeout, seed=opts.seed,
                n_seeds=opts.n_seeds, data_notes=list(sub.prepared.warnings),

@@ -12,6 +12,8 @@ or parameter) before the storage is touched or any worker starts.
 
 from __future__ import annotations
 
+import re
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,7 @@ def tune(data: Any, target: Any = None, *,
     ensure_schema(opts.storage)  # our tables (the queue, the artifact store) beside Optuna's
     engine = make_engine(opts.storage)
     try:
-        name = opts.study_name or _study_name(submission.prepared)
+        name = opts.study_name or study_name_for(data, submission.target)
         if queries.study_exists(engine, name):  # a run starts a study of its own
             raise ConfigError(f"a study named {name!r} already exists in this storage; "
                               "choose another name, or leave it out for a fresh one",
@@ -105,6 +107,20 @@ def _abandon(engine: Engine, url: str, run_id: str) -> None:
         fail_orphans(study, "interrupted")
 
 
-def _study_name(prepared: PreparedData) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-    return f"tune-{prepared.content_hash[:10]}-{stamp}"
+def study_name_for(data: Any, target: str) -> str:
+    """A run's study name a person can tell apart in the dashboard and type: the data's
+    name, the target, when it started and 4 random hex digits, e.g.
+    ``digits-target-20261206-101500-3f2a`` (``table`` for a DataFrame or an array)."""
+    label = "table"
+    if isinstance(data, str | Path):
+        text = str(data)
+        label = text.removeprefix("sklearn:") if text.startswith("sklearn:") \
+            else Path(text).name.split(".")[0]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    words = (_safe(label) or "table", _safe(target) or "target", stamp, uuid.uuid4().hex[:4])
+    return "-".join(words)
+
+
+def _safe(text: str) -> str:
+    """``text`` with what a shell or a URL would trip over made ``_``, at most 40 chars."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", text).strip("_.")[:40]

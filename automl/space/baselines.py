@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from automl.configs import ModelConfig, Task, TrainConfig, TrialConfig
 
 
@@ -65,13 +63,3 @@ def rule_of_thumb_baselines(n_inputs: int, n_outputs: int, task: Task, *, max_ep
                  TrialConfig(ModelConfig(()), train())),
         Baseline("constant", "majority class / mean of the training target", None),
     ]
-
-
-def constant_score(task: Task, y_train: np.ndarray, y_test: np.ndarray) -> float:
-    """Test score of predicting the training majority class (accuracy) or mean (R²)."""
-    if task == "regression":
-        residual = float(((y_test - y_train.mean()) ** 2).sum())
-        total = float(((y_test - y_test.mean()) ** 2).sum())
-        return 1 - residual / total if total > 0 else 0.0
-    majority = np.bincount(y_train.astype(np.int64)).argmax()
-    return float((y_test == majority).mean())

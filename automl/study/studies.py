@@ -6,6 +6,7 @@ sampler and pruner those settings give (:mod:`automl.study.settings`).
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from automl.study.storage.retry import RetryingStorage
 from automl.study.storage.write_behind import WriteBehindStorage
 
 SETTINGS_ATTR = "automl_settings"
+OBJECTIVE_NAME = "validation loss"  # the objective, as the dashboard names it
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
@@ -80,6 +82,9 @@ def create_study(url: str, name: str, settings: StudySettings, attrs: dict[str, 
             raise
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
         first_trials = ()  # the worker that created the study enqueues them
+    with warnings.catch_warnings():  # experimental in Optuna 5; the dashboard reads it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([OBJECTIVE_NAME])
     study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
     for key, value in attrs.items():
         study.set_user_attr(key, value)

@@ -66,8 +66,11 @@ def test_cli_tunes_a_classifier_and_reports_json(files: Path) -> None:
     assert len(trials) == 6 and all(t.state.is_finished() for t in trials)
     assert all("stop_reason" in t.user_attrs for t in trials)
     study = optuna.load_study(study_name=result["study_name"], storage=f"sqlite:///{db}")
+    assert result["study_name"].startswith("digits-target-")  # the data's and target's names
+    assert study.metric_names == ["validation loss"]  # the dashboard's axis, named
     note = get_note(study)  # optuna-dashboard's note on the study: the table and verdict
-    assert "Verdict" in note and all(f"| {name} |" in note for name in BASELINES)
+    names = {line.split("|")[1].strip() for line in note.splitlines() if line.startswith("|")}
+    assert "Verdict" in note and names >= BASELINES
 
 
 def test_cli_regression_reports_r2_table(files: Path) -> None:
@@ -79,7 +82,7 @@ def test_cli_regression_reports_r2_table(files: Path) -> None:
     assert "mean_rule" in proc.stdout and "rule of thumb" in proc.stdout
     # it ends with the run's name and the commands that use it (issue 21)
     name = proc.stdout.split("\nrun ", 1)[1].split()[0]
-    assert name.startswith("tune-")
+    assert name.startswith("diabetes-target-")  # named after the data and target
     assert f"automl export {name} --out model/ --storage sqlite:///" in proc.stdout
 
 
@@ -327,3 +330,37 @@ def _a_trial_is_done(db: Path) -> bool:
             ).fetchone()[0])
     except sqlite3.OperationalError:  # the tables are not there yet
         return False
+
+
+def test_an_imbalanced_table_is_judged_on_the_metric_asked_for(tmp_path: Path) -> None:
+    """Issue 21: with 10 % positives accuracy flatters the constant predictor; --metric
+    roc_auc makes ROC AUC the headline, the verdict and the ranking, and the JSON carries
+    every classification metric for every model."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=500, n_features=8, n_informative=4,
+                               weights=[0.9, 0.1], flip_y=0.02, random_state=0)
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(8)]).assign(churned=y)
+    frame.to_csv(tmp_path / "imbalanced.csv", index=False)
+    (tmp_path / "space.yaml").write_text(FAST_SPACE)
+    args = ("tune", str(tmp_path / "imbalanced.csv"), "--target", "churned", "--trials", "3",
+            "--space", str(tmp_path / "space.yaml"), "--seeds", "1", "--metric", "roc_auc",
+            "--storage", f"sqlite:///{tmp_path / 'auc.db'}", "--quiet")
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout.split("\n\n")[1]
+    assert "test ROC AUC" in table.splitlines()[0]
+    verdict = next(line for line in proc.stdout.splitlines() if line.startswith("Tuning "))
+    assert "of test ROC AUC" in verdict
+    result = json.loads(run_cli("result", proc.stdout.split("\nrun ", 1)[1].split()[0],
+                                "--storage", f"sqlite:///{tmp_path / 'auc.db'}",
+                                "--json").stdout)
+    assert result["metric"] == "roc_auc"
+    metrics = {"accuracy", "balanced_accuracy", "roc_auc", "log_loss", "f1"}
+    assert set(result["best"]["metrics"]) == metrics
+    constant = next(b for b in result["baselines"] if b["name"] == "constant")
+    assert constant["ensemble_score"] is None and constant["test_score"] == 0.5  # no skill
+    assert constant["metrics"]["accuracy"] > 0.85  # what accuracy would have flattered
+    assert result["best"]["ensemble_score"] == result["best"]["metrics"]["roc_auc"] > 0.8
+    bad = run_cli(*args[:-1], "--metric", "rmse")
+    assert bad.returncode == 2 and "does not fit a binary target" in bad.stderr

@@ -77,7 +77,12 @@ def test_the_classifier_ensemble_is_scored_on_its_averaged_probabilities() -> No
                                                data.y_test)
     stored = result.to_dict()
     assert stored["ensemble"] == {"val_score": result.ensemble_val_score,
-                                  "test_score": result.ensemble_test_score}
+                                  "test_score": result.ensemble_test_score,
+                                  "metrics": result.ensemble_metrics}
+    # every metric of a classifier, accuracy agreeing with the headline score
+    assert set(result.ensemble_metrics) == {"accuracy", "balanced_accuracy", "roc_auc",
+                                            "log_loss", "f1"}
+    assert result.ensemble_metrics["accuracy"] == pytest.approx(expected)
     assert [r["test_score"] for r in stored["runs"]] == [r.test_score for r in result.runs]
 
 

@@ -161,10 +161,14 @@ def test_the_note_has_the_table_verdict_importances_widths_and_diagnostics(
         run: tuple[TuneResult, optuna.Study]) -> None:
     result, study = run
     note = note_markdown(result, study)
-    assert "| **tuned (best trial)** |" in note and result.verdict() in note
+    cells = table_cells(note)
+    assert cells[2][:2] == ["**tuned (best trial)**", "best trial"] and result.verdict() in note
     assert "### Which hyperparameters mattered most" in note and "learning rate (lr)" in note
     assert "fANOVA over the 10 completed trials" in note
-    assert "| defaults | 100 ReLU units, Adam <lr> 1e-3 & batch 32 | 100 |" in note
+    assert ["defaults", "100 ReLU units, Adam <lr> 1e-3 & batch 32", "100"] in [
+        row[:3] for row in cells]
+    table = [line for line in note.splitlines() if line.startswith("|")][:3]
+    assert len({len(line) for line in table}) == 1  # the columns line up in the source
     assert "**Warning:** the best learning rate (lr), 0.0099" in note
     plain = note_markdown(result)  # without the study: no trial-level sections, no crash
     assert "needs the study's trials" in plain and "### Diagnostics" in plain
@@ -251,3 +255,9 @@ def blobs_frame() -> Any:
     frame = pd.DataFrame(rng.normal(size=(200, 4)) + y[:, None], columns=list("abcd"))
     frame["target"] = y
     return frame
+
+
+def table_cells(markdown: str) -> list[list[str]]:
+    """The cells of every Markdown table row in ``markdown``, stripped."""
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in markdown.splitlines() if line.startswith("|")]

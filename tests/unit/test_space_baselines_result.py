@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from automl.errors import ConfigError, SpaceError
-from automl.results.result import BestTrial, ModelScore, TuneResult, format_report
+from automl.metrics import check_metric, compute, constant_predictions
+from automl.results.result import BestTrial, ModelScore, TuneResult, comparison_rows, format_report
 from automl.space import Choice, Fixed, FloatRange, IntRange, SearchSpace, default_space
-from automl.space.baselines import constant_score, rule_of_thumb_baselines
+from automl.space.baselines import rule_of_thumb_baselines
 
 
 def test_yaml_file_with_every_form(tmp_path: Path) -> None:
@@ -82,8 +83,12 @@ def test_neuron_count_rules() -> None:
 
 
 def test_constant_floor_scores() -> None:
-    assert constant_score("multiclass", np.array([0, 1, 1]), np.array([1, 1, 0, 1])) == 0.75
-    assert constant_score("regression", np.array([1.0, 3.0]), np.array([2.0, 4.0])) == -1.0
+    classes = constant_predictions("multiclass", np.array([0, 1, 1]), 4, n_classes=2)
+    assert compute("accuracy", np.array([1, 1, 0, 1]), classes) == 0.75  # the majority class
+    np.testing.assert_allclose(classes[0], [1 / 3, 2 / 3])  # log loss sees the frequencies
+    values = constant_predictions("regression", np.array([1.0, 3.0]), 2, n_classes=0)
+    assert compute("r2", np.array([2.0, 4.0]), values) == -1.0
+    assert compute("rmse", np.array([2.0, 4.0]), values) == pytest.approx(np.sqrt(2.0))  # errs 0, 2
 
 
 def _score(name: str, value: float) -> ModelScore:
@@ -97,7 +102,8 @@ def test_report_and_json_name_the_winner() -> None:
                         [_score("mean_rule", 0.95), _score("linear", 0.90)], 30, 20, 9, 1, 0,
                         "study", "sqlite:///x.db", 12.0, 20.0, 3)
     text = format_report(result)
-    assert "Tuning beat the best rule of thumb on validation (mean_rule) by +2.00 points" in text
+    assert ("Tuning beat the best rule of thumb on validation (mean_rule) by 2.00 points of "
+            "test accuracy, after 30 trials") in text
     assert text.index("mean_rule") < text.index("linear")
     data = result.to_dict()
     assert data["best"]["params"] == {"lr": 0.01} and data["best_baseline"] == "mean_rule"
@@ -120,6 +126,36 @@ def test_equal_scores_are_a_tie_not_a_loss() -> None:
                         1.0, 1.0, 3)
     assert result.gap == 0.0 and not result.beats_baselines
     assert "Tuning matched the best rule of thumb" in result.verdict()
+
+
+@pytest.mark.parametrize(("metric", "tuned", "rival", "verdict"), [
+    ("log_loss", 0.30, 0.25, "did not beat the best rule of thumb on validation (mean_rule): "
+                             "it was behind by 0.0500 of test log loss (lower is better)"),
+    ("log_loss", 0.25, 0.30, "beat the best rule of thumb on validation (mean_rule) by 0.0500 "
+                             "of test log loss (lower is better)"),
+    ("r2", 0.80, 0.80, "matched the best rule of thumb on validation (mean_rule) on test R²,"),
+    ("rmse", 1250.0, 1500.0, "beat the best rule of thumb on validation (mean_rule) by "
+                             "250.0000 of test RMSE (lower is better; in the target's units)"),
+])
+def test_the_verdict_reads_right_whichever_way_the_metric_points(
+        metric: str, tuned: float, rival: float, verdict: str) -> None:
+    task = "regression" if metric in ("r2", "rmse") else "binary"
+    worse = _score("linear", rival * 1.5 if metric != "r2" else 0.1)  # worse on validation
+    result = TuneResult(metric, task, "data", BestTrial(**vars(_score("t", tuned))),
+                        [_score("mean_rule", rival), worse], 30, 30, 0, 0, 0, "s", "u", 1.0,
+                        1.0, 3)
+    assert result.best_baseline.name == "mean_rule"  # lower is better for log loss and RMSE
+    assert verdict in result.verdict()
+    assert result.beats_baselines is (verdict.startswith("beat"))
+    rows = [row.name for row in comparison_rows(result)]
+    assert rows == ["tuned (best trial)", "mean_rule", "linear"]  # best first, either way
+
+
+def test_a_metric_that_does_not_fit_the_task_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="does not fit a regression target") as caught:
+        check_metric("roc_auc", "regression")
+    assert caught.value.field == "metric" and "rmse" in str(caught.value)
+    assert check_metric(None, "binary") == "accuracy" and check_metric("f1", "multiclass")
 
 
 def test_start_up_trials_scale_with_the_budget() -> None:

@@ -66,6 +66,7 @@ def test_workers_rebuild_the_stored_sampler_and_pruner(tmp_path: Path, name: str
     loaded = load_study(url, "s", worker_index=2)
     assert isinstance(loaded.pruner, pruner)
     assert isinstance(loaded.sampler, optuna.samplers.TPESampler)
+    assert loaded.metric_names == ["validation loss"]  # what the dashboard labels its axis
 
 
 def test_a_clearly_bad_trial_is_pruned(tmp_path: Path, blobs) -> None:

@@ -133,7 +133,7 @@ def _figure(uri: str, alt: str, caption: str) -> str:
 
 
 def _history(result: TuneResult, trials: Sequence[optuna.trial.FrozenTrial]) -> str:
-    unit = "accuracy" if result.metric == "accuracy" else "R²"
+    unit = "accuracy" if result.task != "regression" else "R²"  # what trials record
     caption = (f"Read it as: each dot is one trial's validation {unit}; the green line is "
                "the best so far, and each dashed line is a rule-of-thumb baseline trained "
                "the same way. Where the green line ends above the dashed lines, tuning found "

@@ -23,6 +23,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.metrics import default_metric
 from automl.results.diagnostics import param_label
 from automl.results.epochs import EpochAccount
 from automl.results.result import TuneResult
@@ -91,7 +92,7 @@ def _spread_labels(ys: list[float], gap: float) -> list[float]:
 def history_plot(trials: Sequence[FrozenTrial], result: TuneResult) -> str:
     """Each trial's validation score in order, the best so far, and the baselines as
     horizontal lines labelled on the right."""
-    scale, label = score_axis(result.metric)
+    scale, label = score_axis(default_metric(result.task))
     finished = sorted((t for t in trials if t.state.is_finished()), key=lambda t: t.number)
     complete = [(t.number, s) for t in finished if t.state == TrialState.COMPLETE
                 and (s := _score(t)) is not None]
@@ -99,9 +100,9 @@ def history_plot(trials: Sequence[FrozenTrial], result: TuneResult) -> str:
                and (s := _score(t)) is not None]
     failed = [t.number for t in finished if _score(t) is None]
     audited = {t.number for t in finished if "audit_would_prune_at" in t.user_attrs}
-    baselines = [b for b in result.baselines if b.val_score is not None]
-    low, high = _limits([s for _, s in complete], [b.val_score for b in baselines  # type: ignore[misc]
-                                                   ], result.metric, scale)
+    baselines = [b for b in result.baselines if b.plotted_val_score is not None]
+    low, high = _limits([s for _, s in complete], [b.plotted_val_score for b in baselines  # type: ignore[misc]
+                                                   ], default_metric(result.task), scale)
 
     def clip(points: list[tuple[int, float]]) -> tuple[list[int], list[float]]:
         return [n for n, _ in points], [max(s * scale, low) for _, s in points]
@@ -148,7 +149,7 @@ def baseline_color(result: TuneResult, name: str) -> str:
 
 def _baseline_lines(ax: Any, result: TuneResult, baselines: Sequence[Any], scale: float,
                     low: float, high: float) -> None:
-    shown = [(b, b.val_score * scale) for b in baselines]
+    shown = [(b, b.plotted_val_score * scale) for b in baselines]
     ys = [min(max(y, low), high) for _, y in shown]
     positions = _spread_labels(ys, (high - low) * 0.055)
     transform = blended_transform_factory(ax.transAxes, ax.transData)
@@ -165,14 +166,16 @@ def _baseline_lines(ax: Any, result: TuneResult, baselines: Sequence[Any], scale
 
 def size_plot(trials: Sequence[FrozenTrial], result: TuneResult) -> str:
     """Validation score against parameter count (log scale), the baselines marked."""
-    scale, label = score_axis(result.metric)
+    scale, label = score_axis(default_metric(result.task))
     points = [(t.user_attrs["n_parameters"], s, t.state == TrialState.COMPLETE)
               for t in trials if t.state.is_finished() and (s := _score(t)) is not None
               and isinstance(t.user_attrs.get("n_parameters"), int)
               and t.user_attrs["n_parameters"] > 0]
-    baselines = [b for b in result.baselines if b.val_score is not None and b.n_parameters > 0]
-    low, high = _limits([s for _, s, done in points if done], [b.val_score for b in baselines  # type: ignore[misc]
-                                                               ], result.metric, scale)
+    baselines = [b for b in result.baselines
+                 if b.plotted_val_score is not None and b.n_parameters > 0]
+    anchors = [b.plotted_val_score for b in baselines]
+    low, high = _limits([s for _, s, done in points if done], anchors,  # type: ignore[arg-type]
+                        default_metric(result.task), scale)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(9.5, 4.6))
         for done, color, marker, name in ((True, BLUE, "o", "completed trial"),
@@ -184,12 +187,13 @@ def size_plot(trials: Sequence[FrozenTrial], result: TuneResult) -> str:
         for baseline in baselines:
             units = (baseline.architecture or {}).get("hidden_units") or []
             shape = "-".join(str(u) for u in units) + " units" if units else "no hidden layer"
-            ax.scatter([baseline.n_parameters], [max(baseline.val_score * scale, low)],  # type: ignore[operator]
+            ax.scatter([baseline.n_parameters], [max(baseline.plotted_val_score * scale, low)],  # type: ignore[operator]
                        s=70, marker="D", color=baseline_color(result, baseline.name),
                        edgecolors="black", linewidths=0.5, zorder=4,
                        label=f"{baseline.name} ({shape})")
-        if result.best.val_score is not None and result.best.n_parameters > 0:
-            ax.scatter([result.best.n_parameters], [result.best.val_score * scale], s=200,
+        best_val = result.best.plotted_val_score
+        if best_val is not None and result.best.n_parameters > 0:
+            ax.scatter([result.best.n_parameters], [best_val * scale], s=200,
                        marker="*", color="gold", edgecolors="black", linewidths=0.6, zorder=5,
                        label="tuned model")
         ax.set_xscale("log")
