@@ -21,6 +21,7 @@ import numpy as np
 from automl.errors import ConfigError
 
 CLASSIFICATION, REGRESSION = ("binary", "multiclass"), ("regression",)
+PERMUTATION_REPEATS = 5  # shuffles per column for the delivered model's column importance
 Scorer = Callable[[np.ndarray, np.ndarray], float]
 
 

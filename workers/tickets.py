@@ -35,6 +35,7 @@ from automl.study.trials import best_trial, fail_trial, failure_kind, trial_conf
 from workers.data import TensorSplits, to_tensors
 from workers.dataset_cache import cached_frame
 from workers.evaluate import SeedsEvaluation, evaluate_seeds
+from workers.importance import permutation_importance
 from workers.objective import TrialHooks, TrialInterrupted, run_trial
 from workers.predictor import Predictor
 
@@ -130,8 +131,12 @@ class TicketRunner:
         evaluation = self.evaluate(config, ctx, stop_reason)
         files = Predictor(evaluation.model, ctx.prepared.preprocessor, config).to_files()
         artifacts = upload_model(self.artifacts, self.study(ctx.run), best.number, files)
+        importance = permutation_importance(evaluation.model, ctx.data,
+                                            ctx.prepared.preprocessor, ctx.run.metric,
+                                            seed=ctx.run.seed)
         return {"trial_number": best.number, **evaluation.to_dict(),
-                "model_artifacts": artifacts}
+                "model_artifacts": artifacts,
+                "feature_importance": [column.to_dict() for column in importance]}
 
     def evaluate(self, config: TrialConfig, ctx: RunContext,
                  stop_reason: StopReason) -> SeedsEvaluation:

@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from automl.metrics import METRICS
+from automl.metrics import METRICS, PERMUTATION_REPEATS
 from automl.results.diagnostics import Diagnostic, diagnose_study, param_label
 from automl.results.epochs import epoch_account, max_epochs_of
 from automl.results.result import METRIC_NAMES, TuneResult, comparison_rows
@@ -177,12 +177,27 @@ def note_markdown(result: TuneResult, study: optuna.Study | None = None) -> str:
              "### Which hyperparameters mattered most",
              importances_markdown(param_importances(study), result.n_complete,
                                   study is not None),
+             *columns_markdown(result),
              "### The winning width against each rule", widths_markdown(result),
              "### Diagnostics", diagnostics_markdown(diagnose_study(result, study))]
     if result.warnings:
         parts.append("**What was done to the data**\n\n"
                      + "\n".join(f"- {w}" for w in result.warnings))
     return "\n\n".join(parts) + "\n"
+
+
+def columns_markdown(result: TuneResult) -> list[str]:
+    """The note's section on the columns the delivered model relies on (none before it
+    was measured)."""
+    if not result.feature_importance:
+        return []
+    metric = METRICS[result.metric]
+    rows = [(c["column"], metric.shown(c["importance"]), metric.shown(c["std"]))
+            for c in result.feature_importance[:15]]
+    return ["### Which columns the model relies on",
+            f"How much {metric.label} drops when a column's values are shuffled on the test "
+            f"split (permutation importance, {PERMUTATION_REPEATS} shuffles; ± their spread)."
+            "\n\n" + markdown_table(["column", "drop", "±"], rows, "lrr")]
 
 
 def seeds(n: int) -> str:

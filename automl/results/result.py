@@ -107,6 +107,9 @@ class TuneResult:
     total_seconds: float
     n_seeds: int
     warnings: list[str] = field(default_factory=list)
+    # Per input column, most important first: {"column", "importance", "std"}, the drop
+    # in the metric when it is shuffled on the test split (workers.importance).
+    feature_importance: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def best_baseline(self) -> ModelScore:
@@ -174,7 +177,27 @@ def format_report(result: TuneResult) -> str:
              f"held-out test split. Each model is trained from {result.n_seeds} seeds; its "
              f"score is that of the seeds' averaged predictions (the model you get), next to one "
              f"seed's mean ± sd; params and train s are per seed.")
-    return "\n".join([intro, "", *lines, "", result.verdict(), *result.warnings])
+    importance = importance_sentence(result)
+    return "\n".join([intro, "", *lines, "", result.verdict(),
+                      *([importance] if importance else []), *result.warnings])
+
+
+TOP_COLUMNS = 5
+
+
+def importance_sentence(result: TuneResult) -> str | None:
+    """The columns the delivered model leans on most, in words (None before it was
+    measured)."""
+    if not result.feature_importance:
+        return None
+    metric = METRICS[result.metric]
+    top = result.feature_importance[:TOP_COLUMNS]
+    shown = ", ".join(f"{c['column']} {metric.shown(c['importance'])}" for c in top)
+    more = len(result.feature_importance) - len(top)
+    points = ", in points" if metric.scale == 100 else ""
+    rest = f"; {more} more column(s) below" if more > 0 else ""
+    return (f"The model leans most on: {shown}{rest} (how much {metric.label} drops when "
+            f"the column's values are shuffled{points}).")
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,8 @@ def summarize(study: optuna.Study, prepared: PreparedData, best: FrozenTrial,
         n_pruned=counts.pruned, n_failed=counts.failed, n_diverged=counts.diverged,
         study_name=study.study_name, storage=redacted(storage),
         tuning_seconds=search_seconds(study), total_seconds=total_seconds, n_seeds=n_seeds,
-        warnings=list(prepared.warnings))
+        warnings=list(prepared.warnings),
+        feature_importance=list(best_seeds.get("feature_importance", [])))
 
 
 def redacted(url: str) -> str:

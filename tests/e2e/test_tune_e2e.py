@@ -362,5 +362,10 @@ def test_an_imbalanced_table_is_judged_on_the_metric_asked_for(tmp_path: Path) -
     assert constant["ensemble_score"] is None and constant["test_score"] == 0.5  # no skill
     assert constant["metrics"]["accuracy"] > 0.85  # what accuracy would have flattered
     assert result["best"]["ensemble_score"] == result["best"]["metrics"]["roc_auc"] > 0.8
+    # the delivered model's columns, by how much ROC AUC drops when each is shuffled
+    importance = result["feature_importance"]
+    assert {c["column"] for c in importance} == {f"x{i}" for i in range(8)}
+    assert importance == sorted(importance, key=lambda c: -c["importance"])
+    assert "The model leans most on: " in proc.stdout and "test ROC AUC drops" in proc.stdout
     bad = run_cli(*args[:-1], "--metric", "rmse")
     assert bad.returncode == 2 and "does not fit a binary target" in bad.stderr

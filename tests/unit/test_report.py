@@ -18,7 +18,7 @@ from automl.client import Client
 from automl.queue.schema import upgrade
 from automl.results.explain import comparison_rows, diagnostics_text, note_markdown, width_rows
 from automl.results.report import write_report
-from automl.results.result import BestTrial, ModelScore, TuneResult
+from automl.results.result import BestTrial, ModelScore, TuneResult, format_report
 from automl.space import Choice, Fixed, FloatRange, IntRange, SearchSpace
 from automl.study.pruning import AUDIT_ATTR
 
@@ -82,9 +82,12 @@ def make_result(study: optuna.Study) -> TuneResult:
                       [0.948, 0.954], best.user_attrs["val_score"], 642, 1.1, 15.0, 0.9615,
                       best.user_attrs["val_score"] + 0.004, trial_number=best.number,
                       params=best.params, val_loss=best.value or 0.0)
+    importance = [{"column": "tenure", "importance": 0.12, "std": 0.01},
+                  {"column": "city", "importance": 0.004, "std": 0.003},
+                  {"column": "noise", "importance": -0.002, "std": 0.004}]
     return TuneResult("accuracy", "binary", "binary, 8 features, train/val/test rows 153/51/52",
                       tuned, baselines, 12, 10, 2, 0, 0, study.study_name, "sqlite://", 42.0,
-                      50.0, 2)
+                      50.0, 2, feature_importance=importance)
 
 
 @pytest.fixture
@@ -110,11 +113,11 @@ def test_the_report_is_one_self_contained_page(run: tuple[TuneResult, optuna.Stu
     page = write_report(result, study, tmp_path / "out").read_text(encoding="utf-8")
     assert "<script" not in page and "http://" not in page and "https://" not in page
     images = re.findall(r'<img src="([^"]+)"', page)
-    assert len(images) == 4 and all(i.startswith("data:image/svg+xml;base64,") for i in images)
+    assert len(images) == 5 and all(i.startswith("data:image/svg+xml;base64,") for i in images)
     for heading in ("Verdict", "Comparison on the held-out test split", "Diagnostics",
                     "Optimisation history", "Score against model size",
                     "Epochs saved by pruning", "Which hyperparameters mattered",
-                    "The winning width against each rule"):
+                    "Which columns the model relies on", "The winning width against each rule"):
         assert f"<h2>{heading}</h2>" in page
     assert html.escape(result.verdict()) in page
     # text from the run is escaped, never markup
@@ -154,7 +157,8 @@ def test_a_report_without_the_study_still_has_the_table_and_verdict(
     result, _ = run
     page = write_report(result, None, tmp_path).read_text(encoding="utf-8")
     assert len(table_rows(page, "comparison")) == 1 + len(result.baselines)
-    assert "<img" not in page and "plots are left out" in page
+    assert "plots are left out" in page and 'alt="optimisation history"' not in page
+    assert len(re.findall("<img", page)) == 1  # the columns' plot needs only the result
 
 
 def test_the_note_has_the_table_verdict_importances_widths_and_diagnostics(
@@ -261,3 +265,15 @@ def table_cells(markdown: str) -> list[list[str]]:
     """The cells of every Markdown table row in ``markdown``, stripped."""
     return [[cell.strip() for cell in line.strip().strip("|").split("|")]
             for line in markdown.splitlines() if line.startswith("|")]
+
+
+def test_the_columns_the_model_relies_on_are_in_the_table_notes_note_and_report(
+        run: tuple[TuneResult, optuna.Study], tmp_path: Path) -> None:
+    result, study = run
+    assert ("The model leans most on: tenure 12.00, city 0.40, noise -0.20 (how much test "
+            "accuracy drops") in format_report(result)
+    note = note_markdown(result, study)
+    assert "### Which columns the model relies on" in note
+    assert ["tenure", "12.00", "1.00"] in table_cells(note)
+    page = write_report(result, study, tmp_path).read_text(encoding="utf-8")
+    assert "Which columns the model relies on" in page and 'alt="column importances"' in page

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import optuna
 
+from automl.metrics import PERMUTATION_REPEATS
 from automl.results.diagnostics import Diagnostic, diagnose_study
 from automl.results.epochs import EpochAccount, epoch_account, max_epochs_of
 from automl.results.explain import (
@@ -68,6 +69,8 @@ def render(result: TuneResult, study: optuna.Study | None = None) -> str:
     else:
         sections.append('<p class="muted">The study\'s trials were not available, so the '
                         "plots are left out.</p>")
+    if result.feature_importance:
+        sections.append(_columns(result))
     sections.append(_widths(result))
     if result.warnings:
         sections.append("<h2>What was done to the data</h2><ul>" + "".join(
@@ -183,6 +186,17 @@ def _importances(importances: dict[str, float] | None, n_complete: int) -> str:
                f"could have been left at any value in their range.{rough}")
     return ("<h2>Which hyperparameters mattered</h2>"
             + _figure(plots.importance_plot(importances), "parameter importances", caption))
+
+
+def _columns(result: TuneResult) -> str:
+    caption = ("Read it as: each column's values were shuffled across the test rows, "
+               f"{PERMUTATION_REPEATS} times, and the bar is how much the delivered model's "
+               f"{METRIC_NAMES[result.metric]} dropped on average (the whisker: its spread). "
+               "A long bar is a column the model leans on; a bar near zero, or below it, is "
+               "one it could do without. It measures this model, not the data: two "
+               "columns that carry the same information share the credit.")
+    return ("<h2>Which columns the model relies on</h2>"
+            + _figure(plots.column_importance_plot(result), "column importances", caption))
 
 
 def _widths(result: TuneResult) -> str:

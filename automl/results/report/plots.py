@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.metrics import default_metric
+from automl.metrics import METRICS, default_metric
 from automl.results.diagnostics import param_label
 from automl.results.epochs import EpochAccount
 from automl.results.result import TuneResult
@@ -262,4 +262,24 @@ def importance_plot(importances: dict[str, float]) -> str:
         ax.set_xlabel("share of the variation in validation loss it explains (%)")
         ax.set_xlim(0, max(share for _, share in items) * 100 * 1.15 + 1)
         ax.set_title("Which hyperparameters mattered (fANOVA importance)")
+        return to_uri(fig)
+
+
+def column_importance_plot(result: TuneResult) -> str:
+    """Horizontal bars: how much the delivered model's test score drops when each column
+    is shuffled, with the spread over the shuffles."""
+    metric = METRICS[result.metric]
+    items = list(reversed(result.feature_importance[:15]))
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(9.5, 0.42 * len(items) + 1.3))
+        values = [c["importance"] * metric.scale for c in items]
+        bars = ax.barh([str(c["column"]) for c in items], values,
+                       xerr=[c["std"] * metric.scale for c in items],
+                       color=[BLUE if v > 0 else GREY for v in values], capsize=2)
+        ax.bar_label(bars, [metric.shown(c["importance"]) for c in items], padding=3,
+                     fontsize=8.5)
+        ax.axvline(0, color="black", linewidth=0.6)
+        ax.set_xlabel(f"drop in {metric.label} when the column is shuffled"
+                      + (" (points)" if metric.scale == 100 else ""))
+        ax.set_title("Which columns the delivered model relies on (permutation importance)")
         return to_uri(fig)
