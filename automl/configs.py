@@ -21,6 +21,7 @@ EMBEDDINGS = ("none", "periodic", "piecewise_linear")  # of each numeric input c
 PERIODIC_FREQUENCIES = 48  # frequencies per column of a periodic embedding (the paper's)
 CLASSIFICATION_LOSSES = ("cross_entropy",)
 REGRESSION_LOSSES = ("mse", "mae", "huber")
+CLASS_WEIGHTS = ("none", "balanced")  # of the classification loss
 MAX_HIDDEN_LAYERS = 8
 MAX_UNITS = 8192
 
@@ -71,6 +72,7 @@ class TrainConfig:
     loss: str = "cross_entropy"
     huber_delta: float = 1.0
     label_smoothing: float = 0.0  # classification only
+    class_weight: str = "none"  # "balanced": classes weighted n / (k * count) in the loss
     seed: int = 0
 
 

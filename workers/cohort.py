@@ -61,10 +61,10 @@ Refill = Callable[[int], Sequence[Member]]
 def cohort_key(config: TrialConfig) -> CohortKey | None:
     """What members of one cohort must share; None for a configuration that trains only
     the ordinary way (numeric embeddings, TabM members, a one-cycle schedule, an
-    optimiser other than Adam, AdamW or SGD, SELU's alpha dropout)."""
+    optimiser other than Adam, AdamW or SGD, SELU's alpha dropout, class weights)."""
     model, train = config.model, config.train
     if (model.embedding != "none" or model.ensemble_k != 1 or train.lr_schedule == "onecycle"
-            or train.optimizer not in COHORT_OPTIMIZERS
+            or train.optimizer not in COHORT_OPTIMIZERS or train.class_weight != "none"
             or (model.activation == "selu" and model.dropout > 0)):
         return None
     return (model.depth, model.activation, model.batch_norm, train.optimizer,

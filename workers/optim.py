@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional
 from torch.optim import lr_scheduler
 
 from automl.configs import Task, TrainConfig
@@ -49,12 +50,18 @@ def make_schedule(
     return None, None
 
 
-def make_loss(task: Task, config: TrainConfig) -> nn.Module:
-    """The training loss (a hyperparameter for regression; label smoothing for classes)."""
+def make_loss(task: Task, config: TrainConfig, y_train: torch.Tensor | None = None,
+              n_classes: int = 2) -> nn.Module:
+    """The training loss (a hyperparameter for regression; label smoothing and class
+    weights for classes: ``balanced`` weighs each class of ``y_train`` by
+    n / (n_classes x its count), as scikit-learn's ``class_weight="balanced"``)."""
+    weights = None
+    if config.class_weight == "balanced" and task != "regression" and y_train is not None:
+        weights = balanced_weights(y_train, n_classes)
     if task == "multiclass":
-        return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        return nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
     if task == "binary":
-        return SmoothedBCEWithLogits(config.label_smoothing)
+        return SmoothedBCEWithLogits(config.label_smoothing, weights)
     if config.loss == "mae":
         return nn.L1Loss()
     if config.loss == "huber":
@@ -68,16 +75,31 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
     return torch.stack(weights).sum()
 
 
+def balanced_weights(y_train: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """n / (n_classes x count) per class (a class absent from the rows counts once)."""
+    counts = torch.bincount(y_train.long(), minlength=n_classes).clamp(min=1).float()
+    return len(y_train) / (n_classes * counts)
+
+
 class SmoothedBCEWithLogits(nn.BCEWithLogitsLoss):
     """Binary cross-entropy against targets pulled ``smoothing / 2`` towards one half,
-    as ``CrossEntropyLoss(label_smoothing=...)`` does for two classes."""
+    as ``CrossEntropyLoss(label_smoothing=...)`` does for two classes; ``weights`` (the
+    two classes' weights) weigh each row by its class, as ``CrossEntropyLoss(weight=...)``
+    does (a weighted mean)."""
 
-    def __init__(self, smoothing: float = 0.0):
+    def __init__(self, smoothing: float = 0.0, weights: torch.Tensor | None = None):
         super().__init__()
         self.smoothing = smoothing
+        self.class_weights = weights
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return super().forward(logits, target * (1 - self.smoothing) + self.smoothing / 2)
+        smoothed = target * (1 - self.smoothing) + self.smoothing / 2
+        if self.class_weights is None:
+            return super().forward(logits, smoothed)
+        weights = self.class_weights.to(logits.device)[target.long()]
+        losses = functional.binary_cross_entropy_with_logits(logits, smoothed,
+                                                             reduction="none")
+        return (losses * weights).sum() / weights.sum()
 
 
 def batch_loss(loss_fn: nn.Module, outputs: torch.Tensor, target: torch.Tensor,

@@ -45,7 +45,7 @@ def train_model(model: nn.Module, config: TrainConfig, data: TensorSplits,
     optimizer = make_optimizer(model, config)
     steps = math.ceil(len(data.x_train) / config.batch_size)
     batch_schedule, epoch_schedule = make_schedule(optimizer, config, steps)
-    loss_fn = make_loss(data.task, config)
+    loss_fn = make_loss(data.task, config, data.y_train, max(2, data.n_outputs))
     best_loss, best_epoch, best_state = math.inf, -1, copy.deepcopy(model.state_dict())
     history: list[float] = []
     reason, detail = "completed", ""

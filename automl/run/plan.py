@@ -64,11 +64,14 @@ def as_space(space: SearchSpace | dict[str, Any] | str | Path | None) -> SearchS
 
 
 def baselines_for(prepared: PreparedData, space: SearchSpace) -> list[Baseline]:
-    """The rule-of-thumb baselines for this data, with the space's epoch budget."""
+    """The rule-of-thumb baselines for this data, with the space's epoch budget and its
+    class weights (when it fixes them; a space that lets TPE choose leaves them off)."""
+    weights = space.params.get("class_weight")
     return rule_of_thumb_baselines(
         prepared.n_features, prepared.n_outputs, prepared.task,
         max_epochs=upper_bound(space, "max_epochs"), patience=upper_bound(space, "patience"),
-        n_train_rows=len(prepared.x_train))
+        n_train_rows=len(prepared.x_train),
+        class_weight=str(weights.value) if isinstance(weights, Fixed) else "none")
 
 
 def upper_bound(space: SearchSpace, name: str) -> int:

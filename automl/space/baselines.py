@@ -35,13 +35,17 @@ class Baseline:
 
 
 def rule_of_thumb_baselines(n_inputs: int, n_outputs: int, task: Task, *, max_epochs: int,
-                            patience: int, n_train_rows: int) -> list[Baseline]:
-    """The baselines for a dataset with ``n_inputs`` encoded features and ``n_outputs``."""
+                            patience: int, n_train_rows: int,
+                            class_weight: str = "none") -> list[Baseline]:
+    """The baselines for a dataset with ``n_inputs`` encoded features and ``n_outputs``;
+    ``class_weight`` is the run's (the same protocol as the tuned model's)."""
     loss = "mse" if task == "regression" else "cross_entropy"
+    weights = class_weight if task != "regression" else "none"
 
     def train(optimizer: str = "adam", lr: float = 1e-3, batch: int = 32) -> TrainConfig:
         return TrainConfig(optimizer=optimizer, lr=lr, batch_size=min(batch, n_train_rows),
-                           max_epochs=max_epochs, patience=patience, loss=loss)
+                           max_epochs=max_epochs, patience=patience, loss=loss,
+                           class_weight=weights)
 
     def one_layer(units: int, activation: str = "relu") -> ModelConfig:
         return ModelConfig((max(1, units),), activation)

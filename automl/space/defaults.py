@@ -38,6 +38,7 @@ def default_params(task: Task, n_train_rows: int | None = None, n_numeric: int |
         "grad_clip_norm": Fixed(0.0),
         "loss": Choice(losses) if len(losses) > 1 else Fixed(losses[0]),
         "huber_delta": Fixed(1.0),
+        "class_weight": Fixed("none"),  # "balanced" for imbalanced classes: also baselines'
         **PLAIN_FAMILY,
         **(family_params(n_numeric) if budget == "default" else {}),
     }

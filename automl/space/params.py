@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from automl.configs import (
     ACTIVATIONS,
+    CLASS_WEIGHTS,
     CLASSIFICATION_LOSSES,
     EMBEDDINGS,
     LR_SCHEDULES,
@@ -88,4 +89,7 @@ DOMAINS: dict[str, Domain] = {
     "ensemble_k": Domain("int", 1, 64, help="TabM-mini members sharing one MLP (1: off)"),
     "beta2": Domain("float", 0.0, 1.0, low_open=True, help="Adam's second-moment decay"),
     "label_smoothing": Domain("float", 0.0, 0.5, help="label smoothing (classification)"),
+    "class_weight": Domain("option", options=CLASS_WEIGHTS,
+                           help="class weights of the training loss (classification): "
+                           "'balanced' weighs each class by n / (classes x its count)"),
 }

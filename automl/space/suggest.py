@@ -70,6 +70,7 @@ def suggest_trial_config(trial: optuna.Trial, space: SearchSpace, seed: int) -> 
         huber_delta=float(get("huber_delta")) if loss == "huber" else 1.0,
         beta2=float(get("beta2")) if optimizer in ADAM_FAMILY else 0.999,
         label_smoothing=float(get("label_smoothing")) if loss == "cross_entropy" else 0.0,
+        class_weight=str(get("class_weight")) if loss == "cross_entropy" else "none",
         seed=seed,
     )
     return TrialConfig(model, train)

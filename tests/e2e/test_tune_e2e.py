@@ -342,7 +342,7 @@ def test_an_imbalanced_table_is_judged_on_the_metric_asked_for(tmp_path: Path) -
                                weights=[0.9, 0.1], flip_y=0.02, random_state=0)
     frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(8)]).assign(churned=y)
     frame.to_csv(tmp_path / "imbalanced.csv", index=False)
-    (tmp_path / "space.yaml").write_text(FAST_SPACE)
+    (tmp_path / "space.yaml").write_text(FAST_SPACE + "class_weight: balanced\n")
     args = ("tune", str(tmp_path / "imbalanced.csv"), "--target", "churned", "--trials", "3",
             "--space", str(tmp_path / "space.yaml"), "--seeds", "1", "--metric", "roc_auc",
             "--storage", f"sqlite:///{tmp_path / 'auc.db'}", "--quiet")
@@ -367,5 +367,10 @@ def test_an_imbalanced_table_is_judged_on_the_metric_asked_for(tmp_path: Path) -
     assert {c["column"] for c in importance} == {f"x{i}" for i in range(8)}
     assert importance == sorted(importance, key=lambda c: -c["importance"])
     assert "The model leans most on: " in proc.stdout and "test ROC AUC drops" in proc.stdout
+    # class_weight: balanced reached every trial (and the baselines: tests/unit)
+    study = optuna.load_study(study_name=result["study_name"],
+                              storage=f"sqlite:///{tmp_path / 'auc.db'}")
+    assert {t.user_attrs["config"]["train"]["class_weight"] for t in study.trials} == {
+        "balanced"}
     bad = run_cli(*args[:-1], "--metric", "rmse")
     assert bad.returncode == 2 and "does not fit a binary target" in bad.stderr
