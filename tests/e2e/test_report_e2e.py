@@ -58,7 +58,9 @@ def test_report_of_a_finished_run_matches_the_stored_result(
                           f"{model['test_score_std'] * 100:.2f}")
         assert row[5] == f"{model['n_parameters']:,}"
         assert row[6] == f"{model['train_seconds']:.1f}"
-    assert len(re.findall(r'<img src="data:image/svg\+xml;base64,', page)) == 4
+    # history, size, epochs, hyperparameters, and the delivered model's columns
+    assert len(re.findall(r'<img src="data:image/svg\+xml;base64,', page)) == 5
+    assert 'alt="column importances"' in page and stored["feature_importance"]
     assert html.escape(result.verdict()) in page
 
     lines = stored_diagnostics_text(result, url).splitlines()
