@@ -1,0 +1,168 @@
+"""What the search itself costs per trial once a study holds many trials (issue 20).
+
+    python bench/ask_tell.py --history 1000 10000 [--trials 20] [--epochs 10]
+                             [--storage memory sqlite] [--sampler automl independent-tpe random]
+                             [--out bench/records/ask_tell.jsonl]
+
+For each history size N and storage, a study with the run's own sampler and pruner
+(``automl.study.settings``: multivariate grouped TPE with the constant liar, the median
+pruner) and the default space (``automl.space``, digits' shape) is filled with N finished
+trials (random parameters from the space, a synthetic loss curve of ``--epochs`` reports,
+a fifth of them pruned), added without sampling. Then ``--trials`` more are run the way
+a worker runs them, with no training: ask, suggest the configuration, report and ask the
+pruner every epoch, tell. Each step is timed; the mean per trial is printed and recorded.
+
+The cohort trainer's GPU rate (issue 20: 1,000 trials a minute and up on one GPU) leaves
+60 ms of wall time per trial; time outside training under 10 % means under 6 ms per
+trial for everything here. ``sqlite``: a file through ``automl.study.studies.make_storage``,
+as ``tune`` uses it (no write-behind: the per-epoch reports are written at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState, create_trial
+
+from automl.options import TuneOptions
+from automl.run.plan import settings_of
+from automl.space import SearchSpace
+from automl.space.suggest import suggest_trial_config
+from automl.study.settings import make_pruner, make_sampler
+from automl.study.studies import make_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+
+
+def default_space() -> SearchSpace:
+    """The default space as digits resolves it (64 inputs, 1,077 training rows)."""
+    return SearchSpace({}).resolve("multiclass", 1077, 64)
+
+
+def curve(quality: float, epochs: int) -> list[float]:
+    """A loss curve that falls to ``quality``."""
+    return [quality + 1.5 * math.exp(-0.4 * e) for e in range(epochs)]
+
+
+def synthetic_history(space: SearchSpace, n: int, epochs: int) -> list[Any]:
+    """``n`` finished trials with parameters drawn from ``space`` by a random sampler."""
+    scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trials = []
+    for number in range(n):
+        trial = scratch.ask()
+        config = suggest_trial_config(trial, space, seed=number)
+        quality = 0.1 + abs(math.log10(config.train.lr) + 2.5) / 5 + (number % 7) / 50
+        values = curve(quality, epochs)
+        pruned = number % 5 == 0
+        if pruned:
+            values = values[: max(2, epochs // 3)]
+        frozen = scratch.tell(trial, None if pruned else min(values),
+                              state=TrialState.PRUNED if pruned else TrialState.COMPLETE)
+        trials.append(create_trial(
+            state=frozen.state, value=frozen.value, params=frozen.params,
+            distributions=frozen.distributions,
+            intermediate_values=dict(enumerate(values)), user_attrs={"synthetic": True}))
+    return trials
+
+
+def timed(clock: dict[str, list[float]], name: str, work: Callable[[], Any]) -> Any:
+    start = time.perf_counter()
+    result = work()
+    clock.setdefault(name, []).append(time.perf_counter() - start)
+    return result
+
+
+def run_trials(study: optuna.Study, space: SearchSpace, n: int,
+               epochs: int) -> dict[str, float]:
+    """Run ``n`` trials as a worker does, without training; ms per trial by step."""
+    clock: dict[str, list[float]] = {}
+    for i in range(n):
+        trial = timed(clock, "ask", study.ask)
+        timed(clock, "suggest", lambda t=trial, i=i: suggest_trial_config(t, space, seed=i))
+        values = curve(0.2 + (i % 5) / 20, epochs)
+        report_s, prune_s = 0.0, 0.0
+        for epoch, value in enumerate(values):
+            start = time.perf_counter()
+            trial.report(value, epoch)
+            report_s += time.perf_counter() - start
+            start = time.perf_counter()
+            trial.should_prune()
+            prune_s += time.perf_counter() - start
+        clock.setdefault("report", []).append(report_s)
+        clock.setdefault("prune", []).append(prune_s)
+        timed(clock, "tell", lambda t=trial, v=values: study.tell(t, min(v)))
+    per_step = {name: 1000 * statistics.fmean(times) for name, times in clock.items()}
+    return {**per_step, "total": sum(per_step.values())}
+
+
+def sampler_named(name: str, settings: Any) -> optuna.samplers.BaseSampler:
+    """``automl``: the run's own (multivariate grouped TPE, constant liar); the others
+    are what the issue names as levers, measured beside it."""
+    if name == "independent-tpe":
+        return optuna.samplers.TPESampler(n_startup_trials=settings.tpe_startup_trials,
+                                          constant_liar=True, seed=settings.seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    return make_sampler(settings)
+
+
+def measure(history: int, storage_kind: str, n_trials: int, epochs: int, folder: Path,
+            sampler: str = "automl") -> dict[str, Any]:
+    space = default_space()
+    settings = settings_of(TuneOptions(n_trials=history + n_trials), space)
+    storage: Any = None
+    if storage_kind == "sqlite":
+        storage = make_storage(f"sqlite:///{folder / f'ask_tell_{history}_{sampler}.db'}")
+    study = optuna.create_study(storage=storage, sampler=sampler_named(sampler, settings),
+                                pruner=make_pruner(settings), direction="minimize",
+                                study_name=f"ask-tell-{history}")
+    start = time.perf_counter()
+    study.add_trials(synthetic_history(space, history, epochs))
+    filled = time.perf_counter() - start
+    per_trial = run_trials(study, space, n_trials, epochs)
+    return {"history": history, "storage": storage_kind, "sampler": sampler,
+            "trials": n_trials,
+            "epochs": epochs, "fill_s": round(filled, 1),
+            **{f"{k}_ms": round(v, 2) for k, v in per_trial.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--history", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--storage", nargs="+", default=["memory", "sqlite"],
+                        choices=["memory", "sqlite"])
+    parser.add_argument("--sampler", nargs="+", default=["automl"],
+                        choices=["automl", "independent-tpe", "random"])
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with tempfile.TemporaryDirectory() as folder:
+        for history in args.history:
+            for kind, sampler in ((k, s) for k in args.storage for s in args.sampler):
+                row = measure(history, kind, args.trials, args.epochs, Path(folder), sampler)
+                row.update(date=stamp, machine=platform.node(), cpus=os.cpu_count(),
+                           load=round(os.getloadavg()[0], 1), optuna=optuna.__version__)
+                print(json.dumps(row), flush=True)
+                if args.out:
+                    with args.out.open("a") as out:
+                        out.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
