@@ -136,13 +136,15 @@ def compute(name: str, y: np.ndarray, predictions: np.ndarray) -> float:
 
 def compute_all(task: str, y: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     """Every metric that applies to ``task``; one that cannot be computed on these rows
-    (ROC AUC on a split with one class) is left out."""
+    (ROC AUC on a split with one class, log loss of non-finite outputs) is left out."""
     found = {}
     for metric in (m for m in METRICS.values() if task in m.tasks):
         try:
-            found[metric.name] = compute(metric.name, y, predictions)
-        except ValueError:
+            value = compute(metric.name, y, predictions)
+        except ValueError:  # e.g. non-finite outputs for log loss
             continue
+        if math.isfinite(value):  # ROC AUC with one class in the rows is NaN
+            found[metric.name] = value
     return found
 
 

@@ -120,9 +120,11 @@ class _AutoMLEstimator(BaseEstimator):
                                  "X.reshape(1, -1) if it is one row")
             frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
             names = None
+        named = names is not None and all(isinstance(c, str) for c in X.columns)
         if fitting:
             self.n_features_in_ = frame.shape[1]
-            if names is not None and all(isinstance(c, str) for c in X.columns):
+            self._columns = list(frame.columns)  # what the model's rows must be called
+            if named:
                 self.feature_names_in_ = names
             elif hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
@@ -130,8 +132,8 @@ class _AutoMLEstimator(BaseEstimator):
         if frame.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {frame.shape[1]} features, but {type(self).__name__} "
                              f"is expecting {self.n_features_in_} features as input")
-        if names is None and hasattr(self, "feature_names_in_"):
-            frame.columns = list(self.feature_names_in_)
+        if not named or not hasattr(self, "feature_names_in_"):
+            frame.columns = list(self._columns)  # by position, as scikit-learn does
         return frame
 
 

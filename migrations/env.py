@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from alembic import context
 
 from automl.queue.models import PREFIX, VERSION_TABLE, Base
@@ -23,6 +24,19 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool,
     return table is None or str(table.name).startswith(PREFIX)
 
 
+def compare_type(ctx: Any, inspected_column: Any, metadata_column: Any, inspected_type: Any,
+                 metadata_type: Any) -> bool | None:
+    """SQLite enforces no VARCHAR length, so a length is not drift there (0006 widens
+    ``automl_runs.metric`` only where lengths count); otherwise Alembic's comparison."""
+    def short_text(t: Any) -> bool:
+        return isinstance(t, sa.String) and not isinstance(t, sa.Text | sa.Enum)
+
+    lengths_only = short_text(inspected_type) and short_text(metadata_type)
+    if ctx.dialect.name == "sqlite" and lengths_only:
+        return False
+    return None
+
+
 def run_migrations() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
@@ -34,7 +48,7 @@ def run_migrations() -> None:
         version_table=VERSION_TABLE,
         include_object=include_object,
         render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
+        compare_type=compare_type,
     )
     with context.begin_transaction():
         context.run_migrations()

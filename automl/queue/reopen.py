@@ -7,7 +7,7 @@ stays ``running`` with tickets whose leases have lapsed. Either can be re-opened
 - **finish**: the trials it has are all it gets (the rest of its budget is ``skipped``);
   its baselines and final evaluation are queued again.
 - **resume**: its unspent trial tickets are queued again as well, so the search goes on up
-  to its trial budget.
+  to its trial budget (a run with a timeout gets the whole timeout again).
 
 Nothing already done is run again: done tickets stay done, and the study keeps its trials.
 """
@@ -15,7 +15,7 @@ Nothing already done is run again: done tickets stay done, and the study keeps i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, exists, func, select, update
 
@@ -45,7 +45,7 @@ def reopen_run(engine: Engine, run_id: str, *, resume: bool, note: str | None = 
     def reopen() -> Reopened:
         now = utcnow()
         with engine.begin() as connection:
-            run = connection.execute(select(Run.status, Run.data_notes)
+            run = connection.execute(select(Run.status, Run.data_notes, Run.timeout_s)
                                      .where(Run.id == run_id)).one()
             _check_reopenable(connection, run_id, run.status, now)
             trials = (update(Ticket).where(Ticket.run_id == run_id, Ticket.kind == "trial",
@@ -57,10 +57,12 @@ def reopen_run(engine: Engine, run_id: str, *, resume: bool, note: str | None = 
                 update(Ticket).where(Ticket.run_id == run_id, Ticket.kind.in_(FINAL_KINDS),
                                      Ticket.status != "done")
                 .values(**_queued(now))).rowcount
-            notes = [*(run.data_notes or []), *([note] if note else [])]
+            notes = [*(n for n in run.data_notes or [] if n != note), *([note] if note else [])]
+            deadline = None if not resume or run.timeout_s is None \
+                else now + timedelta(seconds=run.timeout_s)  # a resumed run's timeout anew
             connection.execute(update(Run).where(Run.id == run_id).values(
                 status="running", error=None, finished_at=None, summary=None,
-                data_notes=notes, deadline_at=None))
+                data_notes=notes, deadline_at=deadline))
         return Reopened(run_id, 0 if resume else changed, changed if resume else 0, final)
 
     return with_retry(reopen)
@@ -77,7 +79,7 @@ def _check_reopenable(connection: Connection, run_id: str, status: str, now: dat
                           f"{run_id}`", field="run")
     live = select(exists().where(Ticket.run_id == run_id, Ticket.status == "running",
                                  Ticket.leased_until > now))
-    if status in ("queued", "running") and connection.execute(live).scalar():
+    if connection.execute(live).scalar():  # a failed run's trials in flight finish too
         raise ConfigError(f"run {run_id} is still running (a worker holds its work); wait "
                           f"for it, or stop it with `automl cancel {run_id}` first",
                           field="run")

@@ -196,7 +196,8 @@ def importance_sentence(result: TuneResult) -> str | None:
     more = len(result.feature_importance) - len(top)
     points = ", in points" if metric.scale == 100 else ""
     rest = f"; {more} more column(s) below" if more > 0 else ""
-    return (f"The model leans most on: {shown}{rest} (how much {metric.label} drops when "
+    worse = "drops" if metric.greater_is_better else "rises"
+    return (f"The model leans most on: {shown}{rest} (how much {metric.label} {worse} when "
             f"the column's values are shuffled{points}).")
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from automl.configs import TrialConfig
 from automl.data import PreparedData
-from automl.metrics import compute, compute_all, constant_predictions
+from automl.metrics import compute, compute_all, constant_predictions, default_metric
 from automl.results.result import BestTrial, ModelScore, TuneResult
 from automl.space.baselines import Baseline
 from automl.study.trials import count_trials, search_seconds
@@ -41,7 +41,8 @@ def constant_baseline(prepared: PreparedData, baseline: Baseline, metric: str) -
 
     test, val = compute(metric, *scores(prepared.y_test)), compute(metric, *scores(prepared.y_val))
     return ModelScore(baseline.name, baseline.rule, None, test, 0.0, [test], val, 0, 0.0, 0.0,
-                      metrics=compute_all(task, *scores(prepared.y_test)))
+                      metrics=compute_all(task, *scores(prepared.y_test)),
+                      search_val_score=compute(default_metric(task), *scores(prepared.y_val)))
 
 
 def summarize(study: optuna.Study, prepared: PreparedData, best: FrozenTrial,

@@ -24,9 +24,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("automl_runs") as batch:
-        batch.alter_column("metric", existing_type=sa.String(length=16),
-                           type_=sa.String(length=32), existing_nullable=False)
+    if _enforces_lengths():
+        with op.batch_alter_table("automl_runs") as batch:
+            batch.alter_column("metric", existing_type=sa.String(length=16),
+                               type_=sa.String(length=32), existing_nullable=False)
     with op.batch_alter_table("automl_baselines") as batch:
         batch.add_column(sa.Column("metrics", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("search_val_score", sa.Float(), nullable=True))
@@ -36,6 +37,13 @@ def downgrade() -> None:
     with op.batch_alter_table("automl_baselines") as batch:
         batch.drop_column("search_val_score")
         batch.drop_column("metrics")
-    with op.batch_alter_table("automl_runs") as batch:
-        batch.alter_column("metric", existing_type=sa.String(length=32),
-                           type_=sa.String(length=16), existing_nullable=False)
+    if _enforces_lengths():
+        with op.batch_alter_table("automl_runs") as batch:
+            batch.alter_column("metric", existing_type=sa.String(length=32),
+                               type_=sa.String(length=16), existing_nullable=False)
+
+
+def _enforces_lengths() -> bool:
+    """SQLite ignores VARCHAR lengths, and changing one there rebuilds automl_runs, which
+    its tickets' foreign keys forbid once a run exists: only other databases alter it."""
+    return bool(op.get_bind().dialect.name != "sqlite")

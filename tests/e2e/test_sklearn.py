@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes
@@ -68,6 +69,10 @@ def test_a_regressor_works_under_cross_val_score_with_named_columns() -> None:
     assert model.predict(X.iloc[240:].to_numpy()).dtype == np.float64  # by position too
     again = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(again.predict(X.iloc[240:]), model.predict(X.iloc[240:]))
+    # a frame with unnamed (integer) columns, then an array: matched by position
+    unnamed = AutoMLRegressor(**QUICK).fit(pd.DataFrame(X.iloc[:240].to_numpy()), y.iloc[:240])
+    assert not hasattr(unnamed, "feature_names_in_")
+    assert len(unnamed.predict(X.iloc[240:].to_numpy())) == len(X) - 240
 
 
 def test_parameters_are_scikit_learns_and_clone_keeps_them() -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from automl.errors import ConfigError, SpaceError
-from automl.metrics import check_metric, compute, constant_predictions
+from automl.metrics import check_metric, compute, compute_all, constant_predictions
 from automl.results.result import BestTrial, ModelScore, TuneResult, comparison_rows, format_report
 from automl.space import Choice, Fixed, FloatRange, IntRange, SearchSpace, default_space
 from automl.space.baselines import rule_of_thumb_baselines
@@ -94,6 +95,26 @@ def test_constant_floor_scores() -> None:
 def _score(name: str, value: float) -> ModelScore:
     return ModelScore(name, "rule", {"hidden_units": [8], "activation": "relu"}, value, 0.01,
                       [value], value, 100, 1.0, 10.0)
+
+
+def test_every_metric_that_cannot_be_computed_on_the_rows_is_left_out() -> None:
+    one_class = np.zeros(4, dtype=int)
+    probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.7, 0.3]])
+    found = compute_all("binary", one_class, probabilities)
+    assert "roc_auc" not in found and found["accuracy"] == 1.0  # AUC is undefined here
+
+
+def test_the_constant_baseline_is_placed_on_the_search_plots_in_the_trials_metric() -> None:
+    from automl.data import load_dataset
+    from automl.run.finish import constant_baseline
+    from automl.space.baselines import Baseline
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=100), "y": rng.normal(size=100) * 5000.0})
+    prepared = load_dataset(frame, "y", seed=0)
+    floor = constant_baseline(prepared, Baseline("constant", "mean", None), "rmse")
+    assert floor.val_score is not None and floor.val_score > 1000  # RMSE, in the target's units
+    assert floor.search_val_score is not None and floor.search_val_score <= 0.0  # R²
 
 
 def test_report_and_json_name_the_winner() -> None:
