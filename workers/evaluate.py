@@ -57,22 +57,18 @@ def measure(model: torch.nn.Module, outcome: TrainOutcome, data: TensorSplits,
             metric: str | None = None) -> Evaluation:
     """Score a trained model on the validation and test splits, in ``metric`` (a name of
     :mod:`automl.metrics`; None: accuracy or R²)."""
-    def scored(x: torch.Tensor, y: torch.Tensor) -> float:
-        outputs = predict(model, x)
-        return score(data.task, outputs, y) if metric is None \
-            else metric_score(metric, data, outputs, y)
-
-    search_val_score = score(data.task, predict(model, data.x_val), data.y_val)
-    return Evaluation(search_val_score=search_val_score,
+    val_outputs = predict(model, data.x_val)  # once: both validation scores read it
+    return Evaluation(
         val_loss=outcome.best_val_loss,
-        val_score=scored(data.x_val, data.y_val),
-        test_score=scored(data.x_test, data.y_test),
+        val_score=scored_in(metric, data, val_outputs, data.y_val),
+        test_score=scored_in(metric, data, predict(model, data.x_test), data.y_test),
         n_parameters=count_trainable(model),
         epochs=outcome.epochs_run,
         seconds=outcome.seconds,
         stop_reason=outcome.stop_reason,
         detail=outcome.detail,
         history=[float(v) for v in outcome.val_losses],
+        search_val_score=score(data.task, val_outputs, data.y_val),
     )
 
 
@@ -105,15 +101,18 @@ def evaluate_seeds(config: TrialConfig, seeds: Sequence[int], data: TensorSplits
     models = [model for model, _ in trained]
     runs = [measure(model, outcome, data, metric) for model, outcome in trained]
     ensemble = combine(models, data.task)
-    val_outputs, test_outputs = predict(ensemble, data.x_val), predict(ensemble, data.x_test)
-    if metric is None:
-        val, test = (score(data.task, val_outputs, data.y_val),
-                     score(data.task, test_outputs, data.y_test))
-    else:
-        val, test = (metric_score(metric, data, val_outputs, data.y_val),
-                     metric_score(metric, data, test_outputs, data.y_test))
-    return SeedsEvaluation(runs, val, test, ensemble,
+    test_outputs = predict(ensemble, data.x_test)
+    return SeedsEvaluation(runs,
+                           scored_in(metric, data, predict(ensemble, data.x_val), data.y_val),
+                           scored_in(metric, data, test_outputs, data.y_test), ensemble,
                            all_metrics(data, test_outputs, data.y_test))
+
+
+def scored_in(metric: str | None, data: TensorSplits, outputs: torch.Tensor,
+              y: torch.Tensor) -> float:
+    """``metric`` of these outputs (None: accuracy or R², what trials record)."""
+    return score(data.task, outputs, y) if metric is None \
+        else metric_score(metric, data, outputs, y)
 
 
 Trained = tuple[torch.nn.Module, TrainOutcome]
