@@ -48,6 +48,9 @@ class TuneOptions:
     ray_address: str | None = None
     head_start: bool = True  # train the first trials while a local Ray starts (CPU only)
     gpus_per_trial: float = 0.0  # a fraction packs several trials on one GPU (BENCHMARKS.md)
+    # Trial tickets a Ray task claims and trains as cohorts where that pays (issue 20);
+    # None: 8 on a CPU, 256 on a GPU; 1: one trial per task, as before cohorts.
+    cohort_trials: int | None = None
     max_consecutive_failures: int = 10
     progress: bool = True
     limits: DataLimits = field(default_factory=DataLimits)
@@ -63,6 +66,8 @@ class TuneOptions:
                               f"{', '.join(METRICS)}", field="metric")
         if self.n_workers is not None:
             _whole_number("n_workers", self.n_workers)
+        if self.cohort_trials is not None:
+            _whole_number("cohort_trials", self.cohort_trials)
         if self.timeout is not None and (not isinstance(self.timeout, (int, float))
                                          or isinstance(self.timeout, bool)
                                          or not 0 < self.timeout < math.inf):

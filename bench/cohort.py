@@ -77,7 +77,9 @@ def trial_configs(args: argparse.Namespace) -> list[Any]:
     from automl.configs import ModelConfig, TrainConfig, TrialConfig
 
     rng = np.random.default_rng(args.seed)
-    return [TrialConfig(ModelConfig(tuple(args.units), "relu"),
+    model = ModelConfig(tuple(args.units), "relu", embedding=args.embedding,
+                        embedding_dim=args.embedding_dim, n_bins=args.n_bins)
+    return [TrialConfig(model,
                         TrainConfig("adam", lr=float(10 ** rng.uniform(-4, -2)),
                                     batch_size=args.batch_size, max_epochs=args.epochs,
                                     patience=args.epochs, seed=i))
@@ -101,7 +103,7 @@ def measure(args: argparse.Namespace, k: int) -> dict[str, Any]:
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
     n = args.rows
     data = TensorSplits(xt[:n], yt[:n], xt[n:], yt[n:], xt[n:], yt[n:], "multiclass",
-                        int(y.max()) + 1, x.shape[1])
+                        int(y.max()) + 1, n_numeric=x.shape[1])
     configs = trial_configs(args)[:args.ordinary if k == 0 else args.trials]
     accuracies: list[float] = []
     warm_up(configs[:2], data)
@@ -146,6 +148,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=6000)
     parser.add_argument("--units", type=int, nargs="+", default=[128, 128])
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--embedding", choices=["none", "piecewise_linear"], default="none",
+                        help="the numeric columns' embedding (every column is numeric)")
+    parser.add_argument("--embedding-dim", type=int, default=16)
+    parser.add_argument("--n-bins", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--ordinary", type=int, default=8, help="trials the ordinary loop runs")

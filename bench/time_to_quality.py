@@ -16,6 +16,9 @@ time), on the same dataset and the same seeded 60/20/20 split from
 * **ours-1w** — the same with ``n_workers=1`` (one trial at a time, one thread).
 * **ours-cold** — ``ours`` with ``warm_start=False``: the search does not start from the
   rules of thumb (:mod:`automl.study.warm_start`), its start-up trials are all random.
+* **ours-solo** — ``ours`` with ``cohort_trials=1``: one trial per Ray task, as before
+  trials trained in cohorts (issue 20); ``ours`` claims 8 trial tickets per task and
+  trains those of one structure as one stacked model where that pays.
 * **ours-no-head** — ``ours`` with ``head_start=False``: no trial trains before Ray is up
   (:mod:`workers.head_start`), and the run, with its timeout, starts once Ray is up.
 * **plain** — a script written the way Optuna's PyTorch example
@@ -79,7 +82,7 @@ from automl.data import PreparedData, load_dataset
 # shared/ sits beside the repository (as in CI); AUTOML_SHARED overrides it.
 SHARED = Path(os.environ.get("AUTOML_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DATASETS = {"letter": SHARED / "datasets" / "pmlb_letter.tsv.gz"}
-SIDES = ("ours", "ours-1w", "ours-cold", "ours-no-head", "plain", "plain-1t")
+SIDES = ("ours", "ours-1w", "ours-cold", "ours-solo", "ours-no-head", "plain", "plain-1t")
 PLAIN_BATCH = 128  # BATCHSIZE of Optuna's example
 PLAIN_EPOCHS = 10  # EPOCHS of Optuna's example
 MANY_TRIALS = 100_000  # the budget is the wall-clock, not a trial count
@@ -191,14 +194,15 @@ def run_plain(args: argparse.Namespace, t0: float, threads: int) -> dict[str, An
 
 # ---- our tuner ----------------------------------------------------------------------------
 def run_ours(args: argparse.Namespace, t0: float, n_workers: int | None,
-             warm_start: bool = True, head_start: bool = True) -> dict[str, Any]:
+             warm_start: bool = True, head_start: bool = True,
+             cohort_trials: int | None = None) -> dict[str, Any]:
     frame = load_frame(args.dataset, args.max_rows)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'study.db'}"
         result = automl.tune(frame, "target", n_trials=MANY_TRIALS, timeout=args.budget_s,
                              seed=args.seed, n_seeds=1, n_workers=n_workers, storage=url,
                              progress=False, warm_start=warm_start,
-                             head_start=head_start)
+                             head_start=head_start, cohort_trials=cohort_trials)
         study = optuna.load_study(study_name=result.study_name, storage=url)
         trials = [trial_record(t, t0, t.user_attrs.get("val_score")
                                if t.state.name == "COMPLETE" else None,
@@ -235,7 +239,8 @@ def child(args: argparse.Namespace) -> None:
     else:
         out = run_ours(args, t0, 1 if args.child == "ours-1w" else None,
                        warm_start=args.child != "ours-cold",
-                       head_start=args.child != "ours-no-head")
+                       head_start=args.child != "ours-no-head",
+                       cohort_trials=1 if args.child == "ours-solo" else None)
     out["wall_s"] = time.time() - t0
     out["driver_peak_rss_mib"] = vm_hwm_mib()
     Path(args.out).write_text(json.dumps(out))
@@ -406,7 +411,7 @@ def table(rows: list[dict[str, Any]], checkpoints: list[float], budget: float) -
 def ratios(rows: list[dict[str, Any]], budget: float) -> list[str]:
     by = {row["side"]: row for row in rows}
     lines = []
-    for name in ("ours", "ours-1w", "ours-cold", "ours-no-head"):
+    for name in ("ours", "ours-1w", "ours-cold", "ours-solo", "ours-no-head"):
         for rival in ("plain", "plain-1t"):
             ours, plain = by.get(name), by.get(rival)
             if ours is None or plain is None:

@@ -38,11 +38,12 @@ from workers.member_optim import (
     optimizer_step,
     validation_losses,
 )
-from workers.model import build_model
+from workers.model import build_model, fit_bins
 from workers.stacked import StackedMLP, join, load_member, stack_models, take
 from workers.train import EpochCallback, TrainOutcome
 
 CohortKey = tuple[Hashable, ...]
+STACKED_EMBEDDINGS = ("none", "piecewise_linear")
 
 
 @dataclass
@@ -59,16 +60,18 @@ Refill = Callable[[int], Sequence[Member]]
 
 
 def cohort_key(config: TrialConfig) -> CohortKey | None:
-    """What members of one cohort must share; None for a configuration that trains only
-    the ordinary way (numeric embeddings, TabM members, a one-cycle schedule, an
-    optimiser other than Adam, AdamW or SGD, SELU's alpha dropout, class weights)."""
+    """What members of one cohort must share (piecewise-linear embeddings: their size and
+    bins too); None for a configuration that trains only the ordinary way (periodic
+    embeddings, TabM members, a one-cycle schedule, an optimiser other than Adam, AdamW or
+    SGD, class weights)."""
     model, train = config.model, config.train
-    if (model.embedding != "none" or model.ensemble_k != 1 or train.lr_schedule == "onecycle"
-            or train.optimizer not in COHORT_OPTIMIZERS or train.class_weight != "none"
-            or (model.activation == "selu" and model.dropout > 0)):
+    if (model.embedding not in STACKED_EMBEDDINGS or model.ensemble_k != 1
+            or train.lr_schedule == "onecycle" or train.optimizer not in COHORT_OPTIMIZERS
+            or train.class_weight != "none"):
         return None
+    embedded = (model.embedding_dim, model.n_bins) if model.embedding != "none" else ()
     return (model.depth, model.activation, model.batch_norm, train.optimizer,
-            train.batch_size, train.loss, train.huber_delta)
+            train.batch_size, train.loss, train.huber_delta, model.embedding, *embedded)
 
 
 @dataclass
@@ -103,6 +106,7 @@ class Cohort:
         self.batch_size, self.loss = first.train.batch_size, first.train.loss
         self.huber_delta = first.train.huber_delta
         self.steps_per_epoch = math.ceil(len(data.x_train) / self.batch_size)
+        self.bins = fit_bins(first.model, data.x_train, data.n_numeric)  # shared by key
         self.model, self.progress = self._stack(members)
         self.moments = new_moments(self.optimizer, self.model.params)
         self.settings = self._settings(members)
@@ -123,7 +127,8 @@ class Cohort:
                 raise ValueError(f"member {member.key!r} does not share the cohort's structure")
             torch.manual_seed(member.config.train.seed)  # as fit() seeds a model alone
             models.append(build_model(member.config.model, self.data.n_inputs,
-                                      self.data.n_outputs, self.data.task).to(self.data.device))
+                                      self.data.n_outputs, self.data.task, self.data.n_numeric,
+                                      self.bins).to(self.data.device))
             train = member.config.train
             progress.append(_Progress(
                 member, EpochSchedule(train.lr_schedule, train.max_epochs, train.patience,
@@ -206,8 +211,8 @@ class Cohort:
     def best_model(self, index: int) -> nn.Module:
         """Member ``index``'s best weights as the ordinary model it would be alone."""
         config = self.progress[index].member.config.model
-        model = build_model(config, self.data.n_inputs, self.data.n_outputs,
-                            self.data.task).to(self.data.device)
+        model = build_model(config, self.data.n_inputs, self.data.n_outputs, self.data.task,
+                            self.data.n_numeric, self.bins).to(self.data.device)
         load_member(self.best, index, model, config.hidden_units)
         return model.eval()
 

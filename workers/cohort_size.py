@@ -22,20 +22,27 @@ from automl.configs import ModelConfig
 CPU_MAX_MACS = 100_000  # multiply-adds per row above which a CPU cohort no longer pays
 CPU_MACS_PER_COHORT = 2**20  # a CPU cohort's members x their multiply-adds per row
 MAX_CPU_COHORT, MAX_GPU_COHORT = 32, 1024
+# Trial tickets a worker (or Ray task) claims at once: what its cohorts draw from.
+CPU_COHORT_TRIALS, GPU_COHORT_TRIALS = 8, 256
 GPU_MEMORY_SHARE = 0.5
 
 
-def multiply_adds(model: ModelConfig, n_inputs: int, n_outputs: int) -> int:
-    """Multiply-adds of one row's forward pass through a plain MLP."""
+def multiply_adds(model: ModelConfig, n_inputs: int, n_outputs: int, n_numeric: int = 0) -> int:
+    """Multiply-adds of one row's forward pass through an MLP (and its piecewise-linear
+    embedding of the first ``n_numeric`` inputs, if it has one)."""
+    embedding = 0
+    if model.embedding != "none" and n_numeric > 0:
+        embedding = n_numeric * (model.n_bins + 1) * model.embedding_dim
+        n_inputs += n_numeric * (model.embedding_dim - 1)
     sizes = [n_inputs, *model.hidden_units, n_outputs]
-    return sum(a * b for a, b in itertools.pairwise(sizes))
+    return embedding + sum(a * b for a, b in itertools.pairwise(sizes))
 
 
 def cohort_capacity(model: ModelConfig, n_inputs: int, n_outputs: int, batch_size: int,
-                    device: torch.device) -> int:
+                    device: torch.device, n_numeric: int = 0) -> int:
     """The most members of ``model``'s shape to train together on ``device``; 1 means the
     ordinary loop is as fast (a wide model on a CPU)."""
-    macs = max(1, multiply_adds(model, n_inputs, n_outputs))
+    macs = max(1, multiply_adds(model, n_inputs, n_outputs, n_numeric))
     if device.type != "cuda":
         if macs > CPU_MAX_MACS:
             return 1
@@ -44,3 +51,8 @@ def cohort_capacity(model: ModelConfig, n_inputs: int, n_outputs: int, batch_siz
     activations = batch_size * (n_inputs + 4 * sum(model.hidden_units) + 2 * n_outputs)
     per_member = 4 * (5 * macs + activations)  # float32 bytes; weights ~ multiply-adds
     return max(1, min(MAX_GPU_COHORT, int(free * GPU_MEMORY_SHARE) // per_member))
+
+
+def default_cohort_trials(device: str | torch.device) -> int:
+    """How many trial tickets one worker or Ray task claims at once on ``device``."""
+    return GPU_COHORT_TRIALS if torch.device(device).type == "cuda" else CPU_COHORT_TRIALS

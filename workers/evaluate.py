@@ -124,7 +124,7 @@ def train_seeds(configs: Sequence[TrialConfig], data: TensorSplits,
     device makes that pay (:mod:`workers.cohort_size`), else one after another."""
     first = configs[0]
     capacity = cohort_capacity(first.model, data.n_inputs, data.n_outputs,
-                               first.train.batch_size, data.device)
+                               first.train.batch_size, data.device, data.n_numeric)
     if len(configs) < 2 or capacity < 2 or cohort_key(first) is None:
         return [fit(config, data, on_epoch) for config in configs]
     trained: dict[int, Trained] = {}

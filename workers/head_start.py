@@ -72,6 +72,6 @@ def _serve(url: str, run_id: str, prepared: PreparedData, worker_id: str, lease_
     its ``worker_id``)."""
     logging.getLogger("optuna").setLevel(logging.WARNING)
     worker = ServiceWorker(url, worker_id=worker_id, lease_s=lease_s, poll_s=0.1,
-                           threads=1, device="cpu")
+                           threads=1, device="cpu", cohort_trials=1)
     worker.runner.preload(run_id, prepared)
     worker.serve(until=stop.is_set)

@@ -29,11 +29,14 @@ LEASE_S = 30.0  # as `automl worker`'s default: a busy machine's heartbeats keep
 
 def run_to_end(url: str, run_id: str, prepared: PreparedData, finished: Callable[[], bool],
                *, ray_address: str | None = None, n_workers: int | None = None,
-               gpus_per_trial: float = 0.0, head_start: bool = True) -> None:
+               gpus_per_trial: float = 0.0, head_start: bool = True,
+               cohort_trials: int | None = None) -> None:
     """Serve ``run_id``'s tickets until ``finished()`` (asked between steps, and every half
     second while Ray starts: it also draws the progress) says the run has ended. They train
     on Ray at ``ray_address`` (None: a local Ray with ``n_workers`` CPUs), each taking
-    ``gpus_per_trial`` of a GPU; ``head_start``: see :mod:`workers.head_start`.
+    ``gpus_per_trial`` of a GPU, up to ``cohort_trials`` trials per task (None: the
+    device's default, :func:`workers.cohort_size.default_cohort_trials`); ``head_start``:
+    see :mod:`workers.head_start`.
 
     Whatever happens, the fork has exited and a Ray started here is shut down on return,
     so nothing of this run trains any more (an interrupted run's RUNNING trials are the
@@ -46,7 +49,8 @@ def run_to_end(url: str, run_id: str, prepared: PreparedData, finished: Callable
         with _asking(finished):
             worker = RayServiceWorker(url, ray_address=ray_address or "local",
                                       n_workers=n_workers, gpus_per_trial=gpus_per_trial,
-                                      lease_s=LEASE_S, poll_s=0.2, preload={run_id: prepared})
+                                      lease_s=LEASE_S, poll_s=0.2, preload={run_id: prepared},
+                                      cohort_trials=cohort_trials)
     except BaseException:
         if head is not None:
             head.close()

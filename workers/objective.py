@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import optuna
 import torch
 from optuna.trial import FrozenTrial
+from torch import nn
 
-from automl.configs import count_parameters
+from automl.configs import TrialConfig, count_parameters
 from automl.space import SearchSpace
 from automl.space.suggest import suggest_trial_config
 from automl.study.pruning import ASK_EVERY_EPOCH, PruningPolicy
@@ -24,6 +25,7 @@ from automl.study.storage.private import stored_trial
 from workers.callbacks import Faults, Interruption, Pruning, Report, in_turn
 from workers.data import TensorSplits, predict, score
 from workers.evaluate import fit
+from workers.train import TrainOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,66 @@ class TrialHooks:
 
     on_start: Callable[[optuna.Trial], None] | None = None
     stop_reason: Callable[[], str | None] | None = None
+
+
+@dataclass
+class TrialWatch:
+    """A running trial's ``on_epoch`` and what its callbacks saw (see
+    :mod:`workers.callbacks`)."""
+
+    on_epoch: Callable[[int, float], bool]
+    interruption: Interruption
+    pruning: Pruning
+
+
+def start_trial(trial: optuna.Trial, space: SearchSpace, data: TensorSplits,
+                seed: int) -> TrialConfig:
+    """Sample ``trial``'s configuration and record it, its device and its size."""
+    config = suggest_trial_config(trial, space, seed=seed + trial.number)
+    trial.set_user_attr("config", config.to_dict())
+    trial.set_user_attr("device", str(data.device))
+    trial.set_user_attr("n_parameters",
+                        count_parameters(data.n_inputs, data.n_outputs, config.model,
+                                         data.n_numeric))
+    return config
+
+
+def watch_trial(trial: optuna.Trial, policy: PruningPolicy,
+                stop_reason: Callable[[], str | None] | None) -> TrialWatch:
+    """The epoch callbacks of one trial: faults, interruption, report, pruning."""
+    interruption = Interruption(stop_reason)
+    report = Report(trial)
+    pruning = Pruning(trial, policy, report)
+    return TrialWatch(in_turn([Faults(trial.number), interruption, report, pruning]),
+                      interruption, pruning)
+
+
+def record_error(trial: optuna.Trial, exc: BaseException) -> None:
+    """Why a trial failed: out of memory or an error, with its class and message."""
+    oom = isinstance(exc, torch.OutOfMemoryError)
+    trial.set_user_attr("stop_reason", "out_of_memory" if oom else "error")
+    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+
+
+def trial_value(trial: optuna.Trial, data: TensorSplits, model: nn.Module,
+                outcome: TrainOutcome, watch: TrialWatch) -> float:
+    """Record how a trained trial ended and return its value (its best validation
+    loss); raises :class:`TrialInterrupted` or ``optuna.TrialPruned`` instead."""
+    if watch.interruption.reason is not None:
+        trial.set_user_attr("stop_reason", watch.interruption.reason)
+        raise TrialInterrupted(watch.interruption.reason)
+    trial.set_user_attr("val_score", score(data.task, predict(model, data.x_val), data.y_val))
+    trial.set_user_attr("epochs", outcome.epochs_run)
+    trial.set_user_attr("seconds", outcome.seconds)
+    pruned_at = watch.pruning.pruned_at
+    trial.set_user_attr("stop_reason", "pruned" if pruned_at is not None
+                        else outcome.stop_reason)
+    if pruned_at is not None:
+        raise optuna.TrialPruned(f"pruned at epoch {pruned_at}")
+    if outcome.stop_reason == "diverged":
+        trial.set_user_attr("detail", outcome.detail)
+        raise optuna.TrialPruned(f"diverged: {outcome.detail}")
+    return outcome.best_val_loss
 
 
 def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
@@ -55,37 +117,14 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
     def objective(trial: optuna.Trial) -> float:
         if hooks.on_start is not None:
             hooks.on_start(trial)
-        config = suggest_trial_config(trial, space, seed=seed + trial.number)
-        trial.set_user_attr("config", config.to_dict())
-        trial.set_user_attr("device", str(data.device))
-        trial.set_user_attr("n_parameters",
-                            count_parameters(data.n_inputs, data.n_outputs, config.model,
-                                             data.n_numeric))
-        interruption = Interruption(hooks.stop_reason)
-        report = Report(trial)
-        pruning = Pruning(trial, policy, report)
-        on_epoch = in_turn([Faults(trial.number), interruption, report, pruning])
+        config = start_trial(trial, space, data, seed)
+        watch = watch_trial(trial, policy, hooks.stop_reason)
         try:
-            model, outcome = fit(config, data, on_epoch)
+            model, outcome = fit(config, data, watch.on_epoch)
         except Exception as exc:
-            oom = isinstance(exc, torch.OutOfMemoryError)
-            trial.set_user_attr("stop_reason", "out_of_memory" if oom else "error")
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+            record_error(trial, exc)
             raise
-        if interruption.reason is not None:
-            trial.set_user_attr("stop_reason", interruption.reason)
-            raise TrialInterrupted(interruption.reason)
-        trial.set_user_attr("val_score", score(data.task, predict(model, data.x_val), data.y_val))
-        trial.set_user_attr("epochs", outcome.epochs_run)
-        trial.set_user_attr("seconds", outcome.seconds)
-        pruned = pruning.pruned_at is not None
-        trial.set_user_attr("stop_reason", "pruned" if pruned else outcome.stop_reason)
-        if pruned:
-            raise optuna.TrialPruned(f"pruned at epoch {pruning.pruned_at}")
-        if outcome.stop_reason == "diverged":
-            trial.set_user_attr("detail", outcome.detail)
-            raise optuna.TrialPruned(f"diverged: {outcome.detail}")
-        return outcome.best_val_loss
+        return trial_value(trial, data, model, outcome, watch)
 
     return objective
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import ray
@@ -20,9 +21,10 @@ import torch
 from automl.data import PreparedData
 from automl.errors import ConfigError
 from automl.queue import leases
+from workers.cohort_size import default_cohort_trials
 from workers.ray_setup import check_gpus, start_ray, trial_slots
 from workers.service_worker import Heartbeat, ServiceWorker, describe
-from workers.tickets import TicketRunner
+from workers.tickets import StopReason, TicketRunner
 
 logger = logging.getLogger(__name__)
 _RUNNER: TicketRunner | None = None
@@ -31,23 +33,34 @@ PASSTHROUGH_ENV = ("AUTOML_FAULT",)
 
 
 class TicketWatch:
-    """Inside a task: checks now and then that the driver still holds the ticket."""
+    """Inside a task: checks now and then (one query for all of its tickets) that the
+    driver still holds them."""
 
-    def __init__(self, engine: Any, ticket_id: int, worker_id: str, every_s: float = 2.0):
-        self.engine, self.ticket_id, self.worker_id, self.every_s = (engine, ticket_id,
-                                                                     worker_id, every_s)
+    def __init__(self, engine: Any, ticket_ids: Sequence[int], worker_id: str,
+                 every_s: float = 2.0):
+        self.engine, self.ticket_ids, self.worker_id = engine, list(ticket_ids), worker_id
+        self.every_s = every_s
         self.checked_at = time.monotonic()
-        self.reason: str | None = None
+        self.reasons: dict[int, str] = {}
 
-    def stop_reason(self) -> str | None:
-        if self.reason is None and time.monotonic() - self.checked_at >= self.every_s:
-            self.checked_at = time.monotonic()
-            status, holder, run_status = leases.holder_of(self.engine, self.ticket_id)
+    def stop_reason(self, ticket_id: int) -> StopReason:
+        """What the work of ``ticket_id`` polls every epoch."""
+        def reason() -> str | None:
+            self._check()
+            return self.reasons.get(ticket_id)
+
+        return reason
+
+    def _check(self) -> None:
+        if time.monotonic() - self.checked_at < self.every_s:
+            return
+        self.checked_at = time.monotonic()
+        for ticket_id, (status, holder, run_status) in leases.holders_of(
+                self.engine, self.ticket_ids).items():
             if run_status == "cancelled":
-                self.reason = "cancelled"
+                self.reasons.setdefault(ticket_id, "cancelled")
             elif status != "running" or holder != self.worker_id:
-                self.reason = "lease_lost"
-        return self.reason
+                self.reasons.setdefault(ticket_id, "lease_lost")
 
 
 def task_runner(url: str, optuna_proxy: str | None = None) -> TicketRunner:
@@ -63,15 +76,18 @@ def task_runner(url: str, optuna_proxy: str | None = None) -> TicketRunner:
 
 
 @ray.remote(max_retries=0)
-def run_ticket(url: str, claim: leases.Claim, worker_id: str, optuna_proxy: str | None = None,
-               prepared: PreparedData | None = None) -> dict[str, Any]:
-    """One ticket in a Ray worker; ``prepared``: the run's data from the object store,
-    when the driver has it (a local run), instead of reading it back from the database."""
+def run_tickets(url: str, claims: list[leases.Claim], worker_id: str,
+                optuna_proxy: str | None = None,
+                prepared: PreparedData | None = None) -> list[dict[str, Any]]:
+    """One ticket, or a cohort of trial tickets of one run, in a Ray worker; ``prepared``:
+    the run's data from the object store, when the driver has it (a local run), instead
+    of reading it back from the database."""
     logging.getLogger("optuna").setLevel(logging.WARNING)
     runner = task_runner(url, optuna_proxy)
     if prepared is not None:
-        runner.preload(claim.run_id, prepared)
-    return runner.execute(claim, TicketWatch(runner.engine, claim.id, worker_id).stop_reason)
+        runner.preload(claims[0].run_id, prepared)
+    watch = TicketWatch(runner.engine, [claim.id for claim in claims], worker_id)
+    return runner.execute_all(claims, [watch.stop_reason(claim.id) for claim in claims])
 
 
 class RayServiceWorker(ServiceWorker):
@@ -84,8 +100,10 @@ class RayServiceWorker(ServiceWorker):
     def __init__(self, url: str, *, ray_address: str, cpus_per_trial: float = 1.0,
                  gpus_per_trial: float = 0.0, max_parallel: int | None = None,
                  n_workers: int | None = None,
-                 preload: dict[str, PreparedData] | None = None, **options: Any):
-        super().__init__(url, **options)
+                 preload: dict[str, PreparedData] | None = None,
+                 cohort_trials: int | None = None, **options: Any):
+        super().__init__(url, cohort_trials=cohort_trials or default_cohort_trials(
+            "cuda" if gpus_per_trial > 0 else "cpu"), **options)
         local = ray_address == "local"
         self.started_ray = not ray.is_initialized()
         if self.started_ray:
@@ -102,7 +120,7 @@ class RayServiceWorker(ServiceWorker):
         # asked for more than fits now (an autoscaler adds nodes for the rest).
         slots = trial_slots(resources, **self.options)
         self.max_parallel = max_parallel or (slots if local else n_workers or slots)
-        self.inflight: dict[ray.ObjectRef, tuple[leases.Claim, Heartbeat]] = {}
+        self.inflight: dict[ray.ObjectRef, tuple[list[leases.Claim], Heartbeat]] = {}
         self._data = {run_id: ray.put(prepared) for run_id, prepared in (preload or {}).items()}
         for run_id, prepared in (preload or {}).items():
             self.runner.preload(run_id, prepared)
@@ -119,11 +137,12 @@ class RayServiceWorker(ServiceWorker):
 
     def step(self) -> int:
         self.sweep_if_due()
-        while len(self.inflight) < self.max_parallel and (claim := self.claim()) is not None:
-            beat = Heartbeat(self, claim.id, claim.run_id).__enter__()
-            ref = run_ticket.options(**self.options).remote(
-                self.url, claim, self.worker_id, self.optuna_proxy, self._data.get(claim.run_id))
-            self.inflight[ref] = (claim, beat)
+        while len(self.inflight) < self.max_parallel and (claims := self.claim_cohort()):
+            beat = Heartbeat(self, [claim.id for claim in claims], claims[0].run_id).__enter__()
+            ref = run_tickets.options(**self.options).remote(
+                self.url, claims, self.worker_id, self.optuna_proxy,
+                self._data.get(claims[0].run_id))
+            self.inflight[ref] = (claims, beat)
         if not self.inflight:
             self.sweep()  # nothing to do here: look for lost work and finished runs
             return 0
@@ -133,16 +152,19 @@ class RayServiceWorker(ServiceWorker):
         return len(done)
 
     def collect(self, ref: ray.ObjectRef) -> None:
-        claim, beat = self.inflight.pop(ref)
+        claims, beat = self.inflight.pop(ref)
         beat.__exit__(None, None, None)
         try:
-            result = ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:  # the work raised: the ticket failed
-            self.release(claim, "failed", None, describe(exc.cause or exc))
+            results = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # the work raised: the tickets failed
+            for claim in claims:
+                self.release(claim, "failed", None, describe(exc.cause or exc))
         except ray.exceptions.RayError as exc:  # the process running it is gone
-            self.lost(claim, exc)
+            for claim in claims:
+                self.lost(claim, exc)
         else:
-            self.release(claim, "done", result, None)
+            for claim, result in zip(claims, results, strict=True):
+                self.release(claim, "done", result, None)
 
     def lost(self, claim: leases.Claim, exc: BaseException) -> None:
         """Settle the dead task's ticket now rather than when its lease lapses."""

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timezone
 
 import torch
@@ -27,17 +27,19 @@ from automl.run.plan import baselines_for
 from automl.study.settings import StudySettings
 from automl.study.storage.retry import is_transient, with_retry
 from automl.study.trials import fail_orphans, repeated_failure, unhealthy_message
-from workers.tickets import TicketRunner
+from workers.cohort_size import default_cohort_trials
+from workers.tickets import StopReason, TicketRunner
 
 logger = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Renews a ticket's lease in the background; ``reason`` says why the work should stop."""
+    """Renews a cohort's (or one ticket's) leases in the background; ``reasons`` says, per
+    ticket, why its work should stop (cancelled, lease lost)."""
 
-    def __init__(self, worker: ServiceWorker, ticket_id: int, run_id: str):
-        self.worker, self.ticket_id, self.run_id = worker, ticket_id, run_id
-        self.reason: str | None = None
+    def __init__(self, worker: ServiceWorker, ticket_ids: Sequence[int], run_id: str):
+        self.worker, self.ticket_ids, self.run_id = worker, list(ticket_ids), run_id
+        self.reasons: dict[int, str] = {}
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
@@ -49,19 +51,25 @@ class Heartbeat:
         self._done.set()
         self._thread.join()
 
+    def stop_reason(self, ticket_id: int) -> StopReason:
+        """What the work of ``ticket_id`` polls every epoch."""
+        return lambda: self.reasons.get(ticket_id)
+
     def _beat(self) -> None:
         interval = self.worker.lease_s / 3
-        while not self._done.wait(interval):
+        held = list(self.ticket_ids)
+        while held and not self._done.wait(interval):
             try:
-                held = leases.renew_lease(self.worker.engine, self.ticket_id,
-                                          self.worker.worker_id, self.worker.lease_s)
-            except Exception:  # the database is away: keep trying until the lease lapses
+                renewed = leases.renew_leases(self.worker.engine, held, self.worker.worker_id,
+                                              self.worker.lease_s)
+            except Exception:  # the database is away: keep trying until the leases lapse
                 logger.warning("heartbeat failed; retrying", exc_info=True)
                 continue
-            if not held:
+            if lost := [ticket for ticket in held if ticket not in renewed]:
                 run = queries.run_of(self.worker.engine, self.run_id)
-                self.reason = "cancelled" if run and run.status == "cancelled" else "lease_lost"
-                return
+                reason = "cancelled" if run and run.status == "cancelled" else "lease_lost"
+                self.reasons.update(dict.fromkeys(lost, reason))
+                held = [ticket for ticket in held if ticket in renewed]
 
 
 class ServiceWorker:
@@ -69,7 +77,7 @@ class ServiceWorker:
 
     def __init__(self, url: str, *, worker_id: str | None = None, lease_s: float = 30.0,
                  poll_s: float = 1.0, threads: int = 1, optuna_proxy: str | None = None,
-                 device: str | None = None):
+                 device: str | None = None, cohort_trials: int | None = None):
         self.url, self.lease_s, self.poll_s = url, lease_s, poll_s
         # Sweeping costs three queries; once every few seconds is soon enough for leases.
         self.sweep_s, self._swept_at = min(5.0, lease_s / 3), -float("inf")
@@ -78,6 +86,9 @@ class ServiceWorker:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.runner = TicketRunner(url, device, optuna_proxy)
         self.engine = self.runner.engine
+        # Trial tickets claimed at once, trained as cohorts where that pays.
+        self.cohort_trials = cohort_trials or default_cohort_trials(device)
+        self.claim_limit: int | None = None  # what serve(max_tickets) has left
         check_schema(self.engine)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._started_runs: set[str] = set()
@@ -89,6 +100,7 @@ class ServiceWorker:
         once ``until()`` (asked before each step) says so."""
         done, idle_since = 0, time.monotonic()
         while (max_tickets is None or done < max_tickets) and not (until and until()):
+            self.claim_limit = None if max_tickets is None else max_tickets - done
             try:
                 worked = self.step()
             except Exception as exc:
@@ -114,27 +126,31 @@ class ServiceWorker:
         self.engine.dispose()
 
     def step(self) -> int:
-        """Sweep (when due), then claim and run one ticket; the number of tickets finished."""
+        """Sweep (when due), then claim and run one ticket, or a cohort of trial tickets;
+        the number of tickets finished."""
         self.sweep_if_due()
-        claim = self.claim()
-        if claim is None:
+        claims = self.claim_cohort()
+        if not claims:
             self.sweep()  # nothing to do here: look for lost work and finished runs
             return 0
-        status, result, error = "done", None, None
-        with Heartbeat(self, claim.id, claim.run_id) as beat:
+        with Heartbeat(self, [claim.id for claim in claims], claims[0].run_id) as beat:
             try:
-                result = self.runner.execute(claim, lambda: beat.reason)
+                results = self.runner.execute_all(
+                    claims, [beat.stop_reason(claim.id) for claim in claims])
             except Exception as exc:
                 if is_transient(exc):  # the storage went away mid-ticket: not the work's fault
-                    logger.warning("ticket %s (%s %s) lost its storage (%s); left to its "
-                                   "lease, after which a sweeper runs it again", claim.id,
-                                   claim.kind, claim.name, describe(exc))
+                    logger.warning("ticket(s) %s lost their storage (%s); left to their "
+                                   "lease, after which a sweeper runs them again",
+                                   [c.id for c in claims], describe(exc))
                     return 0
-                status, error = "failed", describe(exc)
-                logger.warning("ticket %s (%s %s) failed: %s", claim.id, claim.kind,
-                               claim.name, error)
-        self.release(claim, status, result, error)
-        return 1
+                error = describe(exc)
+                logger.warning("ticket(s) %s failed: %s", [c.id for c in claims], error)
+                for claim in claims:
+                    self.release(claim, "failed", None, error)
+                return len(claims)
+        for claim, result in zip(claims, results, strict=True):
+            self.release(claim, "done", result, None)
+        return len(claims)
 
     def claim(self) -> leases.Claim | None:
         """The next ticket, its run marked started (once per run and worker is enough)."""
@@ -143,6 +159,18 @@ class ServiceWorker:
             queries.start_run(self.engine, claim.run_id)
             self._started_runs.add(claim.run_id)
         return claim
+
+    def claim_cohort(self) -> list[leases.Claim]:
+        """The next ticket and, when it is a trial, up to ``cohort_trials`` - 1 more trial
+        tickets of its run, to train together (:mod:`workers.trial_cohorts`)."""
+        claim = self.claim()
+        if claim is None:
+            return []
+        size = min(self.cohort_trials, self.claim_limit or self.cohort_trials)
+        if claim.kind != "trial" or size < 2:
+            return [claim]
+        return [claim, *leases.claim_more_trials(self.engine, self.worker_id, self.lease_s,
+                                                 claim.run_id, size - 1)]
 
     def release(self, claim: leases.Claim, status: str, result: dict | None,
                 error: str | None) -> None:

@@ -10,6 +10,12 @@ normalising over its own batch as ``nn.BatchNorm1d`` does. Members are copied in
 and back out to, the ordinary ``nn.Sequential`` that :func:`workers.model.build_model`
 makes, so a member starts from the weights it would have had alone and ends as the
 model the predictor and the export know.
+
+Piecewise-linear embeddings (``rtdl_num_embeddings``, version B) stack too when the
+members share their bins (the same ``n_bins`` on the same rows) and embedding size: the
+encoding of the numeric columns is the members' common, fixed part (``encoding``), and
+each member has its own linear term ``e_w0``, ``e_b0`` ``[K, n, d]`` and piecewise
+weights ``e_w`` ``[K, n, bins, d]``.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from rtdl_num_embeddings import PiecewiseLinearEmbeddings
 from torch import nn
 from torch.nn import functional
 
-from workers.model import ACTIVATION_LAYERS
+from workers.model import ACTIVATION_LAYERS, NumericEmbeddings
 
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5  # nn.BatchNorm1d's defaults
+SELU_ALPHA = 1.7580993408473766  # SELU's scale x alpha: where alpha dropout sets a unit
 
 
 class StackedMLP:
@@ -30,10 +38,13 @@ class StackedMLP:
     and batch norm's running statistics) of K members, leading dimension K."""
 
     def __init__(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-                 depth: int, activation: str, batch_norm: bool):
+                 depth: int, activation: str, batch_norm: bool,
+                 encoding: nn.Module | None = None):
         self.params, self.buffers = params, buffers
         self.depth, self.batch_norm = depth, batch_norm
+        self.encoding = encoding  # the shared piecewise-linear encoding, if embedded
         self.activation = ACTIVATION_LAYERS[activation]()
+        self.alpha_dropout = activation == "selu"  # as build_model: SELU's keeps its scale
         for tensor in self.params.values():
             tensor.requires_grad_(True)
         self._ragged = self._ragged_layers()
@@ -51,7 +62,7 @@ class StackedMLP:
         """``x`` ``[K, B, in]`` (each member its own rows) or ``[N, in]`` (the same rows
         for all) → ``[K, B|N, outputs]``. ``dropout`` ``[K]``: each member's rate (None:
         no member drops out)."""
-        h = x
+        h = x if self.encoding is None else self._embed(x)
         for layer in range(self.depth):
             weight, bias = self.params[f"w{layer}"], self.params[f"b{layer}"]
             h = (torch.baddbmm(bias.unsqueeze(1), h, weight) if h.dim() == 3
@@ -59,14 +70,40 @@ class StackedMLP:
             if self.batch_norm:
                 h = self._batch_norm(h, layer, training)
             h = self.activation(h)
-            if self._ragged[layer]:
-                h = h * self.buffers[f"mask{layer}"].unsqueeze(1)
             if training and dropout is not None:
-                keep = (1 - dropout).view(-1, 1, 1)
-                h = h * (torch.rand_like(h) < keep) / keep
+                h = self._dropout(h, dropout)
+            if self._ragged[layer]:  # after dropout: alpha dropout moves zeros
+                h = h * self.buffers[f"mask{layer}"].unsqueeze(1)
         weight, bias = self.params["w_out"], self.params["b_out"]
         return (torch.baddbmm(bias.unsqueeze(1), h, weight) if h.dim() == 3
                 else torch.matmul(h, weight) + bias.unsqueeze(1))
+
+    def _dropout(self, h: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+        """Each member's dropout at its own ``rate`` ``[K]``: ``nn.Dropout``'s, or for SELU
+        ``nn.AlphaDropout``'s (torch's formula: kept units scaled by ``a``, dropped ones
+        set to SELU's negative saturation, then shifted by ``b``)."""
+        p = rate.view(-1, 1, 1)
+        keep = (torch.rand_like(h) >= p).to(h.dtype)
+        if not self.alpha_dropout:
+            return h * keep / (1 - p)
+        a = 1 / torch.sqrt((SELU_ALPHA ** 2 * p + 1) * (1 - p))
+        return h * keep * a + ((keep - 1) * SELU_ALPHA * a + SELU_ALPHA * a * p)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The numeric columns (the first ``n``) embedded, the others passed through:
+        ``[K, B, n*d + rest]`` (``x`` shared by all members or not)."""
+        assert self.encoding is not None
+        w0, b0, w = self.params["e_w0"], self.params["e_b0"], self.params["e_w"]
+        n = w0.shape[1]
+        numeric, rest = x[..., :n], x[..., n:]
+        encoded = self.encoding(numeric)  # [(K,) B, n, bins]
+        linear = numeric.unsqueeze(-1) * w0.unsqueeze(1) + b0.unsqueeze(1)
+        if x.dim() == 2:
+            embedded = linear + torch.einsum("bnm,knmd->kbnd", encoded, w)
+            rest = rest.expand(w0.shape[0], *rest.shape)
+        else:
+            embedded = linear + torch.einsum("kbnm,knmd->kbnd", encoded, w)
+        return torch.cat([embedded.flatten(2), rest], dim=2)
 
     def _batch_norm(self, h: torch.Tensor, layer: int, training: bool) -> torch.Tensor:
         mean, var = self.buffers[f"mean{layer}"], self.buffers[f"var{layer}"]
@@ -134,7 +171,9 @@ def stack_models(models: Sequence[nn.Sequential], hidden_units: Sequence[Sequenc
     buffer_names = {name for name in stacked if name.startswith(("mask", "mean", "var"))}
     params = {name: t for name, t in stacked.items() if name not in buffer_names}
     buffers = {name: t for name, t in stacked.items() if name in buffer_names}
-    return StackedMLP(params, buffers, depth, activation, batch_norm)
+    embedding = _piecewise_linear(models[0])
+    encoding = embedding.impl if embedding is not None else None
+    return StackedMLP(params, buffers, depth, activation, batch_norm, encoding)
 
 
 def load_member(stacked: dict[str, torch.Tensor], member: int, model: nn.Sequential,
@@ -145,6 +184,11 @@ def load_member(stacked: dict[str, torch.Tensor], member: int, model: nn.Sequent
     norms = [m for m in model if isinstance(m, nn.BatchNorm1d)]
     sizes = [linears[0].in_features, *hidden_units]
     with torch.no_grad():
+        if (embedding := _piecewise_linear(model)) is not None:
+            assert embedding.linear0 is not None  # version B
+            embedding.linear0.weight.copy_(stacked["e_w0"][member])
+            embedding.linear0.bias.copy_(stacked["e_b0"][member])
+            embedding.linear.weight.copy_(stacked["e_w"][member])
         for layer, linear in enumerate(linears):
             name = "_out" if layer == len(hidden_units) else str(layer)
             rows, cols = sizes[layer], linear.out_features
@@ -166,6 +210,11 @@ def _member_tensors(model: nn.Sequential, units: Sequence[int], widths: Sequence
     norms = [m for m in model if isinstance(m, nn.BatchNorm1d)]
     sizes = [linears[0].in_features, *widths]
     out: dict[str, torch.Tensor] = {}
+    if (embedding := _piecewise_linear(model)) is not None:
+        assert embedding.linear0 is not None  # version B
+        out["e_w0"] = embedding.linear0.weight.detach().clone()
+        out["e_b0"] = embedding.linear0.bias.detach().clone()
+        out["e_w"] = embedding.linear.weight.detach().clone()
     for layer, linear in enumerate(linears):
         name = "_out" if layer == len(units) else str(layer)
         rows = sizes[layer]
@@ -184,6 +233,15 @@ def _member_tensors(model: nn.Sequential, units: Sequence[int], widths: Sequence
             out[f"mean{layer}"] = _pad(norm.running_mean, (width,))
             out[f"var{layer}"] = _pad(norm.running_var, (width,), value=1.0)
     return out
+
+
+def _piecewise_linear(model: nn.Sequential) -> PiecewiseLinearEmbeddings | None:
+    """The model's piecewise-linear embedding of its numeric columns, if it has one."""
+    for module in model:
+        if isinstance(module, NumericEmbeddings):
+            assert isinstance(module.embedding, PiecewiseLinearEmbeddings)
+            return module.embedding
+    return None
 
 
 def _pad(tensor: torch.Tensor, shape: Sequence[int], value: float = 0.0) -> torch.Tensor:

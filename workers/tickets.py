@@ -7,7 +7,7 @@ epoch; a non-None answer (the run was cancelled, or the lease was lost) stops th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from workers.evaluate import SeedsEvaluation, evaluate_seeds
 from workers.importance import permutation_importance
 from workers.objective import TrialHooks, TrialInterrupted, run_trial
 from workers.predictor import Predictor
+from workers.trial_cohorts import TrialSlot, run_trial_cohorts
 
 StopReason = Callable[[], str | None]
 
@@ -89,6 +90,37 @@ class TicketRunner:
         if claim.kind == "baseline":
             return self.run_baseline(claim.name, ctx, stop_reason)
         return self.run_best(ctx, stop_reason)
+
+    def execute_all(self, claims: Sequence[leases.Claim],
+                    stop_reasons: Sequence[StopReason]) -> list[dict[str, Any]]:
+        """Run ``claims``: one ticket as :meth:`execute` runs it, or several trial tickets
+        of one run together (:meth:`run_trials`); one result per claim."""
+        if len(claims) == 1:
+            return [self.execute(claims[0], stop_reasons[0])]
+        return self.run_trials(claims, stop_reasons)
+
+    def run_trials(self, claims: Sequence[leases.Claim],
+                   stop_reasons: Sequence[StopReason]) -> list[dict[str, Any]]:
+        """Trial tickets of one run trained as cohorts (:mod:`workers.trial_cohorts`); each
+        ticket records its trial's number as soon as the trial starts."""
+        ctx = self.context(claims[0].run_id)
+        study = self.study(ctx.run, worker_index=claims[0].id)
+        numbers: dict[int, int] = {}
+
+        def on_start(claim: leases.Claim) -> Callable[[optuna.Trial], None]:
+            def record(trial: optuna.Trial) -> None:
+                numbers[claim.id] = trial.number
+                leases.set_trial_number(self.engine, claim.id, trial.number)
+            return record
+
+        slots = [TrialSlot(TrialHooks(on_start(claim), stop_reason), claim.retry_params)
+                 for claim, stop_reason in zip(claims, stop_reasons, strict=True)]
+        settings = StudySettings.from_stored(ctx.run.settings)
+        told = run_trial_cohorts(study, slots, ctx.space, ctx.data, ctx.run.seed,
+                                 pruning_policy(settings), settings.tpe_startup_trials)
+        return [{"trial_number": numbers.get(claim.id),
+                 "failure": None if trial is None else failure_kind(trial)}
+                for claim, trial in zip(claims, told, strict=True)]
 
     def run_trial(self, claim: leases.Claim, ctx: RunContext,
                   stop_reason: StopReason) -> dict[str, Any]:

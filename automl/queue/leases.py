@@ -9,6 +9,7 @@ Every other statement on the service's tables is in :mod:`automl.queue.queries`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -104,15 +105,51 @@ def claim_ticket(engine: Engine, worker_id: str, lease_s: float) -> Claim | None
     return with_retry(claim)
 
 
+def claim_more_trials(engine: Engine, worker_id: str, lease_s: float, run_id: str,
+                      n: int) -> list[Claim]:
+    """Take up to ``n`` more queued trial tickets of ``run_id`` (a cohort's members, one
+    lease each, as :func:`claim_ticket` leases one), oldest first."""
+    def claim() -> list[Claim]:
+        now = utcnow()
+        waiting = (select(Ticket.id).where(Ticket.run_id == run_id, Ticket.kind == "trial",
+                                           Ticket.status == "queued")
+                   .order_by(Ticket.id).limit(n).with_for_update(skip_locked=True))
+        statement = (update(Ticket)
+                     .where(Ticket.id.in_(waiting.scalar_subquery()), Ticket.status == "queued")
+                     .values(status="running", worker_id=worker_id,
+                             attempts=Ticket.attempts + 1, heartbeat_at=now, updated_at=now,
+                             leased_until=now + timedelta(seconds=lease_s))
+                     .returning(Ticket.id, Ticket.run_id, Ticket.kind, Ticket.name,
+                                Ticket.attempts, Ticket.retry_params))
+        with engine.begin() as connection:
+            rows = connection.execute(statement).all()
+        return sorted((Claim(*row) for row in rows), key=lambda c: c.id)
+
+    return with_retry(claim) if n > 0 else []
+
+
+def renew_leases(engine: Engine, ticket_ids: Sequence[int], worker_id: str,
+                 lease_s: float) -> set[int]:
+    """Extend held leases; the ids still this worker's (the others expired and were
+    re-queued, or their run was cancelled)."""
+    now = utcnow()
+    statement = (update(Ticket).where(Ticket.id.in_(list(ticket_ids)),
+                                      Ticket.worker_id == worker_id, Ticket.status == "running")
+                 .values(leased_until=now + timedelta(seconds=lease_s), heartbeat_at=now,
+                         updated_at=now)
+                 .returning(Ticket.id))
+
+    def renew() -> set[int]:
+        with engine.begin() as connection:
+            return {row[0] for row in connection.execute(statement)}
+
+    return with_retry(renew)
+
+
 def renew_lease(engine: Engine, ticket_id: int, worker_id: str, lease_s: float) -> bool:
     """Extend a held lease; False if the ticket is no longer this worker's (expired and
     re-queued, or its run was cancelled)."""
-    now = utcnow()
-    statement = (update(Ticket).where(Ticket.id == ticket_id, Ticket.worker_id == worker_id,
-                                      Ticket.status == "running")
-                 .values(leased_until=now + timedelta(seconds=lease_s), heartbeat_at=now,
-                         updated_at=now))
-    return with_retry(lambda: rowcount(engine, statement) == 1)
+    return ticket_id in renew_leases(engine, [ticket_id], worker_id, lease_s)
 
 
 _RELEASE = (update(Ticket)
@@ -203,13 +240,21 @@ def trial_number_of(engine: Engine, ticket_id: int) -> int | None:
     return scalar(engine, select(Ticket.trial_number).where(Ticket.id == ticket_id))
 
 
-def holder_of(engine: Engine, ticket_id: int) -> tuple[str, str | None, str]:
-    """(ticket status, the worker holding it, run status) of one ticket."""
-    def read() -> tuple[str, str | None, str]:
+Holder = tuple[str, str | None, str]  # ticket status, the worker holding it, run status
+
+
+def holders_of(engine: Engine, ticket_ids: Sequence[int]) -> dict[int, Holder]:
+    """(ticket status, the worker holding it, run status) of each ticket."""
+    def read() -> dict[int, Holder]:
         with engine.connect() as connection:
-            row = connection.execute(select(Ticket.status, Ticket.worker_id, Run.status)
-                                     .join(Run, Run.id == Ticket.run_id)
-                                     .where(Ticket.id == ticket_id)).one()
-        return row[0], row[1], row[2]
+            rows = connection.execute(
+                select(Ticket.id, Ticket.status, Ticket.worker_id, Run.status)
+                .join(Run, Run.id == Ticket.run_id).where(Ticket.id.in_(list(ticket_ids))))
+            return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
     return with_retry(read)
+
+
+def holder_of(engine: Engine, ticket_id: int) -> Holder:
+    """(ticket status, the worker holding it, run status) of one ticket."""
+    return holders_of(engine, [ticket_id])[ticket_id]

@@ -54,32 +54,35 @@ def check_local_gpus(gpus_per_trial: float) -> None:
 
 def run_to_end(url: str, run_id: str, prepared: PreparedData, finished: Callable[[], bool],
                *, ray_address: str | None = None, n_workers: int | None = None,
-               gpus_per_trial: float = 0.0, head_start: bool = True) -> None:
+               gpus_per_trial: float = 0.0, head_start: bool = True,
+               cohort_trials: int | None = None) -> None:
     """Serve a submitted run's tickets from this process until ``finished()`` says it has
     ended: on a local Ray started here (``n_workers`` CPUs) unless ``ray_address`` is given,
     the first tickets training in a fork while a local Ray starts (``head_start``, CPU
-    only). See :mod:`workers.local_run`."""
+    only), each Ray task training up to ``cohort_trials`` trials together. See
+    :mod:`workers.local_run`."""
     if ray_address is None:
         single_machine_ray()
     _workers("local_run", "training").run_to_end(
         url, run_id, prepared, finished, ray_address=ray_address, n_workers=n_workers,
-        gpus_per_trial=gpus_per_trial, head_start=head_start)
+        gpus_per_trial=gpus_per_trial, head_start=head_start, cohort_trials=cohort_trials)
 
 
 def service_worker(storage: str, *, lease_s: float, optuna_proxy: str | None,
                    ray_address: str | None = None, threads: int = 1,
-                   **ray_options: Any) -> ServiceWorker:
+                   cohort_trials: int | None = None, **ray_options: Any) -> ServiceWorker:
     """An ``automl worker``: tickets run in this process, or on Ray when ``ray_address``
     is given (``"local"`` starts a Ray on this machine); ``ray_options`` are
     ``RayServiceWorker``'s (``cpus_per_trial``, ``gpus_per_trial``, ``max_parallel``)."""
     if ray_address is None:
         return _workers("service_worker", "a worker").ServiceWorker(
-            storage, lease_s=lease_s, threads=threads, optuna_proxy=optuna_proxy)
+            storage, lease_s=lease_s, threads=threads, optuna_proxy=optuna_proxy,
+            cohort_trials=cohort_trials)
     if ray_address == "local":
         single_machine_ray()
     return _workers("ray_service", "a Ray worker").RayServiceWorker(
         storage, ray_address=ray_address, lease_s=lease_s, optuna_proxy=optuna_proxy,
-        **ray_options)
+        cohort_trials=cohort_trials, **ray_options)
 
 
 def predictor_from_files(files: dict[str, bytes]) -> Any:

@@ -81,7 +81,8 @@ def serve_run(engine: Engine, run_id: str, prepared: PreparedData, opts: TuneOpt
     try:
         run_to_end(opts.storage, run_id, prepared, progress.watch,
                    ray_address=opts.ray_address, n_workers=opts.n_workers,
-                   gpus_per_trial=opts.gpus_per_trial, head_start=opts.head_start)
+                   gpus_per_trial=opts.gpus_per_trial, head_start=opts.head_start,
+                   cohort_trials=opts.cohort_trials)
     except BaseException:
         _abandon(engine, opts.storage, run_id)
         raise

@@ -19,6 +19,18 @@ from automl.space import Choice, Fixed, FloatRange, IntRange, Param, SearchSpace
 ADAM_FAMILY = ("adam", "adamw", "nadam", "adamax")
 
 
+# The parameters that decide a model's structure for the cohort trainer
+# (workers.cohort.cohort_key): trials that share them can train as one stacked model.
+STRUCTURE_PARAMS = ("n_layers", "activation", "batch_norm", "optimizer", "batch_size",
+                    "loss", "huber_delta", "embedding", "embedding_dim", "n_bins",
+                    "ensemble_k", "class_weight")
+
+
+def structure_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The structural part of a trial's ``params``: what a cohort's members share."""
+    return {name: params[name] for name in STRUCTURE_PARAMS if name in params}
+
+
 def suggest_value(trial: optuna.Trial, name: str, param: Param) -> Any:
     """Ask ``trial`` for one value of ``param`` (fixed values are not recorded as params)."""
     if isinstance(param, Fixed):

@@ -24,6 +24,9 @@ from automl.errors import ConfigError, StudyUnhealthyError
 pytestmark = pytest.mark.slow
 
 FAST_SPACE = "max_epochs: 15\npatience: 5\nunits: {type: int, low: 8, high: 64, log: true}\n"
+# Everything a cohort's members must share, fixed: every trial can join any cohort.
+COHORT_STRUCTURE = ("n_layers: 1\nactivation: relu\nbatch_norm: false\noptimizer: adam\n"
+                    "batch_size: 32\nembedding: none\n")
 BASELINES = {"two_thirds_rule", "mean_rule", "upper_bound_rule", "textbook_shallow",
              "textbook_intermediate", "defaults", "linear", "constant"}
 
@@ -119,11 +122,34 @@ def test_a_killed_worker_fails_its_trial_and_the_run_goes_on(files: Path) -> Non
                    "--seeds", "1", "--json", "--quiet",
                    env={"AUTOML_FAULT": "sigkill@trial:1:epoch:1"})
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["n_failed"] == 1
     trials = {t.number: t for t in finished_trials(db)}
+    lost = [t for t in trials.values() if t.state == TrialState.FAIL]
+    assert json.loads(proc.stdout)["n_failed"] == len(lost)
     assert trials[1].state == TrialState.FAIL
-    assert trials[1].user_attrs["stop_reason"] == "lost_worker"
+    assert all(t.user_attrs["stop_reason"] == "lost_worker" for t in lost)
     assert all(t.state != TrialState.RUNNING for t in trials.values())
+
+
+def test_a_killed_cohort_reruns_each_of_its_trials_with_its_own_params(files: Path) -> None:
+    """Four trials of one structure train as one stacked model in one Ray task; the task
+    is killed (SIGKILL) in its first epoch: each of the four is failed as lost and run
+    again, once, with its own parameters, and the run still has its eight trials."""
+    (files / "cohort.yaml").write_text(FAST_SPACE + COHORT_STRUCTURE)
+    db = files / "cohort-kill.db"
+    proc = run_cli("tune", str(files / "digits.csv"), "--target", "target", "--trials", "8",
+                   "--space", str(files / "cohort.yaml"), "--storage", f"sqlite:///{db}",
+                   "--seeds", "1", "--json", "--quiet", "--workers", "1", "--no-head-start",
+                   "--cohort-trials", "4", env={"AUTOML_FAULT": "sigkill@trial:1:epoch:1"})
+    assert proc.returncode == 0, proc.stderr
+    trials = finished_trials(db)
+    lost = [t for t in trials if t.state == TrialState.FAIL]
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert sorted(t.number for t in lost) == [0, 1, 2, 3]  # the whole first cohort
+    assert len(finished) == 8 and json.loads(proc.stdout)["n_failed"] == 4
+    for trial in lost:
+        assert trial.user_attrs["stop_reason"] == "lost_worker"
+        (rerun,) = [t for t in finished if t.params == trial.params]
+        assert rerun.user_attrs["cohort_size"] > 1  # the retries train together too
 
 
 def test_repeated_divergence_stops_the_study_as_unhealthy(tmp_path: Path) -> None:

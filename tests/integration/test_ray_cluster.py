@@ -48,15 +48,18 @@ def test_twenty_trials_on_two_nodes_survive_a_killed_ray_worker(
     assert driver.returncode == 0, output
     trials = study_trials(pg_url, run.id)
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    (lost,) = [t for t in trials if t.state == TrialState.FAIL]
+    lost = [t for t in trials if t.state == TrialState.FAIL]
     assert len(finished) == 20 and result["n_complete"] + result["n_pruned"] == 20
     assert not [t for t in trials if t.state == TrialState.RUNNING]
-    assert lost.number == KILLED_TRIAL and lost.user_attrs["stop_reason"] == "lost_worker"
-    # Killed at the start of epoch 2: its two reports were still in the write-behind
-    # buffer (flushed at the trial's end or every 5 s), so they died with it.
-    assert len(lost.intermediate_values) <= 2
+    # The killed task held a cohort's tickets: every trial it had started is lost with it.
+    assert KILLED_TRIAL in {t.number for t in lost}
+    for trial in lost:
+        assert trial.user_attrs["stop_reason"] == "lost_worker"
+        # Killed at the start of epoch 2 at the latest: its reports were still in the
+        # write-behind buffer (flushed at the trial's end or every 5 s), or few.
+        assert len(trial.intermediate_values) <= 2
+        (rerun,) = [t for t in finished if t.params == trial.params]  # re-run exactly once
+        assert rerun.number > trial.number
     # Settled when Ray reported the task's death (F1), not when a lease lapsed: the
     # driver's heartbeat keeps the lease alive, so only Ray's report can end the trial.
     assert "lost its Ray worker" in output, output
-    (rerun,) = [t for t in finished if t.params == lost.params]  # re-run exactly once
-    assert rerun.number > lost.number

@@ -154,8 +154,8 @@ def test_dropout_members_train_as_they_would_alone_with_other_masks() -> None:
 
 
 @pytest.mark.parametrize("change", [
-    {"embedding": "piecewise_linear"}, {"ensemble_k": 4}, {"lr_schedule": "onecycle"},
-    {"optimizer": "rmsprop"}, {"activation": "selu", "dropout": 0.1}])
+    {"embedding": "periodic"}, {"ensemble_k": 4}, {"lr_schedule": "onecycle"},
+    {"optimizer": "rmsprop"}, {"class_weight": "balanced"}])
 def test_what_trains_only_the_ordinary_way(change: dict[str, Any]) -> None:
     model_fields = {"embedding", "ensemble_k", "activation", "dropout"}
     model = ModelConfig((8,), **{k: v for k, v in change.items() if k in model_fields})
@@ -207,3 +207,25 @@ def test_on_a_gpu_a_member_follows_its_curve_and_the_cohort_is_sized_by_memory()
         assert done[i][1].val_losses == pytest.approx(alone.val_losses, rel=1e-4)
     model = ModelConfig((256, 256))
     assert cohort_capacity(model, 784, 10, 128, cuda.device) > 32
+
+
+def test_selu_members_drop_out_as_alpha_dropout_does() -> None:
+    """Per member, the stacked dropout of SELU units keeps torch's AlphaDropout's mean and
+    spread (its masks are its own), and padded units stay zero."""
+    from workers.stacked import StackedMLP
+
+    torch.manual_seed(0)
+    units = torch.selu(torch.randn(2, 20000, 4))
+    units[1, :, 3] = 0.0  # member 1 is 3 units wide
+    mask = torch.ones(2, 4)
+    mask[1, 3] = 0.0
+    stacked = StackedMLP({"w_out": torch.zeros(2, 4, 1), "b_out": torch.zeros(2, 1)},
+                         {"mask0": mask}, 0, "selu", False)
+    rates = torch.tensor([0.1, 0.4])
+    dropped = stacked._dropout(units, rates) * mask.unsqueeze(1)
+    for member, rate in enumerate(rates.tolist()):
+        alone = nn.functional.alpha_dropout(units[member, :, :3], rate, training=True)
+        ours = dropped[member, :, :3]
+        assert float(ours.mean()) == pytest.approx(float(alone.mean()), abs=0.03)
+        assert float(ours.std()) == pytest.approx(float(alone.std()), abs=0.03)
+    assert bool((dropped[1, :, 3] == 0).all())

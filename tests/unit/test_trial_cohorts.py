@@ -1,0 +1,138 @@
+"""Trials trained in cohorts (issue 20): each slot's trial is asked, trained with others of
+its structure, and told as the ordinary path would tell it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from study_settings import study_settings
+
+from automl.configs import TrialConfig
+from automl.data import PreparedData
+from automl.space import Choice, Fixed, FloatRange, IntRange, SearchSpace
+from automl.space.suggest import STRUCTURE_PARAMS
+from automl.study.studies import create_study
+from workers.data import to_tensors
+from workers.evaluate import fit
+from workers.faults import install
+from workers.objective import TrialHooks
+from workers.trial_cohorts import TrialSlot, run_trial_cohorts
+
+torch.set_num_threads(1)
+SPACE = {"max_epochs": Fixed(6), "patience": Fixed(6), "n_layers": IntRange(1, 2),
+         "units": IntRange(8, 32), "batch_size": Fixed(32), "optimizer": Choice(("adam", "sgd")),
+         "activation": Choice(("relu", "gelu")), "batch_norm": Fixed(False),
+         "dropout": Fixed(0.0), "lr": FloatRange(1e-3, 1e-2, log=True),
+         "lr_schedule": Fixed("constant"), "embedding": Fixed("none")}
+
+
+def space(**overrides) -> SearchSpace:
+    return SearchSpace({**SPACE, **overrides}).resolve("binary", 150)  # type: ignore[arg-type]
+
+
+def new_study(tmp_path: Path) -> optuna.Study:
+    return create_study(f"sqlite:///{tmp_path / 'study.db'}", "s",
+                        study_settings(tpe_startup_trials=2), {})
+
+
+def test_slots_share_the_first_trials_structure_and_each_is_told(tmp_path: Path,
+                                                                  blobs: PreparedData) -> None:
+    study = new_study(tmp_path)
+    numbers: list[int] = []
+    slots = [TrialSlot(TrialHooks(on_start=lambda t: numbers.append(t.number)))
+             for _ in range(5)]
+    told = run_trial_cohorts(study, slots, space(), to_tensors(blobs), seed=0)
+    assert [t.number for t in told if t is not None] == numbers == list(range(5))
+    trials = study.trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    structure = {name: trials[0].params[name] for name in STRUCTURE_PARAMS
+                 if name in trials[0].params}
+    assert all({n: t.params[n] for n in structure} == structure for t in trials)
+    assert {t.user_attrs["cohort_size"] for t in trials} == {5}
+    assert len({t.params["lr"] for t in trials}) == 5  # the rest is TPE's, per trial
+    for trial in trials:
+        assert set(trial.user_attrs) >= {"config", "n_parameters", "epochs", "stop_reason",
+                                         "val_score", "seconds"}
+        assert len(trial.intermediate_values) == trial.user_attrs["epochs"]
+        assert trial.value == min(trial.intermediate_values.values())
+
+
+def test_a_trial_in_a_cohort_has_the_curve_it_has_alone(tmp_path: Path,
+                                                        blobs: PreparedData) -> None:
+    study = new_study(tmp_path)
+    data = to_tensors(blobs)
+    run_trial_cohorts(study, [TrialSlot() for _ in range(4)], space(), data, seed=3)
+    for trial in study.trials:
+        config = TrialConfig.from_dict(trial.user_attrs["config"])
+        _, alone = fit(config, data)
+        curve = [trial.intermediate_values[e] for e in sorted(trial.intermediate_values)]
+        assert curve == pytest.approx(alone.val_losses, abs=1e-5)
+
+
+def test_a_members_own_error_fails_it_alone(tmp_path: Path, blobs: PreparedData) -> None:
+    study = new_study(tmp_path)
+    install("raise@trial:1:epoch:2")
+    try:
+        run_trial_cohorts(study, [TrialSlot() for _ in range(3)], space(), to_tensors(blobs),
+                          seed=0)
+    finally:
+        install(None)
+    states = {t.number: t.state for t in study.trials}
+    assert states == {0: TrialState.COMPLETE, 1: TrialState.FAIL, 2: TrialState.COMPLETE}
+    failed = study.trials[1]
+    assert failed.user_attrs["stop_reason"] == "error"
+    assert failed.user_attrs["error"].startswith("RuntimeError: injected fault")
+    assert len(failed.intermediate_values) == 2  # its epochs before the fault
+
+
+def test_an_interrupted_member_fails_with_its_reason(tmp_path: Path,
+                                                     blobs: PreparedData) -> None:
+    study = new_study(tmp_path)
+    cancelled = TrialSlot(TrialHooks(stop_reason=lambda: "cancelled"))
+    run_trial_cohorts(study, [TrialSlot(), cancelled, TrialSlot()], space(),
+                      to_tensors(blobs), seed=0)
+    first, stopped, last = study.trials
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs["stop_reason"] == "cancelled"
+    assert len(stopped.intermediate_values) == 0
+    assert first.state == last.state == TrialState.COMPLETE
+
+
+def test_a_retry_runs_the_lost_trials_parameters(tmp_path: Path, blobs: PreparedData) -> None:
+    study = new_study(tmp_path)
+    lost = {"n_layers": 2, "n_units_l0": 9, "n_units_l1": 31, "optimizer": "sgd",
+            "activation": "gelu", "lr": 0.005, "weight_decay": 1e-4}
+    told = run_trial_cohorts(study, [TrialSlot(), TrialSlot(retry_params=lost), TrialSlot()],
+                             space(momentum=Fixed(0.9), nesterov=Fixed(False)),
+                             to_tensors(blobs), seed=0)
+    assert told[1] is not None and told[1].params == lost
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_models_too_wide_to_gain_train_one_at_a_time(tmp_path: Path,
+                                                     blobs: PreparedData) -> None:
+    study = new_study(tmp_path)
+    wide = space(n_layers=Fixed(3), units=Fixed(400))  # > 100 k multiply-adds a row
+    run_trial_cohorts(study, [TrialSlot() for _ in range(2)], wide, to_tensors(blobs), seed=0)
+    assert [t.user_attrs["cohort_size"] for t in study.trials] == [1, 1]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_piecewise_linear_members_share_their_bins_and_keep_their_curves(
+        tmp_path: Path, blobs: PreparedData) -> None:
+    study = new_study(tmp_path)
+    data = to_tensors(blobs)
+    embedded = space(embedding=Fixed("piecewise_linear"), n_bins=IntRange(4, 16),
+                     embedding_dim=IntRange(4, 8, step=4), batch_norm=Choice((False, True)))
+    run_trial_cohorts(study, [TrialSlot() for _ in range(4)], embedded, data, seed=1)
+    trials = study.trials
+    assert {t.user_attrs["cohort_size"] for t in trials} == {4}
+    assert len({(t.params["n_bins"], t.params["embedding_dim"]) for t in trials}) == 1
+    for trial in trials:
+        config = TrialConfig.from_dict(trial.user_attrs["config"])
+        _, alone = fit(config, data)
+        curve = [trial.intermediate_values[e] for e in sorted(trial.intermediate_values)]
+        assert curve == pytest.approx(alone.val_losses, abs=1e-4)
