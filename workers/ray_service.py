@@ -135,6 +135,9 @@ class RayServiceWorker(ServiceWorker):
     def idle(self) -> bool:
         return not self.inflight
 
+    def slots(self) -> int:
+        return self.max_parallel
+
     def step(self) -> int:
         self.sweep_if_due()
         while len(self.inflight) < self.max_parallel and (claims := self.claim_cohort()):

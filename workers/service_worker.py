@@ -162,7 +162,8 @@ class ServiceWorker:
 
     def claim_cohort(self) -> list[leases.Claim]:
         """The next ticket and, when it is a trial, up to ``cohort_trials`` - 1 more trial
-        tickets of its run, to train together (:mod:`workers.trial_cohorts`)."""
+        tickets of its run, to train together (:mod:`workers.trial_cohorts`): at most its
+        share of the run's queued trials over this worker's slots."""
         claim = self.claim()
         if claim is None:
             return []
@@ -170,7 +171,11 @@ class ServiceWorker:
         if claim.kind != "trial" or size < 2:
             return [claim]
         return [claim, *leases.claim_more_trials(self.engine, self.worker_id, self.lease_s,
-                                                 claim.run_id, size - 1)]
+                                                 claim.run_id, size - 1, self.slots())]
+
+    def slots(self) -> int:
+        """How many claims this worker runs at once (one, here)."""
+        return 1
 
     def release(self, claim: leases.Claim, status: str, result: dict | None,
                 error: str | None) -> None:

@@ -106,23 +106,35 @@ def claim_ticket(engine: Engine, worker_id: str, lease_s: float) -> Claim | None
 
 
 def claim_more_trials(engine: Engine, worker_id: str, lease_s: float, run_id: str,
-                      n: int) -> list[Claim]:
+                      n: int, shares: int = 1) -> list[Claim]:
     """Take up to ``n`` more queued trial tickets of ``run_id`` (a cohort's members, one
-    lease each, as :func:`claim_ticket` leases one), oldest first."""
+    lease each, as :func:`claim_ticket` leases one), oldest first; at most a ``shares``-th
+    of those queued (rounded up), so that the run's last trials are not all held by one
+    worker while others have nothing to do."""
     def claim() -> list[Claim]:
         now = utcnow()
+        with engine.connect() as connection:
+            queued = connection.execute(
+                select(func.count()).where(Ticket.run_id == run_id, Ticket.kind == "trial",
+                                           Ticket.status == "queued")).scalar_one()
+        share = min(n, -(-int(queued) // max(1, shares)))
+        if share <= 0:
+            return []
         waiting = (select(Ticket.id).where(Ticket.run_id == run_id, Ticket.kind == "trial",
                                            Ticket.status == "queued")
-                   .order_by(Ticket.id).limit(n).with_for_update(skip_locked=True))
-        statement = (update(Ticket)
-                     .where(Ticket.id.in_(waiting.scalar_subquery()), Ticket.status == "queued")
-                     .values(status="running", worker_id=worker_id,
-                             attempts=Ticket.attempts + 1, heartbeat_at=now, updated_at=now,
-                             leased_until=now + timedelta(seconds=lease_s))
-                     .returning(Ticket.id, Ticket.run_id, Ticket.kind, Ticket.name,
-                                Ticket.attempts, Ticket.retry_params))
+                   .order_by(Ticket.id).limit(share).with_for_update(skip_locked=True))
         with engine.begin() as connection:
-            rows = connection.execute(statement).all()
+            # The ids first, locked, then the update: as one ``UPDATE ... WHERE id IN
+            # (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)``, PostgreSQL may re-run the
+            # subquery for each row and take more than n.
+            ids = list(connection.execute(waiting).scalars())
+            rows = connection.execute(
+                update(Ticket).where(Ticket.id.in_(ids), Ticket.status == "queued")
+                .values(status="running", worker_id=worker_id, attempts=Ticket.attempts + 1,
+                        heartbeat_at=now, updated_at=now,
+                        leased_until=now + timedelta(seconds=lease_s))
+                .returning(Ticket.id, Ticket.run_id, Ticket.kind, Ticket.name,
+                           Ticket.attempts, Ticket.retry_params)).all() if ids else []
         return sorted((Claim(*row) for row in rows), key=lambda c: c.id)
 
     return with_retry(claim) if n > 0 else []

@@ -12,6 +12,8 @@ and the numbers:
   partly luck. Accuracy: two standard errors, ``2 * sqrt(p(1-p)/n)`` (at least one row,
   ``1/n``). R²: two standard errors of ``1 - MSE/Var`` when the MSE is estimated from ``n``
   rows (``var(MSE) ~ 2 MSE^2 / n``), i.e. ``2 * (1-R²) * sqrt(2/n)``.
+* **cohorts**: how many trials trained together as one stacked model (user attribute
+  ``cohort_size``, :mod:`workers.trial_cohorts`), and how many at most.
 * **pruning audit**: a few trials the pruner wanted to stop are let finish (user attribute
   ``audit_would_prune_at``); how many of them went on to be in the top 10% of trials, set a
   new best when they finished, or became the best trial.
@@ -69,7 +71,21 @@ def diagnose_study(result: TuneResult, study: optuna.Study | None) -> list[Diagn
     found += validation_resolution(trials, default_metric(result.task),
                                     val_rows(result.dataset))
     found.append(audit_diagnostic(audit_pruning(trials)))
+    found += cohorts(trials)
     return found
+
+
+def cohorts(trials: Iterable[FrozenTrial]) -> list[Diagnostic]:
+    """An info on the trials trained in cohorts, if any was."""
+    sizes = [int(t.user_attrs["cohort_size"]) for t in trials if "cohort_size" in t.user_attrs]
+    together = [size for size in sizes if size > 1]
+    if not together:
+        return []
+    return [Diagnostic("cohorts", "info", (
+        f"{len(together)} of {len(sizes)} trials trained in cohorts, {min(together)} to "
+        f"{max(together)} at once as one stacked model; the others trained alone (a "
+        "structure with no cohort, or a model too wide for stacking to pay on this "
+        "device). A trial's train time is its share of its cohort's."))]
 
 
 # -- edge of the search range -------------------------------------------------------------

@@ -32,12 +32,26 @@ def drain(url: str, worker: str, out: mp.Queue) -> None:
     out.put((worker, claimed))
 
 
-def test_two_processes_racing_run_each_ticket_exactly_once(url: str) -> None:
+def drain_in_cohorts(url: str, worker: str, out: mp.Queue) -> None:
+    """A worker process claiming up to four trials at a time, as a cohort does."""
+    engine = make_engine(url)
+    claimed = []
+    while (claim := leases.claim_ticket(engine, worker, lease_s=60)) is not None:
+        cohort = [claim, *leases.claim_more_trials(engine, worker, 60, claim.run_id, 3)]
+        for member in cohort:
+            claimed.append(member.id)
+            assert leases.release_ticket(engine, member.id, worker, status="done",
+                                         result={"by": worker})
+    out.put((worker, claimed))
+
+
+@pytest.mark.parametrize("target", [drain, drain_in_cohorts])
+def test_two_processes_racing_run_each_ticket_exactly_once(url: str, target) -> None:
     engine = make_engine(url)
     run_id = make_run(engine, [("trial", str(i)) for i in range(50)])
     context = mp.get_context("spawn")
     out = context.Queue()
-    workers = [context.Process(target=drain, args=(url, f"w{i}", out)) for i in range(2)]
+    workers = [context.Process(target=target, args=(url, f"w{i}", out)) for i in range(2)]
     for process in workers:
         process.start()
     claims = dict(out.get(timeout=120) for _ in workers)
@@ -169,3 +183,26 @@ def test_a_ticket_that_loses_its_storage_is_left_to_its_lease_not_failed(
     with Session(engine) as session:
         (ticket,) = session.scalars(select(Ticket)).all()
     assert ticket.status == "queued" and ticket.error == leases.LEASE_EXPIRED
+
+
+def test_a_cohort_claims_its_share_of_a_runs_queued_trials(url: str) -> None:
+    """More trial tickets of the same run, each under its own lease, at most a share of
+    those queued, and never another run's or a baseline."""
+    engine = make_engine(url)
+    run_id = make_run(engine, [("trial", str(i)) for i in range(9)] + [("baseline", "b")])
+    other = make_run(engine, [("trial", "x")])
+    first = leases.claim_ticket(engine, "w", lease_s=60)
+    assert first is not None and first.kind == "trial" and first.run_id == run_id
+    more = leases.claim_more_trials(engine, "w", 60, first.run_id, n=7, shares=2)
+    assert len(more) == 4  # 8 queued, over 2 slots
+    assert {c.run_id for c in more} == {first.run_id} and {c.kind for c in more} == {"trial"}
+    assert [c.id for c in more] == sorted(c.id for c in more)
+    assert leases.renew_leases(engine, [first.id, *(c.id for c in more)], "w", 60) == {
+        first.id, *(c.id for c in more)}
+    rest = leases.claim_more_trials(engine, "w", 60, first.run_id, n=7)
+    assert len(rest) == 4  # the rest, within n
+    assert leases.claim_more_trials(engine, "w", 60, first.run_id, n=7) == []
+    with Session(engine) as session:
+        statuses = dict(session.execute(select(Ticket.name, Ticket.status)
+                                        .where(Ticket.run_id.in_((run_id, other)))).all())
+    assert statuses["b"] == "queued" and statuses["x"] == "queued"

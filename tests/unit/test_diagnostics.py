@@ -230,3 +230,16 @@ def test_epochs_trained_and_saved_by_pruning() -> None:
     assert account.typical_saved == 24 - 10  # median of the finished trials (20, 24, 30)
     assert account.audit_cost == 24 - 10  # ran past epoch index 9, i.e. its 10th epoch
     assert [t.outcome for t in account.trials][2] == "pruned"
+
+
+def test_cohorts_are_counted_when_trials_trained_together() -> None:
+    from automl.results.diagnostics import cohorts
+
+    def trial(size: int | None) -> FrozenTrial:
+        attrs = {} if size is None else {"cohort_size": size}
+        return optuna.trial.create_trial(value=1.0, user_attrs=attrs)
+
+    assert cohorts([trial(None), trial(1)]) == []
+    (found,) = cohorts([trial(1), trial(4), trial(8), trial(None)])
+    assert found.severity == "info"
+    assert found.message.startswith("2 of 3 trials trained in cohorts, 4 to 8 at once")
