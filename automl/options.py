@@ -67,7 +67,7 @@ class TuneOptions:
         if self.n_workers is not None:
             _whole_number("n_workers", self.n_workers)
         if self.cohort_trials is not None:
-            _whole_number("cohort_trials", self.cohort_trials)
+            check_cohort_trials(self.cohort_trials)
         if self.timeout is not None and (not isinstance(self.timeout, (int, float))
                                          or isinstance(self.timeout, bool)
                                          or not 0 < self.timeout < math.inf):
@@ -122,6 +122,11 @@ def check_gpu_share(value: Any) -> None:
     if not number or not 0 <= value < math.inf or (value > 1 and value != int(value)):
         raise ConfigError("gpus_per_trial must be 0, a fraction of one GPU such as 0.25, "
                           f"or a whole number of GPUs, not {value!r}", field="gpus_per_trial")
+
+
+def check_cohort_trials(value: Any) -> None:
+    """``cohort_trials``: a whole number of trial tickets, at least one."""
+    _whole_number("cohort_trials", value)
 
 
 def _whole_number(name: str, value: Any, least: int = 1) -> None:

@@ -36,7 +36,13 @@ from automl.client import Client
 from automl.data import DataLimits
 from automl.errors import AutoMLError
 from automl.metrics import METRICS
-from automl.options import DEFAULT_STORAGE, PRUNERS, TuneOptions, check_gpu_share
+from automl.options import (
+    DEFAULT_STORAGE,
+    PRUNERS,
+    TuneOptions,
+    check_cohort_trials,
+    check_gpu_share,
+)
 from automl.queue.engine import refusal
 from automl.queue.schema import upgrade
 from automl.results.explain import stored_diagnostics_text
@@ -288,6 +294,8 @@ def run_db(args: argparse.Namespace) -> int:
 def run_worker(args: argparse.Namespace) -> int:
     set_budget(args.db_retry)
     ray: dict[str, Any] = {}  # tickets run here (--threads) or as Ray tasks (the rest)
+    if args.cohort_trials is not None:
+        check_cohort_trials(args.cohort_trials)
     if args.ray_address:
         check_gpu_share(args.gpus_per_trial)
         ray = {"ray_address": args.ray_address, "cpus_per_trial": args.cpus_per_trial,

@@ -1102,6 +1102,8 @@ B7 = [
     case("max-failures-zero", options(max_consecutive_failures=0), ConfigError,
          "max_consecutive_failures"),
     case("n-workers-zero", options(n_workers=0), ConfigError, "n_workers"),
+    case("cohort-trials-zero", options(cohort_trials=0), ConfigError, "cohort_trials"),
+    case("cohort-trials-fraction", options(cohort_trials=2.5), ConfigError, "cohort_trials"),
     case("timeout-zero", options(timeout=0), ConfigError, "timeout"),
     case("timeout-negative", options(timeout=-1.0), ConfigError, "timeout"),
     case("timeout-nan", options(timeout=NAN), ConfigError, "timeout"),
