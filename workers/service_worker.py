@@ -89,7 +89,8 @@ class ServiceWorker:
         # Trial tickets claimed at once, trained as cohorts where that pays.
         self.cohort_trials = cohort_trials or default_cohort_trials(device)
         self.claim_limit: int | None = None  # what serve(max_tickets) has left
-        check_schema(self.engine)
+        # A worker started while the database restarts waits for it, as every other call does.
+        with_retry(lambda: check_schema(self.engine))
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._started_runs: set[str] = set()
         self._unheld_since: dict[tuple[str, int], float] = {}
