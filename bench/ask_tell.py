@@ -1,7 +1,8 @@
 """What the search itself costs per trial once a study holds many trials (issue 20).
 
     python bench/ask_tell.py --history 1000 10000 [--trials 20] [--epochs 10]
-                             [--storage memory sqlite] [--sampler automl independent-tpe random]
+                             [--storage memory sqlite]
+                             [--sampler automl full-tpe independent-tpe random]
                              [--out bench/records/ask_tell.jsonl]
 
 For each history size N and storage, a study with the run's own sampler and pruner
@@ -110,13 +111,16 @@ def run_trials(study: optuna.Study, space: SearchSpace, n: int,
 
 
 def sampler_named(name: str, settings: Any) -> optuna.samplers.BaseSampler:
-    """``automl``: the run's own (multivariate grouped TPE, constant liar); the others
-    are what the issue names as levers, measured beside it."""
+    """``automl``: the run's own (multivariate grouped TPE, constant liar, a window of
+    1,000 finished trials); ``full-tpe``: the same on the whole history, as before the
+    window; the others are what the issue names as levers, measured beside it."""
     if name == "independent-tpe":
         return optuna.samplers.TPESampler(n_startup_trials=settings.tpe_startup_trials,
                                           constant_liar=True, seed=settings.seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=settings.seed)
+    if name == "full-tpe":
+        return make_sampler(settings, window=None)
     return make_sampler(settings)
 
 
@@ -148,7 +152,7 @@ def main() -> None:
     parser.add_argument("--storage", nargs="+", default=["memory", "sqlite"],
                         choices=["memory", "sqlite"])
     parser.add_argument("--sampler", nargs="+", default=["automl"],
-                        choices=["automl", "independent-tpe", "random"])
+                        choices=["automl", "full-tpe", "independent-tpe", "random"])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 from automl.options import TuneOptions, check_pruning
+from automl.study.history_window import HISTORY_WINDOW, WindowedTPESampler
 from automl.study.pruning import RUNG_PRUNERS, BaselinePruner, PruningPolicy
 
 # Fields that runs stored by earlier versions lack; read back, they take TuneOptions' default.
@@ -50,17 +51,23 @@ class StudySettings:
         return asdict(self)
 
 
-def make_sampler(settings: StudySettings, worker_index: int = 0) -> optuna.samplers.TPESampler:
-    """Parallel-aware TPE: multivariate, grouped for the conditional widths, constant liar.
+def make_sampler(settings: StudySettings, worker_index: int = 0,
+                 window: int | None = HISTORY_WINDOW) -> optuna.samplers.TPESampler:
+    """Parallel-aware TPE: multivariate, grouped for the conditional widths, constant liar,
+    fitted on at most ``window`` finished trials plus the best ones
+    (:mod:`automl.study.history_window`; ``None``: Optuna's TPE on the whole history).
 
     Each worker gets its own seed (``seed + worker_index``) so that parallel workers do not
     draw the same random start-up points.
     """
+    options: dict[str, Any] = {"n_startup_trials": settings.tpe_startup_trials,
+                               "multivariate": True, "group": True, "constant_liar": True,
+                               "seed": settings.seed + worker_index}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            n_startup_trials=settings.tpe_startup_trials, multivariate=True, group=True,
-            constant_liar=True, seed=settings.seed + worker_index)
+        if window is None:
+            return optuna.samplers.TPESampler(**options)
+        return WindowedTPESampler(window=window, **options)
 
 
 def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
