@@ -1,12 +1,18 @@
-"""The windowed TPE: Optuna's own TPE up to the window, a bounded history past it."""
+"""The windowed TPE and pruner: Optuna's own up to the window, a bounded history past it."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from automl.study.history_window import HistoryWindow, WindowedTPESampler, windowed
+from automl.options import TuneOptions
+from automl.run.plan import settings_of
+from automl.space import SearchSpace
+from automl.study.history_window import HistoryWindow, WindowedPruner, WindowedTPESampler, windowed
+from automl.study.settings import make_pruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 X = FloatDistribution(-5.0, 5.0)
@@ -83,3 +89,47 @@ def test_the_sampler_keeps_searching_past_its_window() -> None:
     assert len(study.trials) == 40
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert study.best_value < 1.0  # it still finds the basin near x = 1 or x = -2
+
+
+def history_at_epoch(old: int, recent: int) -> optuna.Study:
+    """``old`` completed trials that were at 100 at epoch 1, then ``recent`` at 1."""
+    study = optuna.create_study()
+    for i in range(old + recent):
+        value = 100.0 if i < old else 1.0
+        study.add_trial(create_trial(value=value, params={"x": 0.0}, distributions={"x": X},
+                                     intermediate_values={1: value}))
+    return study
+
+
+def decision(pruner: optuna.pruners.BasePruner, study: optuna.Study, at: float) -> bool:
+    trial = study.ask()
+    trial.report(at, step=1)
+    return pruner.prune(study, study._storage.get_trial(trial._trial_id))
+
+
+def test_past_the_window_the_median_is_the_windows() -> None:
+    def median() -> optuna.pruners.BasePruner:
+        return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    study = history_at_epoch(old=20, recent=4)
+    assert not decision(median(), study, at=5.0)  # the whole history's median is 100
+    assert decision(WindowedPruner(median(), window=4), study, at=5.0)  # the window's is 1
+
+
+def test_within_the_window_the_pruner_decides_as_its_rule() -> None:
+    study = history_at_epoch(old=2, recent=4)
+    rule = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    for at in (0.5, 5.0, 500.0):
+        assert decision(WindowedPruner(rule, window=6), study, at) == decision(rule, study, at)
+
+
+def default_space() -> SearchSpace:
+    return SearchSpace({}).resolve("multiclass", 1000, 8)
+
+
+def test_the_run_pruners_read_the_window_and_keep_their_own_attributes() -> None:
+    options = TuneOptions(n_trials=10)
+    assert isinstance(make_pruner(settings_of(options, default_space())), WindowedPruner)
+    baseline = make_pruner(settings_of(replace(options, pruner="baseline"), default_space()))
+    assert callable(getattr(baseline, "anchor_at", None))  # the epoch callback uses it
+    assert not isinstance(make_pruner(settings_of(options, default_space()), window=None),
+                          WindowedPruner)
