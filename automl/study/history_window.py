@@ -18,7 +18,10 @@ instead of all of them.
 
 from __future__ import annotations
 
+import copy
 import heapq
+import operator
+from collections.abc import Container
 from typing import Any
 
 import optuna
@@ -27,43 +30,57 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 HISTORY_WINDOW = 1000  # finished trials TPE models; beyond it, the oldest are left out
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+FINISHED = frozenset({TrialState.COMPLETE, TrialState.PRUNED})
+_NUMBER = operator.attrgetter("_number")
 
 
 class HistoryWindow:
-    """A study as TPE should see it: only the trials in ``keep`` and the unfinished ones.
+    """A study as TPE or the pruner should see it: a snapshot of the trials the window
+    keeps, every unfinished or failed trial with them.
 
     Everything but the two trial readers passes through to the study itself.
     """
 
-    def __init__(self, study: optuna.Study, keep: frozenset[int]) -> None:
+    def __init__(self, study: optuna.Study, trials: list[FrozenTrial]) -> None:
         self._study = study
-        self._keep = keep
+        self._trials = trials
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
 
-    def _kept(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
-        return [t for t in trials if t.number in self._keep or not t.state.is_finished()]
+    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
+                    use_cache: bool = False) -> list[FrozenTrial]:
+        trials = self._trials if states is None else [t for t in self._trials
+                                                      if t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
 
-    def _get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
-        return self._kept(self._study._get_trials(*args, **kwargs))
-
-    def get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
-        return self._kept(self._study.get_trials(*args, **kwargs))
+    def get_trials(self, deepcopy: bool = True,
+                   states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy, states)
 
 
-def windowed(study: optuna.Study, window: int) -> optuna.Study | HistoryWindow:
+def windowed(study: optuna.Study, window: int, *,
+             use_cache: bool = False) -> optuna.Study | HistoryWindow:
     """``study`` itself while it holds at most ``window`` finished trials (or has several
-    objectives); past that, the latest ``window`` finished trials and the best completed."""
-    finished = study._get_trials(deepcopy=False, states=FINISHED, use_cache=True)  # as TPE reads
+    objectives); past that, the latest ``window`` finished trials and the best completed.
+
+    One pass over the study's trials (``use_cache``: the list the sampler reads, as TPE's
+    own reads do), so it costs a small fraction of what it saves.
+    """
+    trials = study._get_trials(deepcopy=False, use_cache=use_cache)
+    finished = [t for t in trials if t.state in FINISHED]
     if len(finished) <= window or len(study.directions) > 1:
         return study
     completed = [t for t in finished if t.state == TrialState.COMPLETE and t.value is not None]
     pick = heapq.nlargest if study.direction == StudyDirection.MAXIMIZE else heapq.nsmallest
-    best = pick(max(1, window // 10), completed, key=lambda t: float(t.value))  # type: ignore[arg-type]
-    recent = sorted(finished, key=lambda t: t.number)[-window:]
-    return HistoryWindow(study, frozenset(t.number for t in [*recent, *best]))
+    best = pick(max(1, window // 10), completed, key=_value)
+    finished.sort(key=_NUMBER)  # storages list trials by number; this only makes sure
+    keep = {id(t) for t in finished[-window:]} | {id(t) for t in best}
+    return HistoryWindow(study, [t for t in trials if t.state not in FINISHED or id(t) in keep])
+
+
+def _value(trial: FrozenTrial) -> float:
+    return float(trial.value)  # type: ignore[arg-type]
 
 
 class WindowedPruner(optuna.pruners.BasePruner):
@@ -84,21 +101,34 @@ class WindowedPruner(optuna.pruners.BasePruner):
 
 
 class WindowedTPESampler(optuna.samplers.TPESampler):
-    """Optuna's TPE, fitted on at most ``window`` finished trials plus the best ones."""
+    """Optuna's TPE, fitted on at most ``window`` finished trials plus the best ones.
+
+    A trial's sampling calls (the relative space, the relative sample, each independent
+    parameter) share one snapshot of the window, taken at its first call.
+    """
 
     def __init__(self, *, window: int = HISTORY_WINDOW, **tpe_options: Any) -> None:
         super().__init__(**tpe_options)
         self.window = window
+        self._snapshot: tuple[tuple[int, int, int], optuna.Study | HistoryWindow] | None = None
+
+    def _window(self, study: optuna.Study, trial: FrozenTrial) -> Any:
+        key = (id(study._storage), study._study_id, trial._trial_id)
+        snapshot = self._snapshot
+        if snapshot is None or snapshot[0] != key:
+            snapshot = (key, windowed(study, self.window, use_cache=True))
+            self._snapshot = snapshot  # one assignment: threads never see half a snapshot
+        return snapshot[1]
 
     def infer_relative_search_space(self, study: optuna.Study,
                                     trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return super().infer_relative_search_space(windowed(study, self.window), trial)  # type: ignore[arg-type]
+        return super().infer_relative_search_space(self._window(study, trial), trial)
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        return super().sample_relative(windowed(study, self.window), trial, search_space)  # type: ignore[arg-type]
+        return super().sample_relative(self._window(study, trial), trial, search_space)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        return super().sample_independent(windowed(study, self.window), trial,  # type: ignore[arg-type]
-                                          param_name, param_distribution)
+        return super().sample_independent(self._window(study, trial), trial, param_name,
+                                          param_distribution)

@@ -133,3 +133,16 @@ def test_the_run_pruners_read_the_window_and_keep_their_own_attributes() -> None
     assert callable(getattr(baseline, "anchor_at", None))  # the epoch callback uses it
     assert not isinstance(make_pruner(settings_of(options, default_space()), window=None),
                           WindowedPruner)
+
+
+def test_each_trial_samples_from_its_own_snapshot_of_the_window() -> None:
+    sampler = WindowedTPESampler(window=4, **tpe_options())  # type: ignore[arg-type]
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=8)
+    first = sampler._snapshot
+    assert first is not None and isinstance(first[1], HistoryWindow)
+    study.optimize(objective, n_trials=1)
+    second = sampler._snapshot
+    assert second is not None and second[0] != first[0]
+    seen = {t.number for t in second[1].get_trials(deepcopy=False)}
+    assert {4, 5, 6, 7, 8} <= seen  # the latest four finished and the running trial
