@@ -10,10 +10,10 @@ at most 25 trials (``optuna.samplers._tpe.sampler.default_gamma``), so it stays 
 trials of the whole study; only the "bad" density forgets the oldest trials. Up to
 ``window`` finished trials the sampler is exactly Optuna's TPE.
 
-:class:`WindowedPruner` gives a median or percentile rule the same window: past it, the
-bar is the median of the recent trials and the best ones at that epoch (a little stricter
-than the median of the whole history), and each check reads about ``1.1 * window`` trials
-instead of all of them.
+:class:`WindowedPruner` gives a median or percentile rule a window of the completed
+trials: past ``window`` of them, the bar is the median of the latest ``window`` and the
+best tenth as many at that epoch (a little stricter than the whole history's median), and
+each check computes it over about ``1.1 * window`` trials instead of all of them.
 """
 
 from __future__ import annotations
@@ -71,12 +71,18 @@ def windowed(study: optuna.Study, window: int, *,
     finished = [t for t in trials if t.state in FINISHED]
     if len(finished) <= window or len(study.directions) > 1:
         return study
-    completed = [t for t in finished if t.state == TrialState.COMPLETE and t.value is not None]
-    pick = heapq.nlargest if study.direction == StudyDirection.MAXIMIZE else heapq.nsmallest
-    best = pick(max(1, window // 10), completed, key=_value)
-    finished.sort(key=_NUMBER)  # storages list trials by number; this only makes sure
-    keep = {id(t) for t in finished[-window:]} | {id(t) for t in best}
+    keep = _latest_and_best(finished, window, study.direction)
     return HistoryWindow(study, [t for t in trials if t.state not in FINISHED or id(t) in keep])
+
+
+def _latest_and_best(finished: list[FrozenTrial], window: int,
+                     direction: StudyDirection) -> set[int]:
+    """The ids of the latest ``window`` of ``finished`` and of the best tenth as many."""
+    completed = [t for t in finished if t.state == TrialState.COMPLETE and t.value is not None]
+    pick = heapq.nlargest if direction == StudyDirection.MAXIMIZE else heapq.nsmallest
+    best = pick(max(1, window // 10), completed, key=_value)
+    latest = sorted(finished, key=_NUMBER)[-window:]  # storages list by number already
+    return {id(t) for t in latest} | {id(t) for t in best}
 
 
 def _value(trial: FrozenTrial) -> float:
@@ -84,10 +90,11 @@ def _value(trial: FrozenTrial) -> float:
 
 
 class WindowedPruner(optuna.pruners.BasePruner):
-    """``inner``'s decision on the window of the history :func:`windowed` keeps.
+    """``inner``'s decision on the latest ``window`` completed trials and the best ones.
 
-    Only for rules that read the finished trials at an epoch (median, percentile, the
-    baseline rule's fallback); attributes other than ``prune`` are ``inner``'s.
+    For the rules that read only the completed trials (median, percentile, the baseline
+    rule's fallback): they read one snapshot of them, so within the window the decision
+    and its cost are the rule's own. Attributes other than ``prune`` are ``inner``'s.
     """
 
     def __init__(self, inner: optuna.pruners.BasePruner, window: int = HISTORY_WINDOW) -> None:
@@ -97,7 +104,11 @@ class WindowedPruner(optuna.pruners.BasePruner):
         return getattr(self.inner, name)
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        return self.inner.prune(windowed(study, self.window), trial)  # type: ignore[arg-type]
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(completed) > self.window and len(study.directions) == 1:
+            keep = _latest_and_best(completed, self.window, study.direction)
+            completed = [t for t in completed if id(t) in keep]
+        return self.inner.prune(HistoryWindow(study, completed), trial)  # type: ignore[arg-type]
 
 
 class WindowedTPESampler(optuna.samplers.TPESampler):
