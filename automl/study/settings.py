@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 
 from automl.options import TuneOptions, check_pruning
-from automl.study.history_window import HISTORY_WINDOW, WindowedPruner, WindowedTPESampler
+from automl.study.history_window import HISTORY_WINDOW, WindowedTPESampler
 from automl.study.pruning import RUNG_PRUNERS, BaselinePruner, PruningPolicy
 
 # Fields that runs stored by earlier versions lack; read back, they take TuneOptions' default.
@@ -70,27 +70,20 @@ def make_sampler(settings: StudySettings, worker_index: int = 0,
         return WindowedTPESampler(window=window, **options)
 
 
-def make_pruner(settings: StudySettings,
-                window: int | None = HISTORY_WINDOW) -> optuna.pruners.BasePruner:
+def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
     """Median rule by default (with start-up and warm-up so it does not prune on noise);
     "percentile" is the same rule with a stricter bar (the best ``pruner_percentile`` % of
     completed trials at that epoch); "baseline" prunes trials that stay behind the best
-    rule-of-thumb baseline's curve. The median and percentile rules read the sampler's
-    window of the history (``window=None``: all of it)."""
+    rule-of-thumb baseline's curve."""
     startup, warmup = settings.pruner_startup_trials, settings.pruner_warmup_epochs
-
-    def on_window(rule: optuna.pruners.BasePruner) -> optuna.pruners.BasePruner:
-        return rule if window is None else WindowedPruner(rule, window)
-
-    median = on_window(optuna.pruners.MedianPruner(n_startup_trials=startup,
-                                                   n_warmup_steps=warmup))
+    median = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
     if settings.pruner == "median":
         return median
     if settings.pruner == "baseline":
         return BaselinePruner(warmup, fallback=median, startup_trials=startup)
     if settings.pruner == "percentile":
-        return on_window(optuna.pruners.PercentilePruner(
-            settings.pruner_percentile, n_startup_trials=startup, n_warmup_steps=warmup))
+        return optuna.pruners.PercentilePruner(settings.pruner_percentile,
+                                               n_startup_trials=startup, n_warmup_steps=warmup)
     if settings.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(
             min_resource=max(1, warmup), max_resource=settings.max_epochs,

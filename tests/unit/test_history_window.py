@@ -1,18 +1,12 @@
-"""The windowed TPE and pruner: Optuna's own up to the window, a bounded history past it."""
+"""The windowed TPE: Optuna's own TPE up to the window, a bounded history past it."""
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from automl.options import TuneOptions
-from automl.run.plan import settings_of
-from automl.space import SearchSpace
-from automl.study.history_window import HistoryWindow, WindowedPruner, WindowedTPESampler, windowed
-from automl.study.settings import make_pruner
+from automl.study.history_window import HistoryWindow, RunningBest, WindowedTPESampler, windowed
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 X = FloatDistribution(-5.0, 5.0)
@@ -91,50 +85,6 @@ def test_the_sampler_keeps_searching_past_its_window() -> None:
     assert study.best_value < 1.0  # it still finds the basin near x = 1 or x = -2
 
 
-def history_at_epoch(old: int, recent: int) -> optuna.Study:
-    """``old`` completed trials that were at 100 at epoch 1, then ``recent`` at 1."""
-    study = optuna.create_study()
-    for i in range(old + recent):
-        value = 100.0 if i < old else 1.0
-        study.add_trial(create_trial(value=value, params={"x": 0.0}, distributions={"x": X},
-                                     intermediate_values={1: value}))
-    return study
-
-
-def decision(pruner: optuna.pruners.BasePruner, study: optuna.Study, at: float) -> bool:
-    trial = study.ask()
-    trial.report(at, step=1)
-    return pruner.prune(study, study._storage.get_trial(trial._trial_id))
-
-
-def test_past_the_window_the_median_is_the_windows() -> None:
-    def median() -> optuna.pruners.BasePruner:
-        return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
-    study = history_at_epoch(old=20, recent=4)
-    assert not decision(median(), study, at=5.0)  # the whole history's median is 100
-    assert decision(WindowedPruner(median(), window=4), study, at=5.0)  # the window's is 1
-
-
-def test_within_the_window_the_pruner_decides_as_its_rule() -> None:
-    study = history_at_epoch(old=2, recent=4)
-    rule = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
-    for at in (0.5, 5.0, 500.0):
-        assert decision(WindowedPruner(rule, window=6), study, at) == decision(rule, study, at)
-
-
-def default_space() -> SearchSpace:
-    return SearchSpace({}).resolve("multiclass", 1000, 8)
-
-
-def test_the_run_pruners_read_the_window_and_keep_their_own_attributes() -> None:
-    options = TuneOptions(n_trials=10)
-    assert isinstance(make_pruner(settings_of(options, default_space())), WindowedPruner)
-    baseline = make_pruner(settings_of(replace(options, pruner="baseline"), default_space()))
-    assert callable(getattr(baseline, "anchor_at", None))  # the epoch callback uses it
-    assert not isinstance(make_pruner(settings_of(options, default_space()), window=None),
-                          WindowedPruner)
-
-
 def test_each_trial_samples_from_its_own_snapshot_of_the_window() -> None:
     sampler = WindowedTPESampler(window=4, **tpe_options())  # type: ignore[arg-type]
     study = optuna.create_study(sampler=sampler)
@@ -146,3 +96,15 @@ def test_each_trial_samples_from_its_own_snapshot_of_the_window() -> None:
     assert second is not None and second[0] != first[0]
     seen = {t.number for t in second[1].get_trials(deepcopy=False)}
     assert {4, 5, 6, 7, 8} <= seen  # the latest four finished and the running trial
+
+
+def test_the_best_trials_are_carried_over_and_updated_between_windows() -> None:
+    study = history([0.5, *[10.0 + i for i in range(1, 10)]])  # trials 0-9, one running
+    best = RunningBest(study, window=4)  # keeps the best max(1, 4 // 10) = 1
+    first = windowed(study, 4, best=best)
+    assert [t.number for t in first.get_trials(deepcopy=False)] == [0, 6, 7, 8, 9, 10]
+    study.tell(10, 0.1)  # the running trial finishes best of all
+    for value in (20.0, 21.0, 22.0, 23.0):
+        study.add_trial(create_trial(value=value, params={"x": 0.0}, distributions={"x": X}))
+    second = windowed(study, 4, best=best)
+    assert [t.number for t in second.get_trials(deepcopy=False)] == [10, 11, 12, 13, 14]
