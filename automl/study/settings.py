@@ -17,8 +17,8 @@ from typing import Any
 import optuna
 
 from automl.options import TuneOptions, check_pruning
-from automl.study.history_window import HISTORY_WINDOW, WindowedTPESampler
 from automl.study.pruning import RUNG_PRUNERS, BaselinePruner, PruningPolicy
+from automl.study.storage.history_window import HISTORY_WINDOW, WindowedTPESampler
 
 # Fields that runs stored by earlier versions lack; read back, they take TuneOptions' default.
 STORED_LATER = ("pruner_percentile", "pruning_audit", "warm_start", "max_consecutive_failures")
@@ -55,7 +55,7 @@ def make_sampler(settings: StudySettings, worker_index: int = 0,
                  window: int | None = HISTORY_WINDOW) -> optuna.samplers.TPESampler:
     """Parallel-aware TPE: multivariate, grouped for the conditional widths, constant liar,
     fitted on at most ``window`` finished trials plus the best ones
-    (:mod:`automl.study.history_window`; ``None``: Optuna's TPE on the whole history).
+    (:mod:`automl.study.storage.history_window`; ``None``: Optuna's TPE on the whole history).
 
     Each worker gets its own seed (``seed + worker_index``) so that parallel workers do not
     draw the same random start-up points.

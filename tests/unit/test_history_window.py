@@ -6,7 +6,12 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from automl.study.history_window import HistoryWindow, RunningBest, WindowedTPESampler, windowed
+from automl.study.storage.history_window import (
+    HistoryWindow,
+    RunningBest,
+    WindowedTPESampler,
+    windowed,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 X = FloatDistribution(-5.0, 5.0)

@@ -6,6 +6,8 @@
 - :mod:`.private`: Optuna's cache of finished trials (``_CachedStorage``) and the study's
   storage (``study._storage``), for reading a trial afresh and for the sweeper's reason
   on a trial whose worker is gone.
+- :mod:`.history_window`: TPE on a window of the history, past 1,000 finished trials; it
+  hands TPE a study whose trial readers (``Study._get_trials``) serve a snapshot.
 
 Everything else in ``automl`` uses Optuna's public API only (``tests/unit/test_layout.py``).
 """
