@@ -204,9 +204,11 @@ def run_ours(args: argparse.Namespace, t0: float, n_workers: int | None,
                              progress=False, warm_start=warm_start,
                              head_start=head_start, cohort_trials=cohort_trials)
         study = optuna.load_study(study_name=result.study_name, storage=url)
-        trials = [trial_record(t, t0, t.user_attrs.get("val_score")
-                               if t.state.name == "COMPLETE" else None,
-                               int(t.user_attrs.get("epochs", 0))) for t in study.trials]
+        trials = [{**trial_record(t, t0, t.user_attrs.get("val_score")
+                                  if t.state.name == "COMPLETE" else None,
+                                  int(t.user_attrs.get("epochs", 0))),
+                   "cohort_size": int(t.user_attrs.get("cohort_size", 1))}
+                  for t in study.trials]
     # Trials are single models: the target is the best baseline's single-seed validation
     # score (the seeds' mean), not its ensemble's.
     best_baseline = max((b for b in result.baselines if b.val_score is not None),
