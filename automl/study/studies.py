@@ -17,7 +17,7 @@ from automl.errors import ConfigError
 from automl.queue.engine import connection_url
 from automl.study.settings import StudySettings, make_pruner, make_sampler
 from automl.study.storage.private import cached_storage
-from automl.study.storage.retry import RetryingStorage
+from automl.study.storage.retry import RetryingStorage, with_retry
 from automl.study.storage.write_behind import WriteBehindStorage
 
 SETTINGS_ATTR = "automl_settings"
@@ -34,7 +34,10 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
     else:
         kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
-    rdb = optuna.storages.RDBStorage(connection_url(url), engine_kwargs=kwargs)
+    # Opening checks Optuna's tables: a process started while the database restarts waits,
+    # as every later call does.
+    rdb = with_retry(lambda: optuna.storages.RDBStorage(connection_url(url),
+                                                        engine_kwargs=kwargs))
     # Optuna's cache of finished trials (see cached_storage for why), and a running trial's
     # reports and user attributes written in batches.
     return RetryingStorage(WriteBehindStorage(cached_storage(rdb)))  # type: ignore[abstract]

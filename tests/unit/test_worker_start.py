@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 from sqlalchemy.exc import OperationalError
 
@@ -38,3 +39,24 @@ def test_start_rides_out_a_database_that_is_shutting_down(
 def test_start_refuses_a_database_without_the_tables_at_once(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="automl db upgrade"):
         ServiceWorker(f"sqlite:///{tmp_path / 'empty.db'}", lease_s=30)
+
+
+def test_opening_optunas_storage_rides_out_a_restart_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second start-up read the same CI run hit: Optuna's own schema check."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    ensure_schema(url)
+    opened: list[int] = []
+    real_storage = optuna.storages.RDBStorage
+
+    def open_while_restarting(*args: Any, **kwargs: Any) -> optuna.storages.RDBStorage:
+        opened.append(1)
+        if len(opened) < 3:
+            raise OperationalError("SELECT version_num FROM alembic_version", {},
+                                   Exception("server closed the connection unexpectedly"))
+        return real_storage(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", open_while_restarting)
+    worker = ServiceWorker(url, lease_s=30)
+    worker.close()
+    assert len(opened) == 3
