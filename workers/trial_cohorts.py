@@ -9,6 +9,7 @@ trial joins the cohort only if the cohort still pays with it (``cohort_capacity`
 members' widest layers: a narrow member computes at the widest member's width), else it
 waits and leads a later group, or trains alone, as does a trial whose configuration has
 no cohort (``cohort_key`` is None) or whose model is too wide for this device to gain.
+While the sampler is in its random start-up, cohorts are pairs and nothing is asked ahead.
 
 Each trial keeps everything the ordinary path gives it: its own seed, epoch callbacks
 (the fault hook, its ticket's interruption, its reports and the pruner), its user
@@ -53,6 +54,10 @@ from workers.train import TrainOutcome
 
 logger = logging.getLogger(__name__)
 
+# Members of a cohort formed in the sampler's random start-up: pairs halve the start-up's
+# structures where larger groups would collapse them (BENCHMARKS.md, issue 20).
+STARTUP_COHORT = 2
+
 
 @dataclass(frozen=True)
 class TrialSlot:
@@ -81,9 +86,10 @@ def run_trial_cohorts(study: optuna.Study, slots: Sequence[TrialSlot], space: Se
     (COMPLETE, PRUNED or FAIL) and no exception escapes; returns each slot's trial as told
     (None when it was ended elsewhere first, or could not start).
 
-    Until ``startup_trials`` trials have finished (the sampler's random start-up), nothing
-    is pinned: pinning would spend the start-up on one structure, so trials are asked
-    freely and only those that happen to share a structure train together."""
+    Until ``startup_trials`` trials have finished (the sampler's random start-up), a
+    cohort is a pair (``STARTUP_COHORT``): the second trial is asked with the first's
+    structure, and the next slots are asked only when they start, so the start-up draws
+    no more random trials than it needs."""
     return _TrialBatch(study, slots, space, data, seed, pruning or ASK_EVERY_EPOCH,
                        startup_trials).run()
 
@@ -155,8 +161,16 @@ class _TrialBatch:
 
     def train_together(self, first: _Asked, key: CohortKey) -> None:
         """Train ``first`` with as many more trials of its structure as pay; members that
-        stop are replaced from the queue. Trials asked but not fitting wait their turn."""
-        fixed = None if self.starting_up() else structure_params(first.trial.params)
+        stop are replaced from the queue. Trials asked but not fitting wait their turn.
+
+        In the sampler's random start-up a cohort is a pair and is not refilled: more
+        members would spend the start-up on few structures, and every trial asked ahead
+        while it lasts is drawn at random, however late it trains."""
+        fixed = structure_params(first.trial.params)
+        starting_up = self.starting_up()
+        size = min(self.capacity([first]), 1 + len(self.queue))
+        if starting_up:
+            size = min(size, STARTUP_COHORT)
         waiting: list[_Asked] = []
 
         def refill(free: int) -> list[Member]:
@@ -176,16 +190,16 @@ class _TrialBatch:
             return members
 
         members = [self.member(first)]
-        members += refill(min(self.capacity([first]), 1 + len(self.queue)) - 1)
+        members += refill(size - 1)
         if len(members) == 1:  # nothing else fits: no stacking overhead for one
             self.training.clear()
             self.train_alone(first)
         else:
             first.trial.set_user_attr("cohort_size", len(self.training))
-            self.train_members(members, refill)
+            self.train_members(members, None if starting_up else refill)
         self.queue.extendleft(reversed(waiting))
 
-    def train_members(self, members: list[Member], refill: Refill) -> None:
+    def train_members(self, members: list[Member], refill: Refill | None) -> None:
         try:
             train_cohort(members, self.data, self.on_done, refill=refill,
                          capacity=self.capacity(list(self.training.values())))

@@ -61,6 +61,25 @@ def test_slots_share_the_first_trials_structure_and_each_is_told(tmp_path: Path,
         assert trial.value == min(trial.intermediate_values.values())
 
 
+def test_in_the_random_start_up_cohorts_are_pairs_asked_as_they_start(
+        tmp_path: Path, blobs: PreparedData) -> None:
+    study = new_study(tmp_path)
+    finished_at_ask: list[int] = []
+
+    def on_start(trial: optuna.Trial) -> None:
+        finished_at_ask.append(sum(t.state.is_finished() for t in study.trials))
+
+    slots = [TrialSlot(TrialHooks(on_start=on_start)) for _ in range(6)]
+    run_trial_cohorts(study, slots, space(), to_tensors(blobs), seed=0, startup_trials=100)
+    trials = study.trials
+    assert [t.user_attrs["cohort_size"] for t in trials] == [2] * 6
+    for first, second in zip(trials[::2], trials[1::2], strict=True):
+        assert {n: first.params[n] for n in STRUCTURE_PARAMS if n in first.params} == \
+            {n: second.params[n] for n in STRUCTURE_PARAMS if n in first.params}
+    assert finished_at_ask == [0, 0, 2, 2, 4, 4]  # no trial asked ahead of its pair
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
 def test_a_trial_in_a_cohort_has_the_curve_it_has_alone(tmp_path: Path,
                                                         blobs: PreparedData) -> None:
     study = new_study(tmp_path)
