@@ -2,7 +2,7 @@
 
     python bench/ask_tell.py --history 1000 10000 [--trials 20] [--epochs 10]
                              [--storage memory sqlite]
-                             [--sampler automl full-tpe independent-tpe random]
+                             [--sampler automl python-ndtr full-tpe independent-tpe random]
                              [--out bench/records/ask_tell.jsonl]
 
 For each history size N and storage, a study with the run's own sampler and pruner
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.samplers._tpe import _truncnorm
 from optuna.trial import TrialState, create_trial
 
 from automl.options import TuneOptions
@@ -44,6 +45,7 @@ from automl.run.plan import settings_of
 from automl.space import SearchSpace
 from automl.space.suggest import suggest_trial_config
 from automl.study.settings import make_pruner, make_sampler
+from automl.study.storage.tpe_numerics import optuna_log_ndtr
 from automl.study.studies import make_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -114,7 +116,9 @@ def run_trials(study: optuna.Study, space: SearchSpace, n: int,
 def sampler_named(name: str, settings: Any) -> optuna.samplers.BaseSampler:
     """``automl``: the run's own (multivariate grouped TPE, constant liar, a window of
     1,000 finished trials); ``full-tpe``: the same on the whole history, as before the
-    window; the others are what the issue names as levers, measured beside it."""
+    window; ``python-ndtr``: ``automl`` with Optuna's own Python ``_log_ndtr`` (before
+    ``automl.study.storage.tpe_numerics``); the others are what the issue names as
+    levers, measured beside it."""
     if name == "independent-tpe":
         return optuna.samplers.TPESampler(n_startup_trials=settings.tpe_startup_trials,
                                           constant_liar=True, seed=settings.seed)
@@ -122,7 +126,10 @@ def sampler_named(name: str, settings: Any) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=settings.seed)
     if name == "full-tpe":
         return make_sampler(settings, window=None)
-    return make_sampler(settings)
+    sampler = make_sampler(settings)
+    if name == "python-ndtr":  # the run's sampler with Optuna's own log Φ, one value at a time
+        _truncnorm._log_ndtr = optuna_log_ndtr()
+    return sampler
 
 
 def measure(history: int, storage_kind: str, n_trials: int, epochs: int, folder: Path,
@@ -158,7 +165,8 @@ def main() -> None:
     parser.add_argument("--storage", nargs="+", default=["memory", "sqlite"],
                         choices=["memory", "sqlite"])
     parser.add_argument("--sampler", nargs="+", default=["automl"],
-                        choices=["automl", "full-tpe", "independent-tpe", "random"])
+                        choices=["automl", "python-ndtr", "full-tpe", "independent-tpe",
+                                 "random"])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -19,6 +19,7 @@ import optuna
 from automl.options import TuneOptions, check_pruning
 from automl.study.pruning import RUNG_PRUNERS, BaselinePruner, PruningPolicy
 from automl.study.storage.history_window import HISTORY_WINDOW, WindowedTPESampler
+from automl.study.storage.tpe_numerics import use_vectorised_log_ndtr
 
 # Fields that runs stored by earlier versions lack; read back, they take TuneOptions' default.
 STORED_LATER = ("pruner_percentile", "pruning_audit", "warm_start", "max_consecutive_failures")
@@ -60,6 +61,7 @@ def make_sampler(settings: StudySettings, worker_index: int = 0,
     Each worker gets its own seed (``seed + worker_index``) so that parallel workers do not
     draw the same random start-up points.
     """
+    use_vectorised_log_ndtr()  # the same TPE, its tail masses in C (tpe_numerics)
     options: dict[str, Any] = {"n_startup_trials": settings.tpe_startup_trials,
                                "multivariate": True, "group": True, "constant_liar": True,
                                "seed": settings.seed + worker_index}
