@@ -4,7 +4,8 @@ in one graph.
 The graph's input ``features`` is a float64 matrix (dynamic batch size) with the columns
 ``onnx_columns(preprocessor)`` in that order: every numeric column as it is in the data,
 NaN where a value is missing (the graph imputes the training median, adds the "was
-missing" inputs and standardises, in float64 like :class:`Preprocessor`; a date column
+missing" inputs, clips to the training range and standardises, in float64 like
+:class:`Preprocessor`; a date column
 comes as its parts, ``signup.year`` and so on, as :func:`onnx_features` computes them),
 then one 0/1 indicator per categorical column and level (``"colour=red"``; a missing
 category is the level ``"colour=(missing)"`` when training had it; all 0 for a level
@@ -69,7 +70,8 @@ def onnx_description(preprocessor: Preprocessor) -> dict[str, Any]:
         "output": {"name": output, "dtype": "float32",
                    "shape": ["batch"] if output == "prediction" else ["batch", None]},
         "note": ("numeric columns as they are in the data, NaN where missing (the graph "
-                 "imputes and standardises them; a date column comes as its parts), then a "
+                 "imputes, clips to the training range and standardises them; a date "
+                 "column comes as its parts), then a "
                  "0/1 column per categorical level ('column=level'); the output is "
                  + ("the prediction in the target's units" if output == "prediction" else
                     "one probability per class, in the order of 'classes'")),
@@ -77,9 +79,12 @@ def onnx_description(preprocessor: Preprocessor) -> dict[str, Any]:
 
 
 class InferenceGraph(nn.Module):
-    """Impute and standardise (float64) -> MLP (float32) -> probabilities or target units."""
+    """Impute, clip and standardise (float64) -> MLP (float32) -> probabilities or target
+    units."""
 
     medians: torch.Tensor
+    lows: torch.Tensor
+    highs: torch.Tensor
     shift: torch.Tensor
     scale: torch.Tensor
     flagged: torch.Tensor
@@ -89,6 +94,10 @@ class InferenceGraph(nn.Module):
         pre = preprocessor
         self.n_numeric = len(pre.numeric_columns)
         self.register_buffer("medians", torch.tensor(pre.medians, dtype=torch.float64))
+        unbounded = [float("inf")] * self.n_numeric  # a bundle from before clipping
+        self.register_buffer("lows", torch.tensor(
+            pre.lows or [-bound for bound in unbounded], dtype=torch.float64))
+        self.register_buffer("highs", torch.tensor(pre.highs or unbounded, dtype=torch.float64))
         self.register_buffer("shift", torch.tensor(pre.means, dtype=torch.float64))
         self.register_buffer("scale", torch.tensor(pre.stds, dtype=torch.float64))
         self.register_buffer("flagged", torch.tensor(
@@ -101,7 +110,7 @@ class InferenceGraph(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         numeric, one_hot = features[:, :self.n_numeric], features[:, self.n_numeric:]
         missing = torch.isnan(numeric)
-        filled = torch.where(missing, self.medians, numeric)
+        filled = torch.clamp(torch.where(missing, self.medians, numeric), self.lows, self.highs)
         indicators = missing.index_select(1, self.flagged).to(torch.float64)
         encoded = torch.cat([(filled - self.shift) / self.scale, indicators, one_hot], dim=1)
         outputs = self.mlp(encoded.to(torch.float32))

@@ -7,9 +7,15 @@ prediction time as training checked them: a missing column or an infinite value 
 typed error naming the column, and a missing value is imputed the way training did.
 
 The encoded matrix is, in order: every numeric column (date columns expanded into their
-parts first) with missing cells set to the training median, then standardised; a 0/1
-"was missing" column for each numeric column that had missing values in the training
-split; then one 0/1 column per categorical level (missing is a level of its own).
+parts first) with missing cells set to the training median, clipped to the range the
+training split spans, then standardised; a 0/1 "was missing" column for each numeric
+column that had missing values in the training split; then one 0/1 column per
+categorical level (missing is a level of its own).
+
+The clipping is for rows the model has not seen: an MLP extrapolates linearly, so one
+value far outside the training range (diamonds has a width of 31.8 mm, 23 standard
+deviations out, where the rest lie under 11) can make its prediction absurd, where a
+tree model, and this clipping, hold it at the edge (BENCHMARKS.md, issue 19).
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ class Preprocessor:
     medians: list[float] = field(default_factory=list)
     missing_indicators: list[str] = field(default_factory=list)
     date_columns: list[str] = field(default_factory=list)
+    # The training split's range per numeric column (after imputation); empty in bundles
+    # from before clipping, which then do not clip.
+    lows: list[float] = field(default_factory=list)
+    highs: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if len(self.medians) != len(self.numeric_columns):  # bundles from before imputation
@@ -85,6 +95,8 @@ class Preprocessor:
             missing_indicators=[c for c, m in zip(numeric_columns, missing.any(axis=0), strict=True)
                                 if m],
             date_columns=list(data.date_columns),
+            lows=filled.min(axis=0, initial=np.inf).tolist(),
+            highs=filled.max(axis=0, initial=-np.inf).tolist(),
         )
 
     @property
@@ -133,6 +145,8 @@ class Preprocessor:
         missing = np.isnan(scaled)
         indicators = missing[:, [self.numeric_columns.index(c) for c in self.missing_indicators]]
         np.copyto(scaled, np.asarray(self.medians)[None, :], where=missing)
+        if self.lows:
+            np.clip(scaled, self.lows, self.highs, out=scaled)
         scaled -= np.asarray(self.means)
         scaled /= np.asarray(self.stds)
         _check_float32(scaled, self.numeric_columns)

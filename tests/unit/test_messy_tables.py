@@ -115,12 +115,34 @@ def test_bad_prediction_rows_get_one_typed_error_naming_the_column(
     assert info.value.field == field and says in info.value.message
 
 
-def test_rows_far_outside_training_are_refused_not_answered_with_nan(
-        predictor: Predictor) -> None:
+def test_rows_outside_the_training_range_are_held_at_its_edge(predictor: Predictor) -> None:
+    """An MLP extrapolates linearly: a value far outside what training saw (a typo, a unit
+    error) is clipped to the training range, in Predictor and ONNX alike, as a tree would
+    hold it; beyond float32 it is refused, naming the column, never answered with NaN."""
+    pre = predictor.preprocessor
+    column = pre.numeric_columns.index("income")
+    high, low = pre.highs[column], pre.lows[column]
+    rows = rows_with_gaps(messy_frame()).iloc[:4]
+    session = ort.InferenceSession(onnx_bytes(predictor), providers=["CPUExecutionProvider"])
     with pytest.raises(NonFiniteError, match="income"):
-        predictor.predict_proba(rows_with_gaps(messy_frame()).assign(income=1e39))
-    far = predictor.predict_proba(rows_with_gaps(messy_frame()).assign(income=1e37))
-    assert np.isfinite(far).all()
+        predictor.predict_proba(rows.assign(income=1e39))
+    for far, edge in ((1e37, high), (high * 50, high), (-1e6, low)):
+        expected = predictor.predict_proba(rows.assign(income=edge))
+        got = predictor.predict_proba(rows.assign(income=far))
+        np.testing.assert_array_equal(got, expected)
+        onnx = session.run(None, {"features": onnx_features(pre, rows.assign(income=far))})[0]
+        np.testing.assert_allclose(onnx, expected, atol=1e-5)
+
+
+def test_a_bundle_from_before_clipping_does_not_clip() -> None:
+    frame = messy_frame().drop(columns=["signup", "notes", "customer_id"]).dropna()
+    saved = load_dataset(frame, "churned", seed=0).preprocessor.to_dict()
+    del saved["lows"], saved["highs"]
+    old = Preprocessor(**json.loads(json.dumps(saved)))
+    column = old.numeric_columns.index("income")
+    far = frame.drop(columns="churned").iloc[:2].assign(income=1e30)
+    expected = (1e30 - old.means[column]) / old.stds[column]
+    assert old.transform(far)[:, column] == pytest.approx([expected] * 2, rel=1e-6)
 
 
 def test_preprocessing_saved_before_imputation_still_loads() -> None:

@@ -61,8 +61,9 @@ def test_tpe_suggests_the_same_trials_with_either(monkeypatch: pytest.MonkeyPatc
 
 
 def test_the_run_sampler_uses_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from automl.study.settings import make_sampler
     from study_settings import study_settings
+
+    from automl.study.settings import make_sampler
 
     monkeypatch.setattr(_truncnorm, "_log_ndtr", optuna_log_ndtr())
     make_sampler(study_settings())
