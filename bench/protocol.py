@@ -36,6 +36,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,7 +95,15 @@ def run_one(name: str, split: int, variant: str, max_rows: int) -> dict[str, Any
             "n_trials": result.n_trials, "n_complete": result.n_complete,
             "n_pruned": result.n_pruned, "wall_s": wall, "tuning_s": result.tuning_seconds,
             "load": os.getloadavg(), "when": datetime.now(timezone.utc).isoformat(),
+            "commit": commit(),
             "machine": f"{platform.node()} ({os.cpu_count()} CPUs)"}
+
+
+def commit() -> str:
+    """The code's commit (of the tree this script runs from), for the record."""
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, cwd=Path(__file__).parent, check=False)
+    return done.stdout.strip() or "unknown"
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
