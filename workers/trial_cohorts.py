@@ -7,8 +7,9 @@ structure fixed (``PartialFixedSampler``: depth, activation, batch norm, optimis
 size, loss, embedding) and TPE choosing the rest, so they can share its stacked model. A
 trial joins the cohort only if the cohort still pays with it (``cohort_capacity`` of the
 members' widest layers: a narrow member computes at the widest member's width), else it
-waits and leads a later group, or trains alone, as does a trial whose configuration has
-no cohort (``cohort_key`` is None) or whose model is too wide for this device to gain.
+waits and leads a later group, or trains alone, and the cohort pins no more trials; so
+does a trial whose configuration has no cohort (``cohort_key`` is None) or whose model
+is too wide for this device to gain.
 While the sampler is in its random start-up, cohorts are pairs and nothing is asked ahead.
 
 Each trial keeps everything the ordinary path gives it: its own seed, epoch callbacks
@@ -161,7 +162,10 @@ class _TrialBatch:
 
     def train_together(self, first: _Asked, key: CohortKey) -> None:
         """Train ``first`` with as many more trials of its structure as pay; members that
-        stop are replaced from the queue. Trials asked but not fitting wait their turn.
+        stop are replaced from the queue. The first trial asked that does not fit (too wide
+        for the cohort to pay on this device) waits its turn, and the cohort asks no more:
+        every further pinned trial would spend the search on this structure with no
+        stacking to show for it.
 
         In the sampler's random start-up a cohort is a pair and is not refilled: more
         members would spend the start-up on few structures, and every trial asked ahead
@@ -175,14 +179,14 @@ class _TrialBatch:
 
         def refill(free: int) -> list[Member]:
             joining: list[_Asked] = []
-            while len(joining) < free and self.queue:
+            while len(joining) < free and self.queue and not waiting:
                 asked = self.ask(self.queue.popleft(), fixed)
                 if asked is None:
                     continue
                 group = [*self.training.values(), *joining, asked]
                 if cohort_key(asked.config) == key and self.capacity(group) >= len(group):
                     joining.append(asked)
-                else:
+                else:  # too wide to join: the cohort is full, and pins no more trials
                     waiting.append(asked)
             members = [self.member(asked) for asked in joining]
             for asked in joining:

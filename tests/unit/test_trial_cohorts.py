@@ -80,6 +80,28 @@ def test_in_the_random_start_up_cohorts_are_pairs_asked_as_they_start(
     assert all(t.state == TrialState.COMPLETE for t in trials)
 
 
+def test_a_cohort_stops_pinning_trials_at_the_first_that_does_not_fit(
+        tmp_path: Path, blobs: PreparedData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Room for three on its own, but every pinned trial comes out too wide to join: one
+    waits and leads the next group; the rest are asked when their turn comes, not all at
+    once with the first's structure."""
+    from workers import trial_cohorts
+
+    monkeypatch.setattr(trial_cohorts._TrialBatch, "capacity",
+                        lambda self, group: 3 if len(group) == 1 else 1)
+    study = new_study(tmp_path)
+    finished_at_ask: list[int] = []
+
+    def on_start(trial: optuna.Trial) -> None:
+        finished_at_ask.append(sum(t.state.is_finished() for t in study.trials))
+
+    slots = [TrialSlot(TrialHooks(on_start=on_start)) for _ in range(6)]
+    run_trial_cohorts(study, slots, space(), to_tensors(blobs), seed=0)
+    assert finished_at_ask == [0, 0, 1, 2, 3, 4]
+    assert [t.user_attrs["cohort_size"] for t in study.trials] == [1] * 6
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
 def test_a_trial_in_a_cohort_has_the_curve_it_has_alone(tmp_path: Path,
                                                         blobs: PreparedData) -> None:
     study = new_study(tmp_path)
