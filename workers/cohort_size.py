@@ -14,6 +14,7 @@ trains the ordinary way.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import torch
 
@@ -25,6 +26,8 @@ MAX_CPU_COHORT, MAX_GPU_COHORT = 32, 1024
 # Trial tickets a worker (or Ray task) claims at once: what its cohorts draw from.
 CPU_COHORT_TRIALS, GPU_COHORT_TRIALS = 8, 256
 GPU_MEMORY_SHARE = 0.5
+# The widest member's multiply-adds over the narrowest's, at most, in one CPU cohort.
+MAX_CPU_WIDTH_SPREAD = 2.0
 
 
 def multiply_adds(model: ModelConfig, n_inputs: int, n_outputs: int, n_numeric: int = 0) -> int:
@@ -56,3 +59,13 @@ def cohort_capacity(model: ModelConfig, n_inputs: int, n_outputs: int, batch_siz
 def default_cohort_trials(device: str | torch.device) -> int:
     """How many trial tickets one worker or Ray task claims at once on ``device``."""
     return GPU_COHORT_TRIALS if torch.device(device).type == "cuda" else CPU_COHORT_TRIALS
+
+
+def widths_pay(member_macs: Sequence[int], device: torch.device) -> bool:
+    """Whether members of these multiply-adds a row gain from training as one stacked
+    model. It computes every member at the widest one's width, so on a CPU, where stacking
+    gains 1.2-3.3x (BENCHMARKS.md, "Cohorts"), a member less than half as wide as the
+    widest costs more in the cohort than alone. A GPU has the width to spare."""
+    if device.type == "cuda" or len(member_macs) < 2:
+        return True
+    return max(member_macs) <= MAX_CPU_WIDTH_SPREAD * max(1, min(member_macs))

@@ -39,7 +39,7 @@ from automl.space.suggest import structure_params
 from automl.study.pruning import ASK_EVERY_EPOCH, PruningPolicy
 from automl.study.storage.write_behind import RETRY_ATTR
 from workers.cohort import CohortKey, Member, Refill, cohort_key, train_cohort
-from workers.cohort_size import cohort_capacity
+from workers.cohort_size import cohort_capacity, multiply_adds, widths_pay
 from workers.data import TensorSplits
 from workers.evaluate import fit
 from workers.objective import (
@@ -121,7 +121,13 @@ class _TrialBatch:
         return [self.told.get(i) for i in range(len(self.slots))]
 
     def capacity(self, group: Sequence[_Asked]) -> int:
-        """How many members of the group's widest shape pay on this device."""
+        """How many members of the group's widest shape pay on this device (1 when its
+        members' widths differ too much to gain: ``widths_pay``)."""
+        data = self.data
+        macs = [multiply_adds(a.config.model, data.n_inputs, data.n_outputs, data.n_numeric)
+                for a in group]
+        if not widths_pay(macs, data.device):
+            return 1
         widest = max(group, key=lambda a: len(a.config.model.hidden_units)).config.model
         units = tuple(max(a.config.model.hidden_units[i] for a in group)
                       for i in range(len(widest.hidden_units)))

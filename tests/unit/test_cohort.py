@@ -13,7 +13,7 @@ from torch import nn
 
 from automl.configs import ModelConfig, Task, TrainConfig, TrialConfig
 from workers.cohort import Member, cohort_key, train_cohort
-from workers.cohort_size import cohort_capacity
+from workers.cohort_size import cohort_capacity, multiply_adds, widths_pay
 from workers.data import TensorSplits, predict, validation_loss
 from workers.evaluate import fit, train_seeds
 from workers.train import TrainOutcome
@@ -192,6 +192,15 @@ def test_the_cpu_cohort_shrinks_as_the_model_grows() -> None:
              for units in (32, 128, 256, 512)]
     assert sizes == sorted(sizes, reverse=True)
     assert sizes[0] == 32 and sizes[-1] == 1
+
+
+def test_on_a_cpu_members_of_too_different_widths_do_not_stack() -> None:
+    """The stacked model computes each member at the widest one's width."""
+    cpu = torch.device("cpu")
+    narrow, wide = (multiply_adds(ModelConfig((units,)), 64, 10) for units in (32, 256))
+    assert widths_pay([narrow], cpu) and widths_pay([narrow, narrow * 2], cpu)
+    assert not widths_pay([narrow, wide], cpu) and not widths_pay([wide, narrow, wide], cpu)
+    assert widths_pay([narrow, wide], torch.device("cuda"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
