@@ -207,7 +207,8 @@ def run_ours(args: argparse.Namespace, t0: float, n_workers: int | None,
         trials = [{**trial_record(t, t0, t.user_attrs.get("val_score")
                                   if t.state.name == "COMPLETE" else None,
                                   int(t.user_attrs.get("epochs", 0))),
-                   "cohort_size": int(t.user_attrs.get("cohort_size", 1))}
+                   "cohort_size": int(t.user_attrs.get("cohort_size", 1)),
+                   "train_s": t.user_attrs.get("seconds"), "params": t.params}
                   for t in study.trials]
     # Trials are single models: the target is the best baseline's single-seed validation
     # score (the seeds' mean), not its ensemble's.
