@@ -202,7 +202,8 @@ def run_ours(args: argparse.Namespace, t0: float, n_workers: int | None,
         result = automl.tune(frame, "target", n_trials=MANY_TRIALS, timeout=args.budget_s,
                              seed=args.seed, n_seeds=1, n_workers=n_workers, storage=url,
                              progress=False, warm_start=warm_start,
-                             head_start=head_start, cohort_trials=cohort_trials)
+                             head_start=head_start, cohort_trials=cohort_trials,
+                             space=args.space)
         study = optuna.load_study(study_name=result.study_name, storage=url)
         trials = [{**trial_record(t, t0, t.user_attrs.get("val_score")
                                   if t.state.name == "COMPLETE" else None,
@@ -326,6 +327,8 @@ def run_side(side: str, args: argparse.Namespace, folder: Path) -> dict[str, Any
                "--plain-epochs", str(args.plain_epochs), "--out", str(out)]
     if args.max_rows is not None:
         command += ["--max-rows", str(args.max_rows)]
+    if args.space is not None:
+        command += ["--space", str(args.space.resolve())]
     load_before = os.getloadavg()[0]
     process = subprocess.Popen(command)
     memory = TreeMemory(process.pid).start()
@@ -444,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plain-threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads of the plain side (default: one per core)")
     parser.add_argument("--plain-epochs", type=int, default=PLAIN_EPOCHS)
+    parser.add_argument("--space", type=Path,
+                        help="our sides' search space (YAML; default: the default space)")
     parser.add_argument("--json", type=Path, help="append the run (every trial) as one JSON line")
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -474,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         record = {"dataset": args.dataset, "seed": args.seed, "budget_s": budget,
                   "max_rows": args.max_rows, "checkpoints": checkpoints, "target": target,
+                  "space": None if args.space is None else str(args.space),
                   "target_baseline": ours["target_baseline"], "rows": rows, "raw": results,
                   "torch": torch.__version__, "optuna": optuna.__version__,
                   "python": platform.python_version(), "nproc": os.cpu_count(),
