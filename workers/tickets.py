@@ -43,6 +43,17 @@ from workers.trial_cohorts import TrialSlot, run_trial_cohorts
 StopReason = Callable[[], str | None]
 
 
+# Seeds apart for a ticket's attempts: far more tickets than any run holds.
+ATTEMPT_SEED_STRIDE = 1_000_003
+
+
+def sampler_index(claim: leases.Claim) -> int:
+    """The sampler's seed offset for ``claim``: its ticket and its attempt. A ticket run
+    again after its worker died must not replay its first attempt's random draws: the
+    dead worker's trials, already rerun with their own parameters, would be drawn again."""
+    return claim.id + ATTEMPT_SEED_STRIDE * (claim.attempts - 1)
+
+
 @dataclass(frozen=True)
 class LostTrial:
     """What became of the trial of a ticket whose worker died: failed now or before
@@ -104,7 +115,7 @@ class TicketRunner:
         """Trial tickets of one run trained as cohorts (:mod:`workers.trial_cohorts`); each
         ticket records its trial's number as soon as the trial starts."""
         ctx = self.context(claims[0].run_id)
-        study = self.study(ctx.run, worker_index=claims[0].id)
+        study = self.study(ctx.run, worker_index=sampler_index(claims[0]))
         numbers: dict[int, int] = {}
 
         def on_start(claim: leases.Claim) -> Callable[[optuna.Trial], None]:
@@ -124,7 +135,7 @@ class TicketRunner:
 
     def run_trial(self, claim: leases.Claim, ctx: RunContext,
                   stop_reason: StopReason) -> dict[str, Any]:
-        study = self.study(ctx.run, worker_index=claim.id)
+        study = self.study(ctx.run, worker_index=sampler_index(claim))
         if claim.retry_params:  # popped before any other waiting trial: write_behind
             study.enqueue_trial(claim.retry_params, user_attrs={RETRY_ATTR: True})
         numbers: list[int] = []
