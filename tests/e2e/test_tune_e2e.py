@@ -294,13 +294,19 @@ def test_ctrl_c_cancels_the_run_and_leaves_no_trial_running(tmp_path: Path,
                              "--target", "target", "--trials", "200", "--space",
                              str(files / "space.yaml"), "--storage", f"sqlite:///{db}",
                              "--no-head-start", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     try:
         while not _a_trial_is_done(db):  # Ray is up and trials are running
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
+        try:
+            _, stderr = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # a hang: every thread's stack, then fail
+            proc.send_signal(signal.SIGABRT)
+            _, stderr = proc.communicate(timeout=60)
+            pytest.fail(f"no exit 120 s after Ctrl-C; its threads:\n{stderr[-20000:]}")
     finally:
         proc.kill()
     assert proc.returncode == 130 and "interrupted" in stderr
