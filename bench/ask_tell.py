@@ -3,6 +3,7 @@
     python bench/ask_tell.py --history 1000 10000 [--trials 20] [--epochs 10]
                              [--storage memory sqlite]
                              [--sampler automl python-ndtr full-tpe independent-tpe random]
+                             [--pruner automl optuna]
                              [--out bench/records/ask_tell.jsonl]
 
 For each history size N and storage, a study with the run's own sampler and pruner
@@ -132,15 +133,26 @@ def sampler_named(name: str, settings: Any) -> optuna.samplers.BaseSampler:
     return sampler
 
 
+def pruner_named(name: str, settings: Any) -> optuna.pruners.BasePruner:
+    """``automl``: the run's own (the median rule, completed curves kept in memory:
+    ``automl.study.storage.completed_curves``); ``optuna``: Optuna's ``MedianPruner`` with the same
+    start-up and warm-up, which reads every completed trial at each epoch."""
+    if name == "optuna":
+        return optuna.pruners.MedianPruner(n_startup_trials=settings.pruner_startup_trials,
+                                           n_warmup_steps=settings.pruner_warmup_epochs)
+    return make_pruner(settings)
+
+
 def measure(history: int, storage_kind: str, n_trials: int, epochs: int, folder: Path,
-            sampler: str = "automl") -> dict[str, Any]:
+            sampler: str = "automl", pruner: str = "automl") -> dict[str, Any]:
     space = default_space()
     settings = settings_of(TuneOptions(n_trials=history + n_trials), space)
     storage: Any = None
     if storage_kind == "sqlite":
-        storage = make_storage(f"sqlite:///{folder / f'ask_tell_{history}_{sampler}.db'}")
+        storage = make_storage(
+            f"sqlite:///{folder / f'ask_tell_{history}_{sampler}_{pruner}.db'}")
     study = optuna.create_study(storage=storage, sampler=sampler_named(sampler, settings),
-                                pruner=make_pruner(settings), direction="minimize",
+                                pruner=pruner_named(pruner, settings), direction="minimize",
                                 study_name=f"ask-tell-{history}")
     start = time.perf_counter()
     study.add_trials(synthetic_history(space, history, epochs))
@@ -151,7 +163,7 @@ def measure(history: int, storage_kind: str, n_trials: int, epochs: int, folder:
     study._storage.get_all_trials(study._study_id, deepcopy=False)
     first_read = time.perf_counter() - start
     per_trial = run_trials(study, space, n_trials, epochs)
-    return {"history": history, "storage": storage_kind, "sampler": sampler,
+    return {"history": history, "storage": storage_kind, "sampler": sampler, "pruner": pruner,
             "trials": n_trials, "epochs": epochs, "fill_s": round(filled, 1),
             "first_read_s": round(first_read, 2),
             **{f"{k}_ms": round(v, 2) for k, v in per_trial.items()}}
@@ -167,13 +179,16 @@ def main() -> None:
     parser.add_argument("--sampler", nargs="+", default=["automl"],
                         choices=["automl", "python-ndtr", "full-tpe", "independent-tpe",
                                  "random"])
+    parser.add_argument("--pruner", nargs="+", default=["automl"], choices=["automl", "optuna"])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory() as folder:
         for history in args.history:
-            for kind, sampler in ((k, s) for k in args.storage for s in args.sampler):
-                row = measure(history, kind, args.trials, args.epochs, Path(folder), sampler)
+            for kind, sampler, pruner in ((k, s, p) for k in args.storage
+                                          for s in args.sampler for p in args.pruner):
+                row = measure(history, kind, args.trials, args.epochs, Path(folder), sampler,
+                              pruner)
                 row.update(date=stamp, machine=platform.node(), cpus=os.cpu_count(),
                            load=round(os.getloadavg()[0], 1), optuna=optuna.__version__)
                 print(json.dumps(row), flush=True)

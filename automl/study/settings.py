@@ -18,6 +18,7 @@ import optuna
 
 from automl.options import TuneOptions, check_pruning
 from automl.study.pruning import RUNG_PRUNERS, BaselinePruner, PruningPolicy
+from automl.study.storage.completed_curves import CachedMedianPruner, CachedPercentilePruner
 from automl.study.storage.history_window import HISTORY_WINDOW, WindowedTPESampler
 from automl.study.storage.tpe_numerics import use_vectorised_log_ndtr
 
@@ -78,14 +79,14 @@ def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
     completed trials at that epoch); "baseline" prunes trials that stay behind the best
     rule-of-thumb baseline's curve."""
     startup, warmup = settings.pruner_startup_trials, settings.pruner_warmup_epochs
-    median = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
+    median = CachedMedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
     if settings.pruner == "median":
         return median
     if settings.pruner == "baseline":
         return BaselinePruner(warmup, fallback=median, startup_trials=startup)
     if settings.pruner == "percentile":
-        return optuna.pruners.PercentilePruner(settings.pruner_percentile,
-                                               n_startup_trials=startup, n_warmup_steps=warmup)
+        return CachedPercentilePruner(settings.pruner_percentile, n_startup_trials=startup,
+                                      n_warmup_steps=warmup)
     if settings.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(
             min_resource=max(1, warmup), max_resource=settings.max_epochs,

@@ -1,0 +1,138 @@
+"""The median (percentile) pruner without a pass over every completed trial at each epoch.
+
+Optuna's ``PercentilePruner`` (``MedianPruner`` is its 50th percentile) reads the study's
+completed trials, filtered by state, at every ``should_prune``, and gathers their values
+at the trial's step. That is two passes over the whole history per epoch per trial: at
+10,000 trials, about 3 ms an epoch (BENCHMARKS.md, "The median pruner's cost").
+
+:class:`CachedPercentilePruner` and :class:`CachedMedianPruner` decide exactly as Optuna's
+pruners do (same checks, same numbers, tested against them) with two changes of order and
+memory:
+
+* the trial's own checks (its last step, the warm-up, the interval) come first, so a
+  call that cannot prune reads nothing;
+* :class:`CompletedCurves` keeps the completed trials' values by step in memory. A call
+  reads the study's trial list (unfiltered: a copy of a list) and looks only at the trials
+  it has not seen finish, since trial numbers index that list; each completed trial is
+  taken in once.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.pruners._percentile import (
+    _get_best_intermediate_result_over_steps,
+    _is_first_in_interval_step,
+)
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+
+class CompletedCurves:
+    """The intermediate values of one study's completed trials, by step, kept up to date
+    from the trials that finished since the last look."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reset(None)
+
+    def _reset(self, study: optuna.Study | None) -> None:
+        # The storage object itself, not its id: a new storage may reuse a freed one's id.
+        self._storage = None if study is None else study._storage
+        self._study_id = None if study is None else study._study_id
+        self._looked = 0  # trials numbered below this have been looked at
+        self._open: set[int] = set()  # looked at, not finished then
+        self._values: dict[int, list[float]] = {}
+        self._arrays: dict[int, np.ndarray] = {}
+        self.n_complete = 0
+
+    def at(self, study: optuna.Study, step: int) -> tuple[int, np.ndarray]:
+        """How many trials of ``study`` are complete, and their values at ``step`` (the
+        trials that reported one)."""
+        with self._lock:
+            self._update(study)
+            values = self._arrays.get(step)
+            if values is None:
+                values = np.asarray(self._values.get(step, ()), dtype=float)
+                self._arrays[step] = values
+            return self.n_complete, values
+
+    def _update(self, study: optuna.Study) -> None:
+        trials = study.get_trials(deepcopy=False)
+        if study._storage is not self._storage or study._study_id != self._study_id \
+                or len(trials) < self._looked:
+            self._reset(study)
+        unseen = [*sorted(self._open), *range(self._looked, len(trials))]
+        if any(trials[number].number != number for number in unseen):
+            self._reset(study)  # a storage that lists trials out of order: look at them all
+            unseen = [t.number for t in trials]
+            trials = sorted(trials, key=lambda t: t.number)
+        self._looked = len(trials)
+        for number in unseen:
+            trial = trials[number]
+            if trial.state == TrialState.COMPLETE:
+                self._take_in(trial)
+            elif trial.state.is_finished():
+                self._open.discard(number)
+            else:
+                self._open.add(number)
+
+    def _take_in(self, trial: FrozenTrial) -> None:
+        self._open.discard(trial.number)
+        self.n_complete += 1
+        for step, value in trial.intermediate_values.items():
+            self._values.setdefault(step, []).append(value)
+            self._arrays.pop(step, None)
+
+
+def percentile_of(values: np.ndarray, direction: StudyDirection, percentile: float,
+                  n_min_trials: int) -> float:
+    """Optuna's percentile of the completed trials' values at one step (NaN: no verdict)."""
+    if len(values) < n_min_trials or np.isnan(values).all():
+        return math.nan
+    if direction == StudyDirection.MAXIMIZE:
+        percentile = 100 - percentile
+    return float(np.nanpercentile(values, percentile))
+
+
+class CachedPercentilePruner(optuna.pruners.PercentilePruner):
+    """Optuna's ``PercentilePruner``, its completed trials' curves kept in memory."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._curves = CompletedCurves()
+
+    def __getstate__(self) -> dict[str, Any]:  # a lock does not pickle; the cache is redone
+        return {k: v for k, v in self.__dict__.items() if k != "_curves"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._curves = CompletedCurves()
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None or step < self._n_warmup_steps:
+            return False
+        if not _is_first_in_interval_step(step, trial.intermediate_values.keys(),
+                                          self._n_warmup_steps, self._interval_steps):
+            return False
+        n_complete, values = self._curves.at(study, step)
+        if n_complete == 0 or n_complete < self._n_startup_trials:
+            return False
+        direction = study.direction
+        best = _get_best_intermediate_result_over_steps(trial, direction)
+        if math.isnan(best):
+            return True
+        bar = percentile_of(values, direction, self._percentile, self._n_min_trials)
+        if math.isnan(bar):
+            return False
+        return best < bar if direction == StudyDirection.MAXIMIZE else best > bar
+
+
+class CachedMedianPruner(CachedPercentilePruner, optuna.pruners.MedianPruner):
+    """Optuna's ``MedianPruner``, its completed trials' curves kept in memory."""
