@@ -16,7 +16,10 @@ Each trial keeps everything the ordinary path gives it: its own seed, epoch call
 (the fault hook, its ticket's interruption, its reports and the pruner), its user
 attributes, and its own end: COMPLETE, PRUNED or FAIL with the reason. A member whose
 callback raises fails alone; an error of the stacked training fails the members still in
-it. ``cohort_size`` records how many trials were training together when it joined.
+it. A storage outage (a transient database error, past the retry budget) is no trial's
+fault: it ends the whole batch and escapes, its trials left RUNNING for their tickets'
+lease, after which a sweeper fails them as ``lost_worker`` and runs them again.
+``cohort_size`` records how many trials were training together when it joined.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from automl.configs import TrialConfig
 from automl.space import SearchSpace
 from automl.space.suggest import structure_params
 from automl.study.pruning import ASK_EVERY_EPOCH, PruningPolicy
+from automl.study.storage.retry import is_transient
 from automl.study.storage.write_behind import RETRY_ATTR
 from workers.cohort import CohortKey, Member, Refill, cohort_key, train_cohort
 from workers.cohort_size import cohort_capacity, multiply_adds, widths_pay
@@ -84,7 +88,8 @@ def run_trial_cohorts(study: optuna.Study, slots: Sequence[TrialSlot], space: Se
                       data: TensorSplits, seed: int, pruning: PruningPolicy | None = None,
                       startup_trials: int = 0) -> list[FrozenTrial | None]:
     """Run one trial per slot of ``study``, in cohorts where they pay. Every trial is told
-    (COMPLETE, PRUNED or FAIL) and no exception escapes; returns each slot's trial as told
+    (COMPLETE, PRUNED or FAIL) and no exception escapes but a storage outage's (then the
+    trials in training stay RUNNING, for the sweeper); returns each slot's trial as told
     (None when it was ended elsewhere first, or could not start).
 
     Until ``startup_trials`` trials have finished (the sampler's random start-up), a
@@ -150,6 +155,7 @@ class _TrialBatch:
             try:  # (suggestions are sampled here, by the pinned sampler)
                 config = start_trial(trial, self.space, self.data, self.seed)
             except Exception as exc:
+                _raise_if_outage(exc)
                 record_error(trial, exc)
                 self.told[item] = self.tell(trial, None, exc)
                 return None
@@ -161,6 +167,7 @@ class _TrialBatch:
         try:
             model, outcome = fit(asked.config, self.data, asked.watch.on_epoch)
         except Exception as exc:
+            _raise_if_outage(exc)
             record_error(asked.trial, exc)
             self.told[asked.slot] = self.tell(asked.trial, None, exc)
             return
@@ -214,6 +221,7 @@ class _TrialBatch:
             train_cohort(members, self.data, self.on_done, refill=refill,
                          capacity=self.capacity(list(self.training.values())))
         except Exception as exc:  # the stacked training itself: its members fail with it
+            _raise_if_outage(exc)
             for asked in list(self.training.values()):
                 record_error(asked.trial, exc)
                 self.told[asked.slot] = self.tell(asked.trial, None, exc)
@@ -235,6 +243,7 @@ class _TrialBatch:
             try:
                 return asked.watch.on_epoch(epoch, val_loss)
             except Exception as exc:  # this member fails; the others train on
+                _raise_if_outage(exc)
                 asked.error = exc
                 return True
 
@@ -274,6 +283,12 @@ class _TrialBatch:
             logger.info("late result ignored, trial %d was already finished: %s",
                         trial.number, exc)
             return None
+
+
+def _raise_if_outage(exc: Exception) -> None:
+    """Raise ``exc`` again when it is the storage's (transient), not the trial's."""
+    if is_transient(exc):
+        raise exc
 
 
 @contextmanager

@@ -50,7 +50,7 @@ from automl.results.result import TuneResult, format_report, result_from_dict
 from automl.run.runtime import service_worker
 from automl.run.tune import tune
 from automl.space.defaults import BUDGETS
-from automl.study.storage.retry import BUDGET_S, set_budget
+from automl.study.storage.retry import BUDGET_S, set_budget, wait_through_outages
 
 EXIT_USER_ERROR = 2
 
@@ -300,8 +300,9 @@ def run_worker(args: argparse.Namespace) -> int:
         check_gpu_share(args.gpus_per_trial)
         ray = {"ray_address": args.ray_address, "cpus_per_trial": args.cpus_per_trial,
                "gpus_per_trial": args.gpus_per_trial, "max_parallel": args.max_parallel}
-    worker = service_worker(storage_of(args), lease_s=args.lease, optuna_proxy=args.optuna_proxy,
-                            threads=args.threads, cohort_trials=args.cohort_trials, **ray)
+    worker = wait_through_outages(lambda: service_worker(
+        storage_of(args), lease_s=args.lease, optuna_proxy=args.optuna_proxy,
+        threads=args.threads, cohort_trials=args.cohort_trials, **ray), "the worker starts")
     print(f"worker {worker.worker_id} started", file=sys.stderr)
     done = worker.serve(max_tickets=args.max_tickets, idle_exit=args.idle_exit)
     print(f"worker {worker.worker_id} stopped after {done} tickets", file=sys.stderr)

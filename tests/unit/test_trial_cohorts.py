@@ -9,6 +9,7 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
+from sqlalchemy.exc import OperationalError
 from study_settings import study_settings
 
 from automl.configs import TrialConfig
@@ -141,6 +142,28 @@ def test_an_interrupted_member_fails_with_its_reason(tmp_path: Path,
     assert stopped.state == TrialState.FAIL and stopped.user_attrs["stop_reason"] == "cancelled"
     assert len(stopped.intermediate_values) == 0
     assert first.state == last.state == TrialState.COMPLETE
+
+
+def test_a_storage_outage_escapes_and_leaves_the_trials_to_their_lease(
+        tmp_path: Path, blobs: PreparedData) -> None:
+    """The database away past the retry budget, as a member's epoch polls its ticket: no
+    trial's fault, so none is told FAIL ("error" would close its ticket without a retry);
+    the error reaches the ticket layer and the trials in training stay RUNNING, for the
+    sweeper to fail as lost_worker and run again with their parameters."""
+    study = new_study(tmp_path)
+    polls = [0]
+
+    def database_away() -> str | None:
+        polls[0] += 1
+        if polls[0] > 3:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        return None
+
+    slots = [TrialSlot(), TrialSlot(TrialHooks(stop_reason=database_away)), TrialSlot()]
+    with pytest.raises(OperationalError):
+        run_trial_cohorts(study, slots, space(), to_tensors(blobs), seed=0)
+    assert [t.state for t in study.trials] == [TrialState.RUNNING] * 3
+    assert not [t for t in study.trials if "stop_reason" in t.user_attrs]
 
 
 def test_a_retry_runs_the_lost_trials_parameters(tmp_path: Path, blobs: PreparedData) -> None:

@@ -76,6 +76,21 @@ def with_retry(action: Callable[[], T], budget_s: float | None = None) -> T:
             delay = min(2 * delay, 2.0)
 
 
+def wait_through_outages(action: Callable[[], T], what: str, poll_s: float = 1.0) -> T:
+    """Run ``action`` (itself retrying within budget) until the database answers, however
+    long it is away: a worker started during an outage waits for the database, as a
+    running worker does between tickets. Errors that are not the database's are raised."""
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            logger.warning("database unavailable beyond the retry budget while %s; waiting",
+                           what)
+            time.sleep(poll_s)
+
+
 class RetryingStorage(BaseStorage):
     """An Optuna storage whose every call is retried through :func:`with_retry`.
 

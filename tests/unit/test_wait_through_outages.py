@@ -1,0 +1,35 @@
+"""A worker started while the database is away waits for it, beyond the retry budget;
+an error that is not the database's is raised at once."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from automl.study.storage.retry import wait_through_outages
+
+
+def flaky(failures: int, error: Exception):  # type: ignore[no-untyped-def]
+    calls = [0]
+
+    def start() -> str:
+        calls[0] += 1
+        if calls[0] <= failures:
+            raise error
+        return "started"
+
+    return start, calls
+
+
+def test_it_waits_as_long_as_the_database_is_away() -> None:
+    away = OperationalError("SELECT 1", {}, Exception("the database system is shutting down"))
+    start, calls = flaky(3, away)
+    assert wait_through_outages(start, "the worker starts", poll_s=0.0) == "started"
+    assert calls[0] == 4
+
+
+def test_an_error_of_its_own_is_raised_at_once() -> None:
+    start, calls = flaky(3, ValueError("bad option"))
+    with pytest.raises(ValueError, match="bad option"):
+        wait_through_outages(start, "the worker starts", poll_s=0.0)
+    assert calls[0] == 1
