@@ -2,7 +2,8 @@
 
     python bench/protocol.py run --datasets digits wine --splits 0 1 2 3 4   # appends
     python bench/protocol.py run --variant plain --splits 0 1 2 3 4           # main before
-    python bench/protocol.py table                                            # the table
+    python bench/protocol.py run --variant solo --datasets digits             # no cohorts
+    python bench/protocol.py table [--against plain|solo]                     # the table
 
 Each (dataset, split seed, variant) is one record in ``--out`` (JSON lines, default
 ``bench/records/protocol.jsonl``, committed); ``run`` skips the records already there, so the table
@@ -16,7 +17,8 @@ subsampled once, seeded 0, stratified for classification):
   ``tune`` makes from its seed. Test score: the delivered model (the final seeds'
   ensemble). ``--variant plain`` runs the same with the space main had before issue 19
   (plain MLP: no embeddings, one member, Adam's default beta2, constant or plateau
-  schedule, no label smoothing); ``--variant fast`` runs ``--budget fast``.
+  schedule, no label smoothing); ``--variant fast`` runs ``--budget fast``; ``--variant
+  solo`` runs one trial per Ray task (``cohort_trials=1``, as before issue 20's cohorts).
 * **best rule of thumb**: the rule-of-thumb baseline with the best validation score in
   the same run, trained under the same protocol (its seeds' ensemble).
 * **HGB**: scikit-learn's ``HistGradientBoosting{Classifier,Regressor}(random_state=split)``
@@ -49,7 +51,7 @@ from compare_quality import DATASETS, cap_rows, read_frame  # bench/ is on sys.p
 OUT = Path(__file__).resolve().parent / "records" / "protocol.jsonl"
 PLAIN_SPACE = {"embedding": "none", "ensemble_k": 1, "beta2": 0.999, "label_smoothing": 0.0,
                "lr_schedule": ["constant", "plateau"]}  # main's default before issue 19
-VARIANTS = ("default", "plain", "fast")
+VARIANTS = ("default", "plain", "fast", "solo")
 
 
 def hgb_score(prepared: Any, seed: int) -> tuple[float, float]:
@@ -81,6 +83,8 @@ def run_one(name: str, split: int, variant: str, max_rows: int) -> dict[str, Any
     options: dict[str, Any] = {"space": PLAIN_SPACE} if variant == "plain" else {}
     if variant == "fast":
         options["budget"] = "fast"
+    if variant == "solo":
+        options["cohort_trials"] = 1
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         result = automl.tune(frame.copy(), spec.target, task=spec.task, seed=split,
@@ -155,20 +159,22 @@ def paired(rows: list[dict[str, Any]], key: str, other: dict[int, float] | None 
     return f"{mean:+.2f} ± {half:.2f}", verdict(mean, half)
 
 
-def table(records: list[dict[str, Any]], variant: str) -> str:
+def table(records: list[dict[str, Any]], variant: str, against: str = "plain") -> str:
+    """The markdown table of ``variant``'s records, paired against HGB, the best rule and
+    the ``against`` variant's records of the same splits."""
     lines = [f"| dataset | splits | tuned ({variant}) | HGB | best rule | tuned - HGB | "
-             "tuned - rule | tuned - plain | s per run | trials (pruned) |",
+             f"tuned - rule | tuned - {against} | s per run | trials (pruned) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    counts: dict[str, dict[str, int]] = {"HGB": {}, "rule": {}, "plain": {}}
+    counts: dict[str, dict[str, int]] = {"HGB": {}, "rule": {}, against: {}}
     for name in DATASETS:
         rows = sorted((r for r in records if r["dataset"] == name and r["variant"] == variant),
                       key=lambda r: r["split"])
         if not rows:
             continue
-        plain = {r["split"]: r["tuned"] for r in records
-                 if r["dataset"] == name and r["variant"] == "plain"}
+        other = {r["split"]: r["tuned"] for r in records
+                 if r["dataset"] == name and r["variant"] == against}
         cells = {"HGB": paired(rows, "hgb"), "rule": paired(rows, "rule"),
-                 "plain": paired(rows, "", plain) if variant != "plain" else ("—", "")}
+                 against: paired(rows, "", other) if variant != against else ("—", "")}
         for what, (_, word) in cells.items():
             if word:
                 counts[what][word] = counts[what].get(word, 0) + 1
@@ -196,13 +202,14 @@ def main() -> None:
     run_cmd.add_argument("--max-rows", type=int, default=10_000)
     table_cmd = commands.add_parser("table", help="the markdown table of the records")
     table_cmd.add_argument("--variant", choices=VARIANTS, default="default")
+    table_cmd.add_argument("--against", choices=("plain", "solo"), default="plain")
     for command in (run_cmd, table_cmd):
         command.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if args.command == "run":
         run(args)
     else:
-        print(table(read_records(args.out), args.variant))
+        print(table(read_records(args.out), args.variant, args.against))
 
 
 if __name__ == "__main__":
