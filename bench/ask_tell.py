@@ -3,7 +3,7 @@
     python bench/ask_tell.py --history 1000 10000 [--trials 20] [--epochs 10]
                              [--storage memory sqlite]
                              [--sampler automl python-ndtr full-tpe independent-tpe random]
-                             [--pruner automl optuna]
+                             [--pruner automl optuna] [--cohort 1 32]
                              [--out bench/records/ask_tell.jsonl]
 
 For each history size N and storage, a study with the run's own sampler and pruner
@@ -13,6 +13,9 @@ trials (random parameters from the space, a synthetic loss curve of ``--epochs``
 a fifth of them pruned), added without sampling. Then ``--trials`` more are run the way
 a worker runs them, with no training: ask, suggest the configuration, report and ask the
 pruner every epoch, tell. Each step is timed; the mean per trial is printed and recorded.
+``--cohort K`` asks them K at a time as a cohort does (``workers.trial_cohorts``): the
+first from the whole space, the next K - 1 with its structure pinned and drawn from one
+TPE fit (``automl.study.storage.draw_ahead``); then every member reports each epoch.
 
 The cohort trainer's GPU rate (issue 20: 1,000 trials a minute and up on one GPU) leaves
 60 ms of wall time per trial; time outside training under 10 % means under 6 ms per
@@ -28,7 +31,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import tempfile
 import time
 import warnings
@@ -44,8 +46,9 @@ from optuna.trial import TrialState, create_trial
 from automl.options import TuneOptions
 from automl.run.plan import settings_of
 from automl.space import SearchSpace
-from automl.space.suggest import suggest_trial_config
+from automl.space.suggest import structure_params, suggest_trial_config
 from automl.study.settings import make_pruner, make_sampler
+from automl.study.storage.draw_ahead import drawing_ahead
 from automl.study.storage.tpe_numerics import optuna_log_ndtr
 from automl.study.studies import make_storage
 
@@ -84,34 +87,53 @@ def synthetic_history(space: SearchSpace, n: int, epochs: int) -> list[Any]:
     return trials
 
 
-def timed(clock: dict[str, list[float]], name: str, work: Callable[[], Any]) -> Any:
+def timed(clock: dict[str, float], name: str, work: Callable[[], Any]) -> Any:
+    """``work()``, its seconds added to ``clock[name]``."""
     start = time.perf_counter()
     result = work()
-    clock.setdefault(name, []).append(time.perf_counter() - start)
+    clock[name] = clock.get(name, 0.0) + time.perf_counter() - start
     return result
 
 
-def run_trials(study: optuna.Study, space: SearchSpace, n: int,
-               epochs: int) -> dict[str, float]:
-    """Run ``n`` trials as a worker does, without training; ms per trial by step."""
-    clock: dict[str, list[float]] = {}
-    for i in range(n):
-        trial = timed(clock, "ask", study.ask)
-        timed(clock, "suggest", lambda t=trial, i=i: suggest_trial_config(t, space, seed=i))
-        values = curve(0.2 + (i % 5) / 20, epochs)
-        report_s, prune_s = 0.0, 0.0
-        for epoch, value in enumerate(values):
-            start = time.perf_counter()
-            trial.report(value, epoch)
-            report_s += time.perf_counter() - start
-            start = time.perf_counter()
-            trial.should_prune()
-            prune_s += time.perf_counter() - start
-        clock.setdefault("report", []).append(report_s)
-        clock.setdefault("prune", []).append(prune_s)
-        timed(clock, "tell", lambda t=trial, v=values: study.tell(t, min(v)))
-    per_step = {name: 1000 * statistics.fmean(times) for name, times in clock.items()}
+def run_trials(study: optuna.Study, space: SearchSpace, n: int, epochs: int,
+               cohort: int = 1) -> dict[str, float]:
+    """Run ``n`` trials as a worker does, without training, ``cohort`` at a time; ms per
+    trial by step."""
+    clock: dict[str, float] = {}
+    for start in range(0, n, cohort):
+        trials = ask_cohort(study, space, start, min(cohort, n - start), clock)
+        curves = [curve(0.2 + ((start + j) % 5) / 20, epochs) for j in range(len(trials))]
+        for epoch in range(epochs):
+            for trial, values in zip(trials, curves, strict=True):
+                timed(clock, "report",
+                      lambda t=trial, v=values[epoch], e=epoch: t.report(v, e))
+                timed(clock, "prune", trial.should_prune)
+        for trial, values in zip(trials, curves, strict=True):
+            timed(clock, "tell", lambda t=trial, v=values: study.tell(t, min(v)))
+    per_step = {name: 1000 * seconds / n for name, seconds in clock.items()}
     return {**per_step, "total": sum(per_step.values())}
+
+
+def ask_cohort(study: optuna.Study, space: SearchSpace, start: int, size: int,
+               clock: dict[str, float]) -> list[optuna.Trial]:
+    """Ask ``size`` trials as a cohort does (``workers.trial_cohorts``): the first from the
+    whole space, the others with its structure pinned, drawn ahead from one TPE fit."""
+
+    def ask_one(i: int) -> optuna.Trial:
+        trial = timed(clock, "ask", study.ask)
+        timed(clock, "suggest", lambda: suggest_trial_config(trial, space, seed=start + i))
+        return trial
+
+    first = ask_one(0)
+    if size == 1:
+        return [first]
+    sampler = study.sampler
+    study.sampler = optuna.samplers.PartialFixedSampler(structure_params(first.params), sampler)
+    try:
+        with drawing_ahead(sampler, size - 1):
+            return [first, *(ask_one(i) for i in range(1, size))]
+    finally:
+        study.sampler = sampler
 
 
 def sampler_named(name: str, settings: Any) -> optuna.samplers.BaseSampler:
@@ -144,13 +166,13 @@ def pruner_named(name: str, settings: Any) -> optuna.pruners.BasePruner:
 
 
 def measure(history: int, storage_kind: str, n_trials: int, epochs: int, folder: Path,
-            sampler: str = "automl", pruner: str = "automl") -> dict[str, Any]:
+            sampler: str = "automl", pruner: str = "automl", cohort: int = 1) -> dict[str, Any]:
     space = default_space()
     settings = settings_of(TuneOptions(n_trials=history + n_trials), space)
     storage: Any = None
     if storage_kind == "sqlite":
         storage = make_storage(
-            f"sqlite:///{folder / f'ask_tell_{history}_{sampler}_{pruner}.db'}")
+            f"sqlite:///{folder / f'ask_tell_{history}_{sampler}_{pruner}_{cohort}.db'}")
     study = optuna.create_study(storage=storage, sampler=sampler_named(sampler, settings),
                                 pruner=pruner_named(pruner, settings), direction="minimize",
                                 study_name=f"ask-tell-{history}")
@@ -162,8 +184,9 @@ def measure(history: int, storage_kind: str, n_trials: int, epochs: int, folder:
     start = time.perf_counter()
     study._storage.get_all_trials(study._study_id, deepcopy=False)
     first_read = time.perf_counter() - start
-    per_trial = run_trials(study, space, n_trials, epochs)
+    per_trial = run_trials(study, space, n_trials, epochs, cohort)
     return {"history": history, "storage": storage_kind, "sampler": sampler, "pruner": pruner,
+            "cohort": cohort,
             "trials": n_trials, "epochs": epochs, "fill_s": round(filled, 1),
             "first_read_s": round(first_read, 2),
             **{f"{k}_ms": round(v, 2) for k, v in per_trial.items()}}
@@ -180,15 +203,19 @@ def main() -> None:
                         choices=["automl", "python-ndtr", "full-tpe", "independent-tpe",
                                  "random"])
     parser.add_argument("--pruner", nargs="+", default=["automl"], choices=["automl", "optuna"])
+    parser.add_argument("--cohort", type=int, nargs="+", default=[1],
+                        help="trials asked together, the others pinned to the first's "
+                             "structure and drawn from one TPE fit (1: one by one)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory() as folder:
         for history in args.history:
-            for kind, sampler, pruner in ((k, s, p) for k in args.storage
-                                          for s in args.sampler for p in args.pruner):
+            for kind, sampler, pruner, cohort in (
+                    (k, s, p, c) for k in args.storage for s in args.sampler
+                    for p in args.pruner for c in args.cohort):
                 row = measure(history, kind, args.trials, args.epochs, Path(folder), sampler,
-                              pruner)
+                              pruner, cohort)
                 row.update(date=stamp, machine=platform.node(), cpus=os.cpu_count(),
                            load=round(os.getloadavg()[0], 1), optuna=optuna.__version__)
                 print(json.dumps(row), flush=True)

@@ -4,6 +4,7 @@
     python bench/protocol.py run --variant plain --splits 0 1 2 3 4           # main before
     python bench/protocol.py run --variant solo --datasets digits             # no cohorts
     python bench/protocol.py table [--against plain|solo]                     # the table
+    python bench/protocol.py table --out new.jsonl --before old.jsonl         # code vs code
 
 Each (dataset, split seed, variant) is one record in ``--out`` (JSON lines, default
 ``bench/records/protocol.jsonl``, committed); ``run`` skips the records already there, so the table
@@ -203,13 +204,21 @@ def main() -> None:
     table_cmd = commands.add_parser("table", help="the markdown table of the records")
     table_cmd.add_argument("--variant", choices=VARIANTS, default="default")
     table_cmd.add_argument("--against", choices=("plain", "solo"), default="plain")
+    table_cmd.add_argument("--before", type=Path,
+                           help="records of the same variant from earlier code (another "
+                                "file): the last column pairs against them instead")
     for command in (run_cmd, table_cmd):
         command.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if args.command == "run":
         run(args)
     else:
-        print(table(read_records(args.out), args.variant, args.against))
+        records, against = read_records(args.out), args.against
+        if args.before:
+            against = "before"
+            records += [{**r, "variant": against} for r in read_records(args.before)
+                        if r["variant"] == args.variant]
+        print(table(records, args.variant, against))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ waits and leads a later group, or trains alone, and the cohort pins no more tria
 does a trial whose configuration has no cohort (``cohort_key`` is None) or whose model
 is too wide for this device to gain.
 While the sampler is in its random start-up, cohorts are pairs and nothing is asked ahead.
+Past it, a cohort's members come from one TPE fit per ``MEMBERS_PER_FIT`` asks
+(:mod:`automl.study.storage.draw_ahead`), not one fit each.
 
 Each trial keeps everything the ordinary path gives it: its own seed, epoch callbacks
 (the fault hook, its ticket's interruption, its reports and the pruner), its user
@@ -40,6 +42,7 @@ from automl.configs import TrialConfig
 from automl.space import SearchSpace
 from automl.space.suggest import structure_params
 from automl.study.pruning import ASK_EVERY_EPOCH, PruningPolicy
+from automl.study.storage.draw_ahead import drawing_ahead
 from automl.study.storage.retry import is_transient
 from automl.study.storage.write_behind import RETRY_ATTR
 from workers.cohort import CohortKey, Member, Refill, cohort_key, train_cohort
@@ -62,6 +65,9 @@ logger = logging.getLogger(__name__)
 # Members of a cohort formed in the sampler's random start-up: pairs halve the start-up's
 # structures where larger groups would collapse them (BENCHMARKS.md, issue 20).
 STARTUP_COHORT = 2
+# A cohort's members asked from one TPE fit, at most (draw_ahead): the fit's cost shared
+# by up to this many trials, none of them more than this many asks out of date.
+MEMBERS_PER_FIT = 32
 
 
 @dataclass(frozen=True)
@@ -207,13 +213,14 @@ class _TrialBatch:
             return members
 
         members = [self.member(first)]
-        members += refill(size - 1)
-        if len(members) == 1:  # nothing else fits: no stacking overhead for one
-            self.training.clear()
-            self.train_alone(first)
-        else:
-            first.trial.set_user_attr("cohort_size", len(self.training))
-            self.train_members(members, None if starting_up else refill)
+        with drawing_ahead(self.study.sampler, max(1, min(len(self.queue), MEMBERS_PER_FIT))):
+            members += refill(size - 1)
+            if len(members) == 1:  # nothing else fits: no stacking overhead for one
+                self.training.clear()
+                self.train_alone(first)
+            else:
+                first.trial.set_user_attr("cohort_size", len(self.training))
+                self.train_members(members, None if starting_up else refill)
         self.queue.extendleft(reversed(waiting))
 
     def train_members(self, members: list[Member], refill: Refill | None) -> None:

@@ -19,7 +19,8 @@ import optuna
 from automl.options import TuneOptions, check_pruning
 from automl.study.pruning import RUNG_PRUNERS, BaselinePruner, PruningPolicy
 from automl.study.storage.completed_curves import CachedMedianPruner, CachedPercentilePruner
-from automl.study.storage.history_window import HISTORY_WINDOW, WindowedTPESampler
+from automl.study.storage.draw_ahead import DrawAheadTPESampler
+from automl.study.storage.history_window import HISTORY_WINDOW
 from automl.study.storage.tpe_numerics import use_vectorised_log_ndtr
 
 # Fields that runs stored by earlier versions lack; read back, they take TuneOptions' default.
@@ -57,7 +58,8 @@ def make_sampler(settings: StudySettings, worker_index: int = 0,
                  window: int | None = HISTORY_WINDOW) -> optuna.samplers.TPESampler:
     """Parallel-aware TPE: multivariate, grouped for the conditional widths, constant liar,
     fitted on at most ``window`` finished trials plus the best ones
-    (:mod:`automl.study.storage.history_window`; ``None``: Optuna's TPE on the whole history).
+    (:mod:`automl.study.storage.history_window`; ``None``: Optuna's TPE on the whole history),
+    and able to draw a cohort's members from one fit (:mod:`automl.study.storage.draw_ahead`).
 
     Each worker gets its own seed (``seed + worker_index``) so that parallel workers do not
     draw the same random start-up points.
@@ -70,7 +72,7 @@ def make_sampler(settings: StudySettings, worker_index: int = 0,
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if window is None:
             return optuna.samplers.TPESampler(**options)
-        return WindowedTPESampler(window=window, **options)
+        return DrawAheadTPESampler(window=window, **options)
 
 
 def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:

@@ -104,6 +104,31 @@ def test_a_cohort_stops_pinning_trials_at_the_first_that_does_not_fit(
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
 
 
+def test_past_the_start_up_a_cohorts_members_share_one_tpe_fit(
+        tmp_path: Path, blobs: PreparedData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first trial fits TPE on the whole space; its four pinned members are drawn
+    from one fit of what is left (``draw_ahead``), not one fit each."""
+    study = new_study(tmp_path)
+    data = to_tensors(blobs)
+    run_trial_cohorts(study, [TrialSlot() for _ in range(3)], space(), data, seed=0)
+    fits: list[int] = []  # TPE's "good" densities fitted, one per group and fit
+    build = study.sampler._build_parzen_estimator  # type: ignore[attr-defined]
+
+    def counting(study: optuna.Study, space: object, trials: object, handle_below: bool):
+        fits.append(handle_below)
+        return build(study, space, trials, handle_below)
+
+    monkeypatch.setattr(study.sampler, "_build_parzen_estimator", counting)
+    fits_at_start: list[int] = []
+    slots = [TrialSlot(TrialHooks(on_start=lambda t: fits_at_start.append(sum(fits))))
+             for _ in range(5)]
+    run_trial_cohorts(study, slots, space(), data, seed=0, startup_trials=2)
+    assert {t.user_attrs["cohort_size"] for t in study.trials[3:]} == {5}
+    first = fits_at_start[1]  # the first trial's fits, made before the second's ask
+    assert first >= 1
+    assert sum(fits) - first <= first  # four members: as many fits as one trial, not four
+
+
 def test_a_trial_in_a_cohort_has_the_curve_it_has_alone(tmp_path: Path,
                                                         blobs: PreparedData) -> None:
     study = new_study(tmp_path)
