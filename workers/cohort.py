@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Hashable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -57,6 +58,7 @@ class Member:
 
 Done = Callable[[Member, nn.Module, TrainOutcome], None]
 Refill = Callable[[int], Sequence[Member]]
+EpochScope = Callable[[], AbstractContextManager[None]]
 
 
 def cohort_key(config: TrialConfig) -> CohortKey | None:
@@ -218,12 +220,14 @@ class Cohort:
 
 
 def train_cohort(members: Sequence[Member], data: TensorSplits, on_done: Done,
-                 refill: Refill | None = None, capacity: int | None = None) -> None:
+                 refill: Refill | None = None, capacity: int | None = None,
+                 epoch_scope: EpochScope = nullcontext) -> None:
     """Train ``members`` together until each has stopped; ``on_done(member, model,
     outcome)`` hears of each as it stops, with its best weights (``outcome.seconds``: its
     share of the cohort's time, each epoch's time over the members). After every epoch,
     ``refill(n)`` may add up to ``n`` new members of the same structure (``capacity``, by
-    default the starting size, bounds the cohort)."""
+    default the starting size, bounds the cohort). The members' ``on_epoch`` calls of one
+    epoch run inside one ``epoch_scope()`` (the caller's: one read of the study for all)."""
     cohort = Cohort(members, data)
     capacity = capacity or len(members)
     while cohort.size:
@@ -232,8 +236,9 @@ def train_cohort(members: Sequence[Member], data: TensorSplits, on_done: Done,
         val_losses = cohort.validation_losses().tolist()
         for progress in cohort.progress:
             progress.seconds += (time.perf_counter() - started) / cohort.size
-        decisions = [_after_epoch(progress, train_losses[i], val_losses[i])
-                     for i, progress in enumerate(cohort.progress)]
+        with epoch_scope():
+            decisions = [_after_epoch(progress, train_losses[i], val_losses[i])
+                         for i, progress in enumerate(cohort.progress)]
         cohort.remember_best([improved for _, improved in decisions])
         cohort.settings["epoch_factor"] = torch.tensor(
             [p.schedule.factor for p in cohort.progress], device=data.device)

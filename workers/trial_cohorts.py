@@ -12,7 +12,8 @@ does a trial whose configuration has no cohort (``cohort_key`` is None) or whose
 is too wide for this device to gain.
 While the sampler is in its random start-up, cohorts are pairs and nothing is asked ahead.
 Past it, a cohort's members come from one TPE fit per ``MEMBERS_PER_FIT`` asks
-(:mod:`automl.study.storage.draw_ahead`), not one fit each.
+(:mod:`automl.study.storage.draw_ahead`), not one fit each, and the members' pruning
+checks of one epoch share one read of the study (``reading_once``).
 
 Each trial keeps everything the ordinary path gives it: its own seed, epoch callbacks
 (the fault hook, its ticket's interruption, its reports and the pruner), its user
@@ -42,6 +43,7 @@ from automl.configs import TrialConfig
 from automl.space import SearchSpace
 from automl.space.suggest import structure_params
 from automl.study.pruning import ASK_EVERY_EPOCH, PruningPolicy
+from automl.study.storage.completed_curves import reading_once
 from automl.study.storage.draw_ahead import drawing_ahead
 from automl.study.storage.retry import is_transient
 from automl.study.storage.write_behind import RETRY_ATTR
@@ -226,7 +228,8 @@ class _TrialBatch:
     def train_members(self, members: list[Member], refill: Refill | None) -> None:
         try:
             train_cohort(members, self.data, self.on_done, refill=refill,
-                         capacity=self.capacity(list(self.training.values())))
+                         capacity=self.capacity(list(self.training.values())),
+                         epoch_scope=lambda: reading_once(self.study.pruner))
         except Exception as exc:  # the stacked training itself: its members fail with it
             _raise_if_outage(exc)
             for asked in list(self.training.values()):

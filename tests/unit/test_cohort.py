@@ -139,6 +139,28 @@ def test_members_stop_on_their_own_and_new_ones_fill_their_places() -> None:
         assert first.out_features == config.model.hidden_units[0]
 
 
+def test_each_epochs_member_callbacks_run_inside_one_epoch_scope() -> None:
+    """The caller's scope (one read of the study for the members' pruning checks) is
+    entered once an epoch, around every member's callback of that epoch."""
+    from contextlib import contextmanager
+
+    data = splits("binary")
+    configs = members_of("adam", batch_norm=False, epochs=3)[:3]
+    events: list[str] = []
+
+    @contextmanager
+    def scope():  # type: ignore[no-untyped-def]
+        events.append("enter")
+        yield
+        events.append("exit")
+
+    members = [Member(i, c, on_epoch=lambda epoch, _loss, i=i: events.append(f"{i}@{epoch}")
+                      is None and False) for i, c in enumerate(configs)]
+    run_cohort(configs, data, members=members, epoch_scope=scope)
+    assert events == [e for epoch in range(3)
+                      for e in ("enter", *(f"{i}@{epoch}" for i in range(3)), "exit")]
+
+
 def test_dropout_members_train_as_they_would_alone_with_other_masks() -> None:
     """Dropout masks come from another random stream than alone: the curves differ
     (dropout is applied), but each member ends within 10 % of its loss alone."""

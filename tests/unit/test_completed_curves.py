@@ -123,3 +123,39 @@ def test_the_runs_pruners_are_the_cached_ones_and_pickle() -> None:
     assert isinstance(percentile, CachedPercentilePruner)
     copy = pickle.loads(pickle.dumps(median))
     assert copy._n_warmup_steps == median._n_warmup_steps and copy._percentile == 50.0
+
+
+def test_within_one_read_the_checks_share_the_first_checks_read() -> None:
+    """A cohort's members at one epoch: one read of the study, not one per member; a
+    trial completed after that read counts from the next block on."""
+    from automl.study.storage.completed_curves import reading_once
+
+    study = optuna.create_study()
+    pruner = CachedMedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    reads: list[int] = []
+    get_trials = study.get_trials
+
+    def counting_get_trials(*args: object, **kwargs: object) -> list:
+        reads.append(1)
+        return get_trials(*args, **kwargs)  # type: ignore[arg-type]
+
+    study.get_trials = counting_get_trials  # type: ignore[method-assign]
+    done = study.ask()
+    done.report(1.0, 0)
+    study.tell(done, 1.0)
+    members = [study.ask() for _ in range(4)]
+    for trial in members:
+        trial.report(2.0, 0)
+    late = study.ask()
+    with reading_once(pruner):
+        first = pruner.prune(study, study._storage.get_trial(members[0]._trial_id))
+        late.report(3.0, 0)
+        study.tell(late, 3.0)  # the median at step 0 would now be 2.0: not yet seen
+        rest = [pruner.prune(study, study._storage.get_trial(t._trial_id))
+                for t in members[1:]]
+    assert len(reads) == 1
+    assert first and all(rest)  # 2.0 > 1.0, the only completed value read
+    assert not pruner.prune(study, study._storage.get_trial(members[1]._trial_id))
+    assert len(reads) == 2  # outside the block: read again, and the late trial counts
+    with reading_once(optuna.pruners.MedianPruner()):  # other pruners read as usual
+        pass

@@ -174,3 +174,25 @@ def test_a_pinned_ask_leaves_the_blocks_space_whole_for_the_next() -> None:
         trial = study._storage.get_trial(study.ask()._trial_id)
         assert "kind" not in pinned.infer_relative_search_space(study, trial)
         assert "kind" in sampler.infer_relative_search_space(study, trial)  # a retry's ask
+
+
+def test_a_block_looks_over_the_study_once_per_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from automl.study.storage import history_window
+
+    looks: list[int] = []
+    windowed = history_window.windowed
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        looks.append(1)
+        return windowed(*args, **kwargs)
+
+    sampler = DrawAheadTPESampler(**tpe_options())
+    study = study_with_history(sampler)
+    monkeypatch.setattr(history_window, "windowed", counting)
+    with drawing_ahead(sampler, 3):
+        for _ in range(6):
+            suggest(study.ask())
+    assert len(looks) == 2  # a fresh look for each fit: asks 1 and 4
+    looks.clear()
+    suggest(study.ask())
+    assert len(looks) == 1  # outside: one look per ask

@@ -38,6 +38,7 @@ class _Ahead:
 
     n: int
     drawn: dict[SpaceKey, list[dict[str, Any]]] = field(default_factory=dict)
+    window: Any = None  # the study as the last fit saw it (history_window)
     relative_space: dict[tuple[int, int], tuple[dict[str, BaseDistribution], Any]] = \
         field(default_factory=dict)
 
@@ -67,6 +68,16 @@ class DrawAheadTPESampler(WindowedTPESampler):
     def _ahead(self) -> _Ahead | None:
         ahead: _Ahead | None = getattr(self._local, "ahead", None)
         return ahead if ahead is not None and ahead.n > 1 else None
+
+    def _window(self, study: optuna.Study, trial: FrozenTrial) -> Any:
+        """In a block, the window of the block's last fit while its members last: a pass
+        over the study's trials per fit, not per member."""
+        ahead = self._ahead()
+        if ahead is None:
+            return super()._window(study, trial)
+        if ahead.window is None or not ahead.drawn or not all(ahead.drawn.values()):
+            ahead.window = super()._window(study, trial)  # a fit comes: a fresh look
+        return ahead.window
 
     def infer_relative_search_space(self, study: optuna.Study,
                                     trial: FrozenTrial) -> dict[str, BaseDistribution]:
