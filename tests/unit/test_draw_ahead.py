@@ -196,3 +196,24 @@ def test_a_block_looks_over_the_study_once_per_fit(monkeypatch: pytest.MonkeyPat
     looks.clear()
     suggest(study.ask())
     assert len(looks) == 1  # outside: one look per ask
+
+
+def test_while_one_thread_draws_ahead_another_asks_with_optunas_candidates() -> None:
+    seen_elsewhere: list[int] = []
+
+    class Peeking(DrawAheadTPESampler):
+        def _compute_acquisition_func(self, samples: dict[str, np.ndarray], mpe_below: Any,
+                                      mpe_above: Any) -> np.ndarray:
+            thread = threading.Thread(target=lambda: seen_elsewhere.append(
+                self._n_ei_candidates))
+            thread.start()
+            thread.join()
+            return super()._compute_acquisition_func(samples, mpe_below, mpe_above)
+
+    sampler = Peeking(**tpe_options())
+    study = study_with_history(sampler)
+    seen_elsewhere.clear()
+    with drawing_ahead(sampler, 4):
+        suggest(study.ask())
+    assert seen_elsewhere and set(seen_elsewhere) == {24}
+    assert sampler._n_ei_candidates == 24

@@ -48,8 +48,17 @@ class DrawAheadTPESampler(WindowedTPESampler):
     a cohort's members from one fit (:meth:`drawing_ahead`)."""
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
         self._local = threading.local()  # a block belongs to the thread that opened it
+        super().__init__(**options)
+
+    @property
+    def _n_ei_candidates(self) -> int:
+        """Optuna's candidates per ask; while this thread draws ahead, n times as many."""
+        return getattr(self._local, "n_candidates", None) or self._candidates_per_ask
+
+    @_n_ei_candidates.setter
+    def _n_ei_candidates(self, value: int) -> None:  # TPESampler.__init__ sets it
+        self._candidates_per_ask = value
 
     @contextmanager
     def drawing_ahead(self, n: int) -> Iterator[None]:
@@ -107,13 +116,13 @@ class DrawAheadTPESampler(WindowedTPESampler):
               search_space: dict[str, BaseDistribution], n: int) -> list[dict[str, Any]]:
         """``n`` members from one fit: Optuna's own sampling with ``n`` times the
         candidates, each member the best of its own share."""
-        per_member = self._n_ei_candidates
-        self._n_ei_candidates = per_member * n
+        per_member = self._candidates_per_ask
+        self._local.n_candidates = per_member * n  # this thread's asks only
         self._local.candidates = None
         try:
             super()._sample(study, trial, search_space)
         finally:
-            self._n_ei_candidates = per_member
+            self._local.n_candidates = None
         samples, acquisition = self._local.candidates
         self._local.candidates = None
         best = acquisition.reshape(n, per_member).argmax(axis=1) \
