@@ -11,9 +11,9 @@ waits and leads a later group, or trains alone, and the cohort pins no more tria
 does a trial whose configuration has no cohort (``cohort_key`` is None) or whose model
 is too wide for this device to gain.
 While the sampler is in its random start-up, cohorts are pairs and nothing is asked ahead.
-Past it, a cohort's members come from one TPE fit per ``MEMBERS_PER_FIT`` asks
-(:mod:`automl.study.storage.draw_ahead`), not one fit each, and the members' pruning
-checks of one epoch share one read of the study (``reading_once``).
+Past it, the trials one refill of a cohort asks come from one TPE fit (at most
+``MEMBERS_PER_FIT``, :mod:`automl.study.storage.draw_ahead`), not one fit each, and
+the members' pruning checks of one epoch share one read of the study (``reading_once``).
 
 Each trial keeps everything the ordinary path gives it: its own seed, epoch callbacks
 (the fault hook, its ticket's interruption, its reports and the pruner), its user
@@ -67,8 +67,8 @@ logger = logging.getLogger(__name__)
 # Members of a cohort formed in the sampler's random start-up: pairs halve the start-up's
 # structures where larger groups would collapse them (BENCHMARKS.md, issue 20).
 STARTUP_COHORT = 2
-# A cohort's members asked from one TPE fit, at most (draw_ahead): the fit's cost shared
-# by up to this many trials, none of them more than this many asks out of date.
+# Trials of one refill asked from one TPE fit, at most (draw_ahead): the fit's cost
+# shared by up to this many trials, none of them more than this many asks out of date.
 MEMBERS_PER_FIT = 32
 
 
@@ -200,29 +200,33 @@ class _TrialBatch:
 
         def refill(free: int) -> list[Member]:
             joining: list[_Asked] = []
-            while len(joining) < free and self.queue and not waiting:
-                asked = self.ask(self.queue.popleft(), fixed)
-                if asked is None:
-                    continue
-                group = [*self.training.values(), *joining, asked]
-                if cohort_key(asked.config) == key and self.capacity(group) >= len(group):
-                    joining.append(asked)
-                else:  # too wide to join: the cohort is full, and pins no more trials
-                    waiting.append(asked)
+            # The trials asked now come from one TPE fit that has seen every trial told
+            # so far (draw_ahead); a later refill fits again.
+            with drawing_ahead(self.study.sampler,
+                               max(1, min(free, len(self.queue), MEMBERS_PER_FIT))):
+                while len(joining) < free and self.queue and not waiting:
+                    asked = self.ask(self.queue.popleft(), fixed)
+                    if asked is None:
+                        continue
+                    group = [*self.training.values(), *joining, asked]
+                    if cohort_key(asked.config) == key and \
+                            self.capacity(group) >= len(group):
+                        joining.append(asked)
+                    else:  # too wide to join: the cohort is full, and pins no more trials
+                        waiting.append(asked)
             members = [self.member(asked) for asked in joining]
             for asked in joining:
                 asked.trial.set_user_attr("cohort_size", len(self.training))
             return members
 
         members = [self.member(first)]
-        with drawing_ahead(self.study.sampler, max(1, min(len(self.queue), MEMBERS_PER_FIT))):
-            members += refill(size - 1)
-            if len(members) == 1:  # nothing else fits: no stacking overhead for one
-                self.training.clear()
-                self.train_alone(first)
-            else:
-                first.trial.set_user_attr("cohort_size", len(self.training))
-                self.train_members(members, None if starting_up else refill)
+        members += refill(size - 1)
+        if len(members) == 1:  # nothing else fits: no stacking overhead for one
+            self.training.clear()
+            self.train_alone(first)
+        else:
+            first.trial.set_user_attr("cohort_size", len(self.training))
+            self.train_members(members, None if starting_up else refill)
         self.queue.extendleft(reversed(waiting))
 
     def train_members(self, members: list[Member], refill: Refill | None) -> None:

@@ -3,6 +3,7 @@ space for n asks inside one, each member the best of its own candidates."""
 
 from __future__ import annotations
 
+import pickle
 import threading
 from typing import Any
 
@@ -122,6 +123,7 @@ def test_each_member_is_the_best_of_its_own_candidates() -> None:
         best = chunk[np.argmax(values[chunk])]
         assert member["x"] == pytest.approx(float(samples["x"][best]))
         assert member["lr"] == pytest.approx(float(samples["lr"][best]))
+        assert member["kind"] == ["a", "b"][int(samples["kind"][best])]  # an index inside
 
 
 def test_a_pinned_cohort_draws_ahead_through_the_partial_fixed_sampler() -> None:
@@ -217,3 +219,33 @@ def test_while_one_thread_draws_ahead_another_asks_with_optunas_candidates() -> 
         suggest(study.ask())
     assert seen_elsewhere and set(seen_elsewhere) == {24}
     assert sampler._n_ei_candidates == 24
+
+
+def test_the_sampler_pickles_and_draws_ahead_after() -> None:
+    sampler = pickle.loads(pickle.dumps(DrawAheadTPESampler(**tpe_options())))
+    study = study_with_history(sampler)
+    with drawing_ahead(sampler, 3):
+        members = [suggest(study.ask()) for _ in range(3)]
+    assert len({m["x"] for m in members}) == 3
+
+
+def test_an_error_in_a_draw_leaves_the_sampler_as_it_was() -> None:
+    class FailingOnce(DrawAheadTPESampler):
+        failed = True  # armed once the history is in
+
+        def _compute_acquisition_func(self, samples: dict[str, np.ndarray], mpe_below: Any,
+                                      mpe_above: Any) -> np.ndarray:
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("boom")
+            return super()._compute_acquisition_func(samples, mpe_below, mpe_above)
+
+    sampler = FailingOnce(**tpe_options())
+    study = study_with_history(sampler)
+    sampler.failed = False
+    with pytest.raises(RuntimeError, match="boom"), drawing_ahead(sampler, 4):
+        suggest(study.ask())
+    assert sampler._n_ei_candidates == 24
+    assert not hasattr(sampler._local, "candidates")
+    assert sampler._ahead() is None
+    suggest(study.ask())  # asks on as Optuna's TPE

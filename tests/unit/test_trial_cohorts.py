@@ -129,6 +129,34 @@ def test_past_the_start_up_a_cohorts_members_share_one_tpe_fit(
     assert sum(fits) - first <= first  # four members: as many fits as one trial, not four
 
 
+def test_each_refill_draws_from_a_fit_that_saw_the_trials_told_before_it(
+        tmp_path: Path, blobs: PreparedData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first fill asks its two members from one fit; the refill after they stop asks
+    its three from a new fit, made once they were told."""
+    from contextlib import contextmanager
+
+    from workers import trial_cohorts
+
+    monkeypatch.setattr(trial_cohorts._TrialBatch, "capacity", lambda self, group: 3)
+    study = new_study(tmp_path)
+    blocks: list[tuple[int, int]] = []  # (members drawn per fit, trials finished then)
+    real = trial_cohorts.drawing_ahead
+
+    @contextmanager
+    def recording(sampler, n):  # type: ignore[no-untyped-def]
+        blocks.append((n, sum(t.state.is_finished() for t in study.trials)))
+        with real(sampler, n):
+            yield
+
+    monkeypatch.setattr(trial_cohorts, "drawing_ahead", recording)
+    run_trial_cohorts(study, [TrialSlot() for _ in range(6)], space(), to_tensors(blobs),
+                      seed=0)
+    assert blocks[0] == (2, 0)
+    assert blocks[1][0] >= 1 and blocks[1][1] >= 1  # after a member was told
+    assert sum(n for n, _ in blocks) >= 5
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
 def test_a_trial_in_a_cohort_has_the_curve_it_has_alone(tmp_path: Path,
                                                         blobs: PreparedData) -> None:
     study = new_study(tmp_path)

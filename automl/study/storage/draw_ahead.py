@@ -51,6 +51,13 @@ class DrawAheadTPESampler(WindowedTPESampler):
         self._local = threading.local()  # a block belongs to the thread that opened it
         super().__init__(**options)
 
+    def __getstate__(self) -> dict[str, Any]:  # thread-local state does not pickle
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
     @property
     def _n_ei_candidates(self) -> int:
         """Optuna's candidates per ask; while this thread draws ahead, n times as many."""
@@ -118,13 +125,13 @@ class DrawAheadTPESampler(WindowedTPESampler):
         candidates, each member the best of its own share."""
         per_member = self._candidates_per_ask
         self._local.n_candidates = per_member * n  # this thread's asks only
-        self._local.candidates = None
+        self._local.candidates = None  # waiting for _compute_acquisition_func
         try:
             super()._sample(study, trial, search_space)
+            samples, acquisition = self._local.candidates
         finally:
             self._local.n_candidates = None
-        samples, acquisition = self._local.candidates
-        self._local.candidates = None
+            del self._local.candidates
         best = acquisition.reshape(n, per_member).argmax(axis=1) \
             + np.arange(n) * per_member
         return [{name: search_space[name].to_external_repr(values[i].item())
@@ -134,7 +141,7 @@ class DrawAheadTPESampler(WindowedTPESampler):
                                   mpe_below: _ParzenEstimator,
                                   mpe_above: _ParzenEstimator) -> np.ndarray:
         values = super()._compute_acquisition_func(samples, mpe_below, mpe_above)
-        if getattr(self._local, "candidates", False) is None:  # _draw is waiting for them
+        if getattr(self._local, "candidates", False) is None:  # _draw waits for them
             self._local.candidates = (samples, values)
         return values
 
