@@ -159,3 +159,33 @@ def test_within_one_read_the_checks_share_the_first_checks_read() -> None:
     assert len(reads) == 2  # outside the block: read again, and the late trial counts
     with reading_once(optuna.pruners.MedianPruner()):  # other pruners read as usual
         pass
+
+
+def test_a_steps_percentile_is_computed_once_until_its_values_change(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from automl.study.storage import completed_curves
+
+    computed: list[int] = []
+    percentile_of = completed_curves.percentile_of
+
+    def counting(*args: object, **kwargs: object) -> float:
+        computed.append(1)
+        return percentile_of(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(completed_curves, "percentile_of", counting)
+    study = optuna.create_study()
+    pruner = CachedMedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    for value in (1.0, 3.0):
+        done = study.ask()
+        done.report(value, 0)
+        study.tell(done, value)
+    members = [study.ask() for _ in range(5)]
+    for trial in members:
+        trial.report(2.5, 0)
+    said = [pruner.prune(study, study._storage.get_trial(t._trial_id)) for t in members]
+    assert said == [True] * 5 and len(computed) == 1  # median 2.0, computed once
+    late = study.ask()
+    late.report(4.0, 0)
+    study.tell(late, 4.0)  # the median at step 0 is now 3.0
+    assert not pruner.prune(study, study._storage.get_trial(members[0]._trial_id))
+    assert len(computed) == 2

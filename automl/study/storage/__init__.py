@@ -8,6 +8,12 @@
   on a trial whose worker is gone.
 - :mod:`.history_window`: TPE on a window of the history, past 1,000 finished trials; it
   hands TPE a study whose trial readers (``Study._get_trials``) serve a snapshot.
+- :mod:`.draw_ahead`: a cohort's members drawn from one TPE fit (TPE's ``_sample`` and
+  acquisition function); :mod:`.tpe_log_pdf` scores their candidates under TPE's fitted
+  densities by matrix products (``optuna.samplers._tpe``); :mod:`.tpe_numerics`, TPE's
+  tail masses vectorised.
+- :mod:`.completed_curves`: the median pruner from curves kept in memory (Optuna's
+  percentile pruner's helpers).
 
 Everything else in ``automl`` uses Optuna's public API only (``tests/unit/test_layout.py``).
 """

@@ -128,13 +128,15 @@ class CachedPercentilePruner(optuna.pruners.PercentilePruner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._curves = CompletedCurves()
+        self._bars: dict[tuple[int, StudyDirection], tuple[np.ndarray, float]] = {}
 
     def __getstate__(self) -> dict[str, Any]:  # a lock does not pickle; the cache is redone
-        return {k: v for k, v in self.__dict__.items() if k != "_curves"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_curves", "_bars")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._curves = CompletedCurves()
+        self._bars = {}
 
     def one_read(self) -> Any:
         """A block within which the checks share one read of the study
@@ -155,10 +157,21 @@ class CachedPercentilePruner(optuna.pruners.PercentilePruner):
         best = _get_best_intermediate_result_over_steps(trial, direction)
         if math.isnan(best):
             return True
-        bar = percentile_of(values, direction, self._percentile, self._n_min_trials)
+        bar = self._bar(values, step, direction)
         if math.isnan(bar):
             return False
         return best < bar if direction == StudyDirection.MAXIMIZE else best > bar
+
+
+    def _bar(self, values: np.ndarray, step: int, direction: StudyDirection) -> float:
+        """The percentile of ``values``, kept until the step's values change (they are a
+        new array then): a cohort's members check one step against the same values."""
+        cached = self._bars.get((step, direction))
+        if cached is not None and cached[0] is values:
+            return cached[1]
+        bar = percentile_of(values, direction, self._percentile, self._n_min_trials)
+        self._bars[(step, direction)] = (values, bar)
+        return bar
 
 
 class CachedMedianPruner(CachedPercentilePruner, optuna.pruners.MedianPruner):

