@@ -3,7 +3,7 @@
     python bench/ask_tell.py --history 1000 10000 [--trials 20] [--epochs 10]
                              [--storage memory sqlite]
                              [--sampler automl python-ndtr full-tpe independent-tpe random]
-                             [--pruner automl optuna] [--cohort 1 32]
+                             [--pruner automl optuna] [--cohort 1 32] [--window 1000]
                              [--out bench/records/ask_tell.jsonl]
 
 For each history size N and storage, a study with the run's own sampler and pruner
@@ -52,6 +52,7 @@ from automl.space.suggest import structure_params, suggest_trial_config
 from automl.study.settings import make_pruner, make_sampler
 from automl.study.storage.completed_curves import reading_once
 from automl.study.storage.draw_ahead import drawing_ahead
+from automl.study.storage.history_window import HISTORY_WINDOW
 from automl.study.storage.tpe_numerics import optuna_log_ndtr
 from automl.study.studies import make_storage
 
@@ -140,12 +141,13 @@ def ask_cohort(study: optuna.Study, space: SearchSpace, start: int, size: int,
         study.sampler = sampler
 
 
-def sampler_named(name: str, settings: Any) -> optuna.samplers.BaseSampler:
-    """``automl``: the run's own (multivariate grouped TPE, constant liar, a window of
-    1,000 finished trials); ``full-tpe``: the same on the whole history, as before the
-    window; ``python-ndtr``: ``automl`` with Optuna's own Python ``_log_ndtr`` (before
-    ``automl.study.storage.tpe_numerics``); the others are what the issue names as
-    levers, measured beside it."""
+def sampler_named(name: str, settings: Any,
+                  window: int = HISTORY_WINDOW) -> optuna.samplers.BaseSampler:
+    """``automl``: the run's own (multivariate grouped TPE, constant liar, a window of ``window``
+    finished trials, the run's 1,000 by default); ``full-tpe``: the same on the whole
+    history, as before the window; ``python-ndtr``: ``automl`` with Optuna's own Python
+    ``_log_ndtr`` (before ``automl.study.storage.tpe_numerics``); the others are what the
+    issue names as levers, measured beside it."""
     if name == "independent-tpe":
         return optuna.samplers.TPESampler(n_startup_trials=settings.tpe_startup_trials,
                                           constant_liar=True, seed=settings.seed)
@@ -153,7 +155,7 @@ def sampler_named(name: str, settings: Any) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=settings.seed)
     if name == "full-tpe":
         return make_sampler(settings, window=None)
-    sampler = make_sampler(settings)
+    sampler = make_sampler(settings, window=window)
     if name == "python-ndtr":  # the run's sampler with Optuna's own log Φ, one value at a time
         _truncnorm._log_ndtr = optuna_log_ndtr()
     return sampler
@@ -170,27 +172,32 @@ def pruner_named(name: str, settings: Any) -> optuna.pruners.BasePruner:
 
 
 def measure(history: int, storage_kind: str, n_trials: int, epochs: int, folder: Path,
-            sampler: str = "automl", pruner: str = "automl", cohort: int = 1) -> dict[str, Any]:
+            sampler: str = "automl", pruner: str = "automl", cohort: int = 1,
+            window: int = HISTORY_WINDOW) -> dict[str, Any]:
     space = default_space()
     settings = settings_of(TuneOptions(n_trials=history + n_trials), space)
     storage: Any = None
     if storage_kind == "sqlite":
         storage = make_storage(
-            f"sqlite:///{folder / f'ask_tell_{history}_{sampler}_{pruner}_{cohort}.db'}")
-    study = optuna.create_study(storage=storage, sampler=sampler_named(sampler, settings),
+            f"sqlite:///{folder / f'ask_tell_{history}_{sampler}_{pruner}_{cohort}_{window}.db'}")
+    study = optuna.create_study(storage=storage, sampler=sampler_named(sampler, settings, window),
                                 pruner=pruner_named(pruner, settings), direction="minimize",
                                 study_name=f"ask-tell-{history}")
     start = time.perf_counter()
     study.add_trials(synthetic_history(space, history, epochs))
     filled = time.perf_counter() - start
     # A worker reads the whole study once, when it starts (Optuna's cache of finished
-    # trials); timed apart, so that the per-trial figures are the steady state.
+    # trials, the cached pruner's curves); timed apart, so that the per-trial figures are
+    # the steady state.
     start = time.perf_counter()
     study._storage.get_all_trials(study._study_id, deepcopy=False)
+    curves = getattr(study.pruner, "_curves", None)
+    if curves is not None:  # the cached pruner's first look, at a worker's first check
+        curves.at(study, 0)
     first_read = time.perf_counter() - start
     per_trial = run_trials(study, space, n_trials, epochs, cohort)
     return {"history": history, "storage": storage_kind, "sampler": sampler, "pruner": pruner,
-            "cohort": cohort,
+            "cohort": cohort, "window": window,
             "trials": n_trials, "epochs": epochs, "fill_s": round(filled, 1),
             "first_read_s": round(first_read, 2),
             **{f"{k}_ms": round(v, 2) for k, v in per_trial.items()}}
@@ -210,16 +217,18 @@ def main() -> None:
     parser.add_argument("--cohort", type=int, nargs="+", default=[1],
                         help="trials asked together, the others pinned to the first's "
                              "structure and drawn from one TPE fit (1: one by one)")
+    parser.add_argument("--window", type=int, nargs="+", default=[HISTORY_WINDOW],
+                        help="finished trials the run's TPE models (automl, python-ndtr)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory() as folder:
         for history in args.history:
-            for kind, sampler, pruner, cohort in (
-                    (k, s, p, c) for k in args.storage for s in args.sampler
-                    for p in args.pruner for c in args.cohort):
+            for kind, sampler, pruner, cohort, window in (
+                    (k, s, p, c, w) for k in args.storage for s in args.sampler
+                    for p in args.pruner for c in args.cohort for w in args.window):
                 row = measure(history, kind, args.trials, args.epochs, Path(folder), sampler,
-                              pruner, cohort)
+                              pruner, cohort, window)
                 row.update(date=stamp, machine=platform.node(), cpus=os.cpu_count(),
                            load=round(os.getloadavg()[0], 1), optuna=optuna.__version__)
                 print(json.dumps(row), flush=True)
