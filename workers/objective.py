@@ -22,6 +22,7 @@ from automl.space import SearchSpace
 from automl.space.suggest import suggest_trial_config
 from automl.study.pruning import ASK_EVERY_EPOCH, PruningPolicy
 from automl.study.storage.private import stored_trial
+from automl.study.storage.retry import is_transient
 from workers.callbacks import Faults, Interruption, Pruning, Report, in_turn
 from workers.data import TensorSplits, predict, score
 from workers.evaluate import fit
@@ -32,6 +33,16 @@ logger = logging.getLogger(__name__)
 
 class TrialInterrupted(Exception):
     """The trial was stopped from outside: its run was cancelled or its lease lost."""
+
+
+class _StorageAway(BaseException):
+    """A storage outage carried past ``study.optimize``, which tells FAIL for any
+    ``Exception``: an outage is no trial's fault, so the trial must stay RUNNING for the
+    sweeper to fail as lost_worker and run again (as a cohort's trials do)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -114,7 +125,7 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
     hooks = hooks or TrialHooks()
     policy = pruning or ASK_EVERY_EPOCH
 
-    def objective(trial: optuna.Trial) -> float:
+    def trained(trial: optuna.Trial) -> float:
         if hooks.on_start is not None:
             hooks.on_start(trial)
         config = start_trial(trial, space, data, seed)
@@ -122,9 +133,18 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
         try:
             model, outcome = fit(config, data, watch.on_epoch)
         except Exception as exc:
-            record_error(trial, exc)
+            if not is_transient(exc):
+                record_error(trial, exc)
             raise
         return trial_value(trial, data, model, outcome, watch)
+
+    def objective(trial: optuna.Trial) -> float:
+        try:
+            return trained(trial)
+        except Exception as exc:
+            if is_transient(exc):  # the storage's, past its retry budget: not the trial's
+                raise _StorageAway(exc) from exc
+            raise
 
     return objective
 
@@ -132,8 +152,11 @@ def make_objective(space: SearchSpace, data: TensorSplits, seed: int,
 def run_trial(study: optuna.Study, space: SearchSpace, data: TensorSplits, seed: int,
               hooks: TrialHooks | None = None,
               pruning: PruningPolicy | None = None) -> FrozenTrial | None:
-    """Run exactly one trial of ``study``; any exception ends it as FAIL, never escapes.
-    Returns the trial as told (None when it was ended elsewhere first).
+    """Run exactly one trial of ``study``; any exception of the trial's ends it as FAIL,
+    never escapes. Returns the trial as told (None when it was ended elsewhere first).
+
+    A storage outage past the retry budget is not the trial's: the error escapes, and the
+    trial stays RUNNING until its lease lapses and a sweeper runs it again.
 
     A trial that was already ended from outside (its lease expired and the sweeper failed
     it) rejects the late result; that is logged once and is not an error.
@@ -149,6 +172,8 @@ def run_trial(study: optuna.Study, space: SearchSpace, data: TensorSplits, seed:
     try:
         study.optimize(tracked, n_trials=1, catch=(Exception,),
                        callbacks=[lambda _study, trial: told.append(trial)])
+    except _StorageAway as away:
+        raise away.error from None
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
         # Optuna refuses to tell (ValueError) or to write to a finished trial.
         if not started or not stored_trial(study, started[0]).state.is_finished():

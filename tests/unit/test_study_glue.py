@@ -117,6 +117,35 @@ def test_exceptions_fail_the_trial_with_a_reason_and_the_study_goes_on(
     assert next_one.state == TrialState.COMPLETE
 
 
+def test_a_storage_outage_escapes_and_leaves_the_trial_running(tmp_path: Path, blobs) -> None:
+    """The database away past the retry budget while the trial trains (its epoch polls
+    the ticket): no fault of the trial's, so it is not told FAIL ("error" would close its
+    ticket without a retry); the error reaches the ticket layer and the trial stays
+    RUNNING, for the sweeper to fail as lost_worker and run again."""
+    from sqlalchemy.exc import OperationalError
+
+    from workers.objective import TrialHooks
+
+    _, study = new_study(tmp_path)
+    polls = [0]
+
+    def database_away() -> str | None:
+        polls[0] += 1
+        if polls[0] > 2:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        return None
+
+    with pytest.raises(OperationalError):
+        run_trial(study, small_space(), to_tensors(blobs), seed=0,
+                  hooks=TrialHooks(stop_reason=database_away))
+    (trial,) = study.trials
+    assert trial.state == TrialState.RUNNING
+    assert "stop_reason" not in trial.user_attrs and "error" not in trial.user_attrs
+    assert len(trial.intermediate_values) == 2  # its epochs before the outage
+    run_trial(study, small_space(), to_tensors(blobs), seed=0)  # the study goes on
+    assert study.trials[1].state == TrialState.COMPLETE
+
+
 def test_completed_trials_record_config_cost_and_stop_reason(tmp_path: Path, blobs) -> None:
     _, study = new_study(tmp_path)
     run_trial(study, small_space(), to_tensors(blobs), seed=0)
