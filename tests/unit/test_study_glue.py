@@ -8,6 +8,8 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from outages import database_away_after
+from sqlalchemy.exc import OperationalError
 from study_settings import study_settings
 
 from automl.errors import ConfigError
@@ -26,7 +28,7 @@ from automl.study.studies import create_study, load_study
 from automl.study.trials import count_trials, fail_orphans, fail_trial, repeated_failure
 from workers.data import to_tensors
 from workers.faults import Fault, install, parse_faults
-from workers.objective import run_trial
+from workers.objective import TrialHooks, run_trial
 
 SMALL = {"max_epochs": Fixed(12), "patience": Fixed(12), "n_layers": IntRange(1, 2),
          "units": IntRange(8, 32), "batch_size": Fixed(32), "optimizer": Fixed("adam"),
@@ -122,22 +124,10 @@ def test_a_storage_outage_escapes_and_leaves_the_trial_running(tmp_path: Path, b
     the ticket): no fault of the trial's, so it is not told FAIL ("error" would close its
     ticket without a retry); the error reaches the ticket layer and the trial stays
     RUNNING, for the sweeper to fail as lost_worker and run again."""
-    from sqlalchemy.exc import OperationalError
-
-    from workers.objective import TrialHooks
-
     _, study = new_study(tmp_path)
-    polls = [0]
-
-    def database_away() -> str | None:
-        polls[0] += 1
-        if polls[0] > 2:
-            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
-        return None
-
     with pytest.raises(OperationalError):
         run_trial(study, small_space(), to_tensors(blobs), seed=0,
-                  hooks=TrialHooks(stop_reason=database_away))
+                  hooks=TrialHooks(stop_reason=database_away_after(2)))
     (trial,) = study.trials
     assert trial.state == TrialState.RUNNING
     assert "stop_reason" not in trial.user_attrs and "error" not in trial.user_attrs

@@ -9,6 +9,7 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
+from outages import database_away_after
 from sqlalchemy.exc import OperationalError
 from study_settings import study_settings
 
@@ -204,15 +205,8 @@ def test_a_storage_outage_escapes_and_leaves_the_trials_to_their_lease(
     the error reaches the ticket layer and the trials in training stay RUNNING, for the
     sweeper to fail as lost_worker and run again with their parameters."""
     study = new_study(tmp_path)
-    polls = [0]
-
-    def database_away() -> str | None:
-        polls[0] += 1
-        if polls[0] > 3:
-            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
-        return None
-
-    slots = [TrialSlot(), TrialSlot(TrialHooks(stop_reason=database_away)), TrialSlot()]
+    slots = [TrialSlot(), TrialSlot(TrialHooks(stop_reason=database_away_after(3))),
+             TrialSlot()]
     with pytest.raises(OperationalError):
         run_trial_cohorts(study, slots, space(), to_tensors(blobs), seed=0)
     assert [t.state for t in study.trials] == [TrialState.RUNNING] * 3
