@@ -162,7 +162,6 @@ class CachedPercentilePruner(optuna.pruners.PercentilePruner):
             return False
         return best < bar if direction == StudyDirection.MAXIMIZE else best > bar
 
-
     def _bar(self, values: np.ndarray, step: int, direction: StudyDirection) -> float:
         """The percentile of ``values``, kept until the step's values change (they are a
         new array then): a cohort's members check one step against the same values."""

@@ -8,7 +8,8 @@ of each search space fits TPE once and draws ``n`` members' candidates from it
 its own ``n_ei_candidates`` by the acquisition function, exactly as one ask would, and the
 next asks of that space take the members drawn ahead instead of fitting again. The
 ``n x n_ei_candidates`` are scored by :mod:`automl.study.storage.tpe_log_pdf` (the same
-densities as Optuna's, by matrix products: 3-4 times faster at this size).
+densities as Optuna's, by matrix products; BENCHMARKS.md, "Candidates scored by matrix
+products").
 
 What changes against one fit per ask: the members drawn together do not see each other as
 constant liars, nor trials that finish while they wait. With ``n`` = 1, or outside the
