@@ -7,7 +7,9 @@
   storage (``study._storage``), for reading a trial afresh and for the sweeper's reason
   on a trial whose worker is gone.
 - :mod:`.history_window`: TPE on a window of the history, past 1,000 finished trials; it
-  hands TPE a study whose trial readers (``Study._get_trials``) serve a snapshot.
+  hands TPE a study whose trial readers (``Study._get_trials``) serve a snapshot;
+  :mod:`.space_groups`, TPE's groups of the space (``optuna.search_space``), each finished
+  trial added once.
 - :mod:`.draw_ahead`: a cohort's members drawn from one TPE fit (TPE's ``_sample`` and
   acquisition function); :mod:`.tpe_log_pdf` scores their candidates under TPE's fitted
   densities by matrix products (``optuna.samplers._tpe``); :mod:`.tpe_numerics`, TPE's

@@ -28,6 +28,8 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.study.storage.space_groups import take_in_once
+
 HISTORY_WINDOW = 1000  # finished trials TPE models; beyond it, the oldest are left out
 FINISHED = frozenset({TrialState.COMPLETE, TrialState.PRUNED})
 _NUMBER = operator.attrgetter("_number")
@@ -43,15 +45,24 @@ class HistoryWindow:
     def __init__(self, study: optuna.Study, trials: list[FrozenTrial]) -> None:
         self._study = study
         self._trials = trials
+        self._by_states: dict[frozenset[TrialState], list[FrozenTrial]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
 
     def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
                     use_cache: bool = False) -> list[FrozenTrial]:
-        trials = self._trials if states is None else [t for t in self._trials
-                                                      if t.state in states]
-        return copy.deepcopy(trials) if deepcopy else trials
+        trials = self._trials if states is None else self._in_states(states)
+        return copy.deepcopy(trials) if deepcopy else list(trials)
+
+    def _in_states(self, states: Container[TrialState]) -> list[FrozenTrial]:
+        """The snapshot's trials in ``states``, filtered once per set of states: TPE asks
+        for the finished trials at every group and parameter of every ask."""
+        key = frozenset(state for state in TrialState if state in states)
+        trials = self._by_states.get(key)
+        if trials is None:
+            trials = self._by_states[key] = [t for t in self._trials if t.state in key]
+        return trials
 
     def get_trials(self, deepcopy: bool = True,
                    states: Container[TrialState] | None = None) -> list[FrozenTrial]:
@@ -133,6 +144,7 @@ class WindowedTPESampler(optuna.samplers.TPESampler):
 
     def __init__(self, *, window: int = HISTORY_WINDOW, **tpe_options: Any) -> None:
         super().__init__(**tpe_options)
+        take_in_once(self)  # the groups of the space, each finished trial added once
         self.window = window
         self._snapshot: tuple[tuple[int, int, int], optuna.Study | HistoryWindow] | None = None
         self._best: RunningBest | None = None
