@@ -189,3 +189,26 @@ def test_a_steps_percentile_is_computed_once_until_its_values_change(
     study.tell(late, 4.0)  # the median at step 0 is now 3.0
     assert not pruner.prune(study, study._storage.get_trial(members[0]._trial_id))
     assert len(computed) == 2
+
+
+def test_a_steps_values_grow_past_their_first_buffer_and_earlier_views_stay() -> None:
+    from automl.study.storage.completed_curves import CompletedCurves
+
+    study = optuna.create_study()
+    curves = CompletedCurves()
+    values = [float(i % 13) for i in range(300)]
+    views = []
+    for value in values:
+        trial = study.ask()
+        trial.report(value, 0)
+        trial.report(-value, 2)  # step 1 skipped
+        study.tell(trial, value)
+        n_complete, at_0 = curves.at(study, 0)
+        views.append(at_0)
+        assert n_complete == len(views)
+    assert views[-1].tolist() == values
+    assert views[99].tolist() == values[:100]  # a view taken earlier is not touched
+    assert curves.at(study, 2)[1].tolist() == [-v for v in values]
+    assert curves.at(study, 1)[1].size == 0
+    with pytest.raises(ValueError):  # the pruner's cached bar relies on it
+        views[-1][0] = 99.0

@@ -11,7 +11,8 @@ memory:
 
 * the trial's own checks (its last step, the warm-up, the interval) come first, so a
   call that cannot prune reads nothing;
-* :class:`CompletedCurves` keeps the completed trials' values by step in memory. A call
+* :class:`CompletedCurves` keeps the completed trials' values by step in memory, in
+  arrays that grow (a step's values are not rebuilt from a list after every tell). A call
   reads the study's trial list (unfiltered: a copy of a list) and looks only at the trials
   it has not seen finish, since trial numbers index that list; each completed trial is
   taken in once.
@@ -65,7 +66,7 @@ class CompletedCurves:
         self._study_id = None if study is None else study._study_id
         self._looked = 0  # trials numbered below this have been looked at
         self._open: set[int] = set()  # looked at, not finished then
-        self._values: dict[int, list[float]] = {}
+        self._steps: dict[int, _Growing] = {}
         self._arrays: dict[int, np.ndarray] = {}
         self.n_complete = 0
 
@@ -80,7 +81,8 @@ class CompletedCurves:
                     self._local.read = True
             values = self._arrays.get(step)
             if values is None:
-                values = np.asarray(self._values.get(step, ()), dtype=float)
+                grown = self._steps.get(step)
+                values = grown.view() if grown is not None else np.empty(0)
                 self._arrays[step] = values
             return self.n_complete, values
 
@@ -108,8 +110,31 @@ class CompletedCurves:
         self._open.discard(trial.number)
         self.n_complete += 1
         for step, value in trial.intermediate_values.items():
-            self._values.setdefault(step, []).append(value)
+            grown = self._steps.get(step)
+            if grown is None:
+                grown = self._steps[step] = _Growing()
+            grown.append(value)
             self._arrays.pop(step, None)
+
+
+class _Growing:
+    """An array of floats that grows at its end; :meth:`view` hands out a new array object
+    over the values so far, which later appends leave as they are."""
+
+    def __init__(self) -> None:
+        self._buffer = np.empty(64)
+        self._n = 0
+
+    def append(self, value: float) -> None:
+        if self._n == len(self._buffer):
+            self._buffer = np.concatenate([self._buffer, np.empty(len(self._buffer))])
+        self._buffer[self._n] = value
+        self._n += 1
+
+    def view(self) -> np.ndarray:
+        values = self._buffer[: self._n]
+        values.flags.writeable = False  # the pruner's bar is cached against it
+        return values
 
 
 def percentile_of(values: np.ndarray, direction: StudyDirection, percentile: float,
