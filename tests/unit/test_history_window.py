@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from automl.study.storage.finished_trials import FinishedTrials, RunningBest
 from automl.study.storage.history_window import (
     HistoryWindow,
-    RunningBest,
     WindowedTPESampler,
+    _windowed_whole,
     windowed,
 )
+from automl.study.studies import make_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 X = FloatDistribution(-5.0, 5.0)
@@ -105,11 +111,58 @@ def test_each_trial_samples_from_its_own_snapshot_of_the_window() -> None:
 
 def test_the_best_trials_are_carried_over_and_updated_between_windows() -> None:
     study = history([0.5, *[10.0 + i for i in range(1, 10)]])  # trials 0-9, one running
-    best = RunningBest(study, window=4)  # keeps the best max(1, 4 // 10) = 1
-    first = windowed(study, 4, best=best)
+    finished = FinishedTrials(study, window=4)  # keeps the best max(1, 4 // 10) = 1
+    first = windowed(study, 4, finished=finished)
     assert [t.number for t in first.get_trials(deepcopy=False)] == [0, 6, 7, 8, 9, 10]
     study.tell(10, 0.1)  # the running trial finishes best of all
     for value in (20.0, 21.0, 22.0, 23.0):
         study.add_trial(create_trial(value=value, params={"x": 0.0}, distributions={"x": X}))
-    second = windowed(study, 4, best=best)
+    second = windowed(study, 4, finished=finished)
     assert [t.number for t in second.get_trials(deepcopy=False)] == [10, 11, 12, 13, 14]
+
+
+def numbers_seen(view: object) -> list[int]:
+    return [t.number for t in view.get_trials(deepcopy=False)]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("seed", "storage"), [(0, "memory"), (1, "memory"), (2, "sqlite")])
+def test_the_window_kept_up_to_date_is_the_window_of_the_whole_study(
+        seed: int, storage: str, tmp_path: Path) -> None:
+    """Trials start, finish in any order (COMPLETE, PRUNED, FAIL), some are enqueued; at
+    every step the window taken from what changed is the one a pass over all gives (in
+    memory, and through the run's own storage)."""
+    rng = random.Random(seed)
+    study = optuna.create_study(
+        storage=make_storage(f"sqlite:///{tmp_path / 'w.db'}") if storage == "sqlite" else None,
+        direction=rng.choice(["minimize", "maximize"]))
+    finished, live, compared = FinishedTrials(study, window=7), [], 0
+    events = 300 if storage == "memory" else 150
+    for _ in range(events):
+        action = rng.random()
+        if action < 0.4 or not live:
+            if rng.random() < 0.05:
+                study.enqueue_trial({"x": 0.0})
+            trial = study.ask()
+            trial.suggest_float("x", -5.0, 5.0)
+            live.append(trial)
+        else:
+            trial = live.pop(rng.randrange(len(live)))
+            state = rng.choice([TrialState.COMPLETE] * 3 + [TrialState.PRUNED, TrialState.FAIL])
+            study.tell(trial, rng.random() if state == TrialState.COMPLETE else None, state=state)
+        kept = windowed(study, 7, use_cache=True, finished=finished)
+        trials = study._get_trials(deepcopy=False, use_cache=True)
+        assert finished.look(trials) is not None  # listed by number: no pass over all
+        whole = _windowed_whole(study, trials, 7, RunningBest(study, 7))
+        if kept is study or whole is study:
+            assert kept is whole
+            continue
+        assert numbers_seen(kept) == numbers_seen(whole)
+        compared += 1
+    assert compared > events // 2
+
+
+def test_a_list_out_of_number_order_is_read_whole() -> None:
+    study = history([1.0, 2.0, 3.0, 4.0, 5.0])
+    finished = FinishedTrials(study, window=2)
+    assert finished.look(list(reversed(study._get_trials(deepcopy=False)))) is None
+    assert finished.look(study._get_trials(deepcopy=False)) is not None

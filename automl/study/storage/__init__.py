@@ -7,7 +7,8 @@
   storage (``study._storage``), for reading a trial afresh and for the sweeper's reason
   on a trial whose worker is gone.
 - :mod:`.history_window`: TPE on a window of the history, past 1,000 finished trials; it
-  hands TPE a study whose trial readers (``Study._get_trials``) serve a snapshot;
+  hands TPE a study whose trial readers (``Study._get_trials``) serve a snapshot, built
+  from :mod:`.finished_trials` (the trials that changed since the last look);
   :mod:`.space_groups`, TPE's groups of the space (``optuna.search_space``), each finished
   trial added once.
 - :mod:`.draw_ahead`: a cohort's members drawn from one TPE fit (TPE's ``_sample`` and

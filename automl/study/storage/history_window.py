@@ -8,7 +8,9 @@ TPE the ``window`` most recent finished trials plus the best completed ones (a t
 the window), and every running trial (the constant liar needs them). TPE's "good" set is
 at most 25 trials (``optuna.samplers._tpe.sampler.default_gamma``), so it stays the best
 trials of the whole study; only the "bad" density forgets the oldest trials. Up to
-``window`` finished trials the sampler is exactly Optuna's TPE.
+``window`` finished trials the sampler is exactly Optuna's TPE. The window is kept up to
+date from the trials that changed since the last snapshot
+(:mod:`automl.study.storage.finished_trials`), not rebuilt from the whole study.
 
 The median pruner is left on the whole history: windowed, it was no faster, because its
 cost is reading the completed trials, which a window cannot skip, not the median.
@@ -17,22 +19,23 @@ cost is reading the completed trials, which a window cannot skip, not the median
 from __future__ import annotations
 
 import copy
-import heapq
-import operator
-import threading
 from collections.abc import Container
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.study.storage.finished_trials import (
+    FINISHED,
+    NUMBER,
+    FinishedTrials,
+    RunningBest,
+    study_key,
+)
 from automl.study.storage.space_groups import take_in_once
 
 HISTORY_WINDOW = 1000  # finished trials TPE models; beyond it, the oldest are left out
-FINISHED = frozenset({TrialState.COMPLETE, TrialState.PRUNED})
-_NUMBER = operator.attrgetter("_number")
 
 
 class HistoryWindow:
@@ -70,69 +73,39 @@ class HistoryWindow:
 
 
 def windowed(study: optuna.Study, window: int, *, use_cache: bool = False,
-             best: RunningBest | None = None) -> optuna.Study | HistoryWindow:
+             finished: FinishedTrials | None = None) -> optuna.Study | HistoryWindow:
     """``study`` itself while it holds at most ``window`` finished trials (or has several
     objectives); past that, the latest ``window`` finished trials and the best completed.
 
-    One pass over the study's trials (``use_cache``: the list the sampler reads, as TPE's
-    own reads do); ``best`` carries the best trials over from the last call.
+    ``use_cache``: the list the sampler reads, as TPE's own reads do. ``finished`` carries
+    the study's trials over from the last call, so that only what changed since is looked
+    at; a storage that does not list trials by number is read whole each time.
     """
     trials = study._get_trials(deepcopy=False, use_cache=use_cache)
+    finished = finished or FinishedTrials(study, window)
+    look = finished.look(trials)
+    if look is None:
+        return _windowed_whole(study, trials, window, finished.best)
+    if look.n_finished <= window or len(study.directions) > 1:
+        return study
+    latest_numbers = {t._number for t in look.latest}
+    older_best = [t for t in look.best if t._number not in latest_numbers]
+    kept = sorted([*older_best, *look.latest], key=NUMBER)
+    return HistoryWindow(study, [*kept, *look.others])
+
+
+def _windowed_whole(study: optuna.Study, trials: list[FrozenTrial], window: int,
+                    best: RunningBest) -> optuna.Study | HistoryWindow:
+    """:func:`windowed` by a pass over every trial."""
     finished = [t for t in trials if t.state in FINISHED]
     if len(finished) <= window or len(study.directions) > 1:
         return study
-    best = best or RunningBest(study, window)
-    kept = _latest_and_best(finished, window, best)
-    return HistoryWindow(study, [*kept, *(t for t in trials if t.state not in FINISHED)])
-
-
-class RunningBest:
-    """The best completed trials of one study (a tenth of the window), kept up to date
-    from the trials it has not seen yet, so a call costs a pass, not a sort."""
-
-    def __init__(self, study: optuna.Study, window: int) -> None:
-        self.study_key = _study_key(study)
-        self.k = max(1, window // 10)
-        self.sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
-        self._heap: list[tuple[float, int, FrozenTrial]] = []  # the worst kept on top
-        self._seen: set[int] = set()
-        self._lock = threading.Lock()
-
-    def serves(self, study: optuna.Study) -> bool:
-        return self.study_key == _study_key(study)
-
-    def update(self, finished: list[FrozenTrial]) -> list[FrozenTrial]:
-        """Take in the completed trials of ``finished`` not seen before; the best so far."""
-        with self._lock:
-            return self._update(finished)
-
-    def _update(self, finished: list[FrozenTrial]) -> list[FrozenTrial]:
-        for trial in finished:
-            if trial._number in self._seen or trial.state != TrialState.COMPLETE \
-                    or not trial._values:
-                continue
-            self._seen.add(trial._number)
-            item = (-self.sign * float(trial._values[0]), trial._number, trial)
-            if len(self._heap) < self.k:
-                heapq.heappush(self._heap, item)
-            elif item[:2] > self._heap[0][:2]:
-                heapq.heapreplace(self._heap, item)
-        return [item[2] for item in self._heap]
-
-
-def _study_key(study: optuna.Study) -> tuple[int, int]:
-    """One study among any others in this process (in-memory storages reuse study ids)."""
-    return id(study._storage), study._study_id
-
-
-def _latest_and_best(finished: list[FrozenTrial], window: int,
-                     best: RunningBest) -> list[FrozenTrial]:
-    """The latest ``window`` of ``finished`` and the best completed ones, by number."""
-    finished.sort(key=_NUMBER)  # storages list trials by number already: a pass
+    finished.sort(key=NUMBER)
     latest = finished[-window:]
     numbers = {t._number for t in latest}
     older_best = [t for t in best.update(finished) if t._number not in numbers]
-    return sorted([*older_best, *latest], key=_NUMBER)
+    kept = sorted([*older_best, *latest], key=NUMBER)
+    return HistoryWindow(study, [*kept, *(t for t in trials if t.state not in FINISHED)])
 
 
 class WindowedTPESampler(optuna.samplers.TPESampler):
@@ -147,15 +120,16 @@ class WindowedTPESampler(optuna.samplers.TPESampler):
         take_in_once(self)  # the groups of the space, each finished trial added once
         self.window = window
         self._snapshot: tuple[tuple[int, int, int], optuna.Study | HistoryWindow] | None = None
-        self._best: RunningBest | None = None
+        self._finished: FinishedTrials | None = None
 
     def _window(self, study: optuna.Study, trial: FrozenTrial) -> Any:
-        key = (*_study_key(study), trial._trial_id)
+        key = (*study_key(study), trial._trial_id)
         snapshot = self._snapshot
         if snapshot is None or snapshot[0] != key:
-            if self._best is None or not self._best.serves(study):
-                self._best = RunningBest(study, self.window)
-            snapshot = (key, windowed(study, self.window, use_cache=True, best=self._best))
+            if self._finished is None or not self._finished.serves(study):
+                self._finished = FinishedTrials(study, self.window)
+            snapshot = (key, windowed(study, self.window, use_cache=True,
+                                      finished=self._finished))
             self._snapshot = snapshot  # one assignment: threads never see half a snapshot
         return snapshot[1]
 
