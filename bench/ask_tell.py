@@ -1,7 +1,7 @@
 """What the search itself costs per trial once a study holds many trials (issue 20).
 
     python bench/ask_tell.py --history 1000 10000 [--trials 20] [--epochs 10]
-                             [--storage memory sqlite]
+                             [--storage memory sqlite postgresql]
                              [--sampler automl python-ndtr full-tpe independent-tpe random]
                              [--pruner automl optuna] [--cohort 1 32] [--window 1000]
                              [--out bench/records/ask_tell.jsonl]
@@ -21,8 +21,10 @@ their pruning checks of one epoch sharing one read of the study (``reading_once`
 The cohort trainer's GPU rate (issue 20: 1,000 trials a minute and up on one GPU) leaves
 60 ms of wall time per trial; time outside training under 10 % means under 6 ms per
 trial for everything here. ``sqlite``: a file through ``automl.study.studies.make_storage``,
-as ``tune`` uses it; the worker's one read of the whole study when it starts is timed
-apart (``first_read_s``), before the measured trials.
+as ``tune`` uses it; ``postgresql``: a fresh database per row on a throwaway local server
+(``tests/pgserver.py``, as the integration tests start one), through the same call. The
+worker's one read of the whole study when it starts is timed apart (``first_read_s``),
+before the measured trials.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ import json
 import math
 import os
 import platform
+import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -173,13 +176,16 @@ def pruner_named(name: str, settings: Any) -> optuna.pruners.BasePruner:
 
 def measure(history: int, storage_kind: str, n_trials: int, epochs: int, folder: Path,
             sampler: str = "automl", pruner: str = "automl", cohort: int = 1,
-            window: int = HISTORY_WINDOW) -> dict[str, Any]:
+            window: int = HISTORY_WINDOW, postgres: Any = None) -> dict[str, Any]:
     space = default_space()
     settings = settings_of(TuneOptions(n_trials=history + n_trials), space)
     storage: Any = None
+    name = f"ask_tell_{history}_{sampler}_{pruner}_{cohort}_{window}"
     if storage_kind == "sqlite":
-        storage = make_storage(
-            f"sqlite:///{folder / f'ask_tell_{history}_{sampler}_{pruner}_{cohort}_{window}.db'}")
+        storage = make_storage(f"sqlite:///{folder / f'{name}.db'}")
+    elif storage_kind == "postgresql":
+        postgres.create_database(name, template="template0")
+        storage = make_storage(postgres.url(name))
     study = optuna.create_study(storage=storage, sampler=sampler_named(sampler, settings, window),
                                 pruner=pruner_named(pruner, settings), direction="minimize",
                                 study_name=f"ask-tell-{history}")
@@ -203,13 +209,29 @@ def measure(history: int, storage_kind: str, n_trials: int, epochs: int, folder:
             **{f"{k}_ms": round(v, 2) for k, v in per_trial.items()}}
 
 
+@contextmanager
+def postgres_server(wanted: bool) -> Iterator[Any]:
+    """A throwaway local PostgreSQL (``tests/pgserver.py``) while the rows need one."""
+    if not wanted:
+        yield None
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from pgserver import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--history", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--storage", nargs="+", default=["memory", "sqlite"],
-                        choices=["memory", "sqlite"])
+                        choices=["memory", "sqlite", "postgresql"])
     parser.add_argument("--sampler", nargs="+", default=["automl"],
                         choices=["automl", "python-ndtr", "full-tpe", "independent-tpe",
                                  "random"])
@@ -222,13 +244,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, \
+            postgres_server("postgresql" in args.storage) as postgres:
         for history in args.history:
             for kind, sampler, pruner, cohort, window in (
                     (k, s, p, c, w) for k in args.storage for s in args.sampler
                     for p in args.pruner for c in args.cohort for w in args.window):
                 row = measure(history, kind, args.trials, args.epochs, Path(folder), sampler,
-                              pruner, cohort, window)
+                              pruner, cohort, window, postgres)
                 row.update(date=stamp, machine=platform.node(), cpus=os.cpu_count(),
                            load=round(os.getloadavg()[0], 1), optuna=optuna.__version__)
                 print(json.dumps(row), flush=True)
