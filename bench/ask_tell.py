@@ -193,13 +193,16 @@ def measure(history: int, storage_kind: str, n_trials: int, epochs: int, folder:
     study.add_trials(synthetic_history(space, history, epochs))
     filled = time.perf_counter() - start
     # A worker reads the whole study once, when it starts (Optuna's cache of finished
-    # trials, the cached pruner's curves); timed apart, so that the per-trial figures are
-    # the steady state.
+    # trials, the cached pruner's curves, the windowed sampler's index of the trials);
+    # timed apart, so that the per-trial figures are the steady state.
     start = time.perf_counter()
     study._storage.get_all_trials(study._study_id, deepcopy=False)
     curves = getattr(study.pruner, "_curves", None)
     if curves is not None:  # the cached pruner's first look, at a worker's first check
         curves.at(study, 0)
+    look_at = getattr(study.sampler, "look_at", None)
+    if look_at is not None:  # the sampler's first look, at a worker's first ask
+        look_at(study)
     first_read = time.perf_counter() - start
     per_trial = run_trials(study, space, n_trials, epochs, cohort)
     return {"history": history, "storage": storage_kind, "sampler": sampler, "pruner": pruner,

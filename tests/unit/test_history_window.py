@@ -166,3 +166,15 @@ def test_a_list_out_of_number_order_is_read_whole() -> None:
     finished = FinishedTrials(study, window=2)
     assert finished.look(list(reversed(study._get_trials(deepcopy=False)))) is None
     assert finished.look(study._get_trials(deepcopy=False)) is not None
+
+
+def test_the_sampler_looks_at_the_whole_study_once() -> None:
+    sampler = WindowedTPESampler(window=4, **tpe_options())  # type: ignore[arg-type]
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=3)
+    finished = sampler.look_at(study)
+    assert sampler.look_at(study) is finished  # kept, not made again
+    study.optimize(objective, n_trials=6)
+    assert sampler.look_at(study) is finished
+    other = optuna.create_study(sampler=sampler)
+    assert sampler.look_at(other) is not finished  # another study: its own

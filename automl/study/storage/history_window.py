@@ -122,14 +122,22 @@ class WindowedTPESampler(optuna.samplers.TPESampler):
         self._snapshot: tuple[tuple[int, int, int], optuna.Study | HistoryWindow] | None = None
         self._finished: FinishedTrials | None = None
 
+    def look_at(self, study: optuna.Study) -> FinishedTrials:
+        """The study's trials as this sampler keeps them; made and filled at the first
+        call (one pass over the study: a worker's first ask makes it), then only what
+        changed is looked at, at each snapshot."""
+        finished = self._finished
+        if finished is None or not finished.serves(study):
+            finished = self._finished = FinishedTrials(study, self.window)
+            finished.look(study._get_trials(deepcopy=False, use_cache=True))
+        return finished
+
     def _window(self, study: optuna.Study, trial: FrozenTrial) -> Any:
         key = (*study_key(study), trial._trial_id)
         snapshot = self._snapshot
         if snapshot is None or snapshot[0] != key:
-            if self._finished is None or not self._finished.serves(study):
-                self._finished = FinishedTrials(study, self.window)
             snapshot = (key, windowed(study, self.window, use_cache=True,
-                                      finished=self._finished))
+                                      finished=self.look_at(study)))
             self._snapshot = snapshot  # one assignment: threads never see half a snapshot
         return snapshot[1]
 
