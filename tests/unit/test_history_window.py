@@ -178,3 +178,12 @@ def test_the_sampler_looks_at_the_whole_study_once() -> None:
     assert sampler.look_at(study) is finished
     other = optuna.create_study(sampler=sampler)
     assert sampler.look_at(other) is not finished  # another study: its own
+
+
+def test_a_study_of_several_objectives_is_passed_through() -> None:
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    for i in range(10):
+        study.add_trial(create_trial(values=[float(i), float(-i)], params={"x": float(i % 5)},
+                                     distributions={"x": X}))
+    assert windowed(study, 4) is study
+    assert windowed(study, 4, finished=FinishedTrials(study, 4)) is study

@@ -39,7 +39,8 @@ class RunningBest:
     def __init__(self, study: optuna.Study, window: int) -> None:
         self.study_key = study_key(study)
         self.k = max(1, window // 10)
-        self.sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
+        # the first objective's: a study of several objectives is never windowed
+        self.sign = -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0
         self._heap: list[tuple[float, int, FrozenTrial]] = []  # the worst kept on top
         self._seen: set[int] = set()
         self._lock = threading.Lock()
