@@ -15,8 +15,10 @@ run. The driver then hands the copy's tickets to its sweeper at once (:meth:`clo
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
+import multiprocessing.process
 import socket
 import sys
 import uuid
@@ -46,7 +48,7 @@ class HeadStart:
         self._process = context.Process(
             target=_serve, name="automl-head-start", daemon=True,
             args=(url, run_id, prepared, self.worker_id, lease_s, self._stop))
-        self._process.start()
+        start_frozen(self._process)
 
     def stop(self) -> None:
         """Claim no more tickets: finish the one in hand, then exit."""
@@ -64,6 +66,22 @@ class HeadStart:
         code = self._process.exitcode
         self._process.close()
         return code == 0
+
+
+def start_frozen(process: multiprocessing.process.BaseProcess) -> None:
+    """Fork ``process`` with every object this process holds frozen (``gc.freeze``): the
+    copy's garbage collector never frees what it inherits.
+
+    Freeing some libraries' objects in a forked copy hangs it: an onnxruntime session left
+    for the collector by an earlier ``Predictor`` destroys a condition variable that its
+    thread pool was waiting on when the fork was made, and those threads do not exist in
+    the copy (seen once in the test suite: the copy stuck in ``pthread_cond_destroy``
+    under ``gc`` while exporting its first model). The parent thaws at once."""
+    gc.freeze()
+    try:
+        process.start()
+    finally:
+        gc.unfreeze()
 
 
 def _serve(url: str, run_id: str, prepared: PreparedData, worker_id: str, lease_s: float,

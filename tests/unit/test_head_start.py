@@ -3,9 +3,12 @@ here: the fork is an ordinary in-process worker on a SQLite file)."""
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -20,7 +23,7 @@ from automl.queue.models import Ticket
 from automl.queue.schema import ensure_schema
 from automl.run.submit import Submission, validate_submission, write_submission
 from workers.faults import install
-from workers.head_start import HeadStart, can_fork
+from workers.head_start import HeadStart, can_fork, start_frozen
 from workers.service_worker import ServiceWorker
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="the head start forks (Linux only)")
@@ -113,3 +116,20 @@ def test_a_killed_fork_loses_its_ticket_not_the_run(tmp_path: Path,
     assert trial.state == TrialState.FAIL and trial.user_attrs["stop_reason"] == "lost_worker"
     tickets = state(url, run_id).tickets
     assert tickets[("trial", "queued")] == 3 and tickets[("trial", "running")] == 0
+
+
+def _frozen_in_the_copy(results: Any) -> None:
+    results.put(gc.get_freeze_count())
+
+
+def test_the_fork_never_collects_what_it_inherits() -> None:
+    """The copy's collector leaves the parent's objects alone (freeing an inherited
+    onnxruntime session once hung a copy); the parent is thawed after the fork."""
+    context = multiprocessing.get_context("fork")
+    results = context.SimpleQueue()
+    process = context.Process(target=_frozen_in_the_copy, args=(results,))
+    start_frozen(process)
+    process.join()
+    assert process.exitcode == 0
+    assert results.get() > 1000  # everything the parent held at the fork
+    assert gc.get_freeze_count() == 0
