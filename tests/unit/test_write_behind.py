@@ -236,6 +236,7 @@ def test_recent_reads_of_all_trials_are_shared_until_this_process_writes(
         tmp_path: Path) -> None:
     url, study = _study(tmp_path)
     wb = _write_behind(study._storage)
+    wb.snapshot_s = 3600.0  # "recent" whatever the machine's load: no clock in the test
     study.tell(study.ask(), 1.0)
     statements = _statements(wb._rdb.engine)
     first = wb.get_all_trials(study._study_id)
