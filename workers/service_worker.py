@@ -25,7 +25,7 @@ from automl.results.note import write_note
 from automl.run.finish import constant_baseline, summarize
 from automl.run.plan import baselines_for
 from automl.study.settings import StudySettings
-from automl.study.storage.retry import is_transient, with_retry
+from automl.study.storage.retry import is_transient, one_line, with_retry
 from automl.study.trials import fail_orphans, repeated_failure, unhealthy_message
 from workers.cohort_size import default_cohort_trials
 from workers.tickets import StopReason, TicketRunner
@@ -58,13 +58,22 @@ class Heartbeat:
     def _beat(self) -> None:
         interval = self.worker.lease_s / 3
         held = list(self.ticket_ids)
+        failing_since: float | None = None
         while held and not self._done.wait(interval):
             try:
                 renewed = leases.renew_leases(self.worker.engine, held, self.worker.worker_id,
                                               self.worker.lease_s)
-            except Exception:  # the database is away: keep trying until the leases lapse
-                logger.warning("heartbeat failed; retrying", exc_info=True)
+            except Exception as exc:  # the database is away: keep trying until the leases lapse
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    logger.warning("heartbeat failed (%s); retrying until the leases lapse",
+                                   one_line(exc))
+                logger.debug("heartbeat failed", exc_info=True)
                 continue
+            if failing_since is not None:
+                logger.warning("heartbeat renewed the leases again after %.1f s",
+                               time.monotonic() - failing_since)
+                failing_since = None
             if lost := [ticket for ticket in held if ticket not in renewed]:
                 run = queries.run_of(self.worker.engine, self.run_id)
                 reason = "cancelled" if run and run.status == "cancelled" else "lease_lost"

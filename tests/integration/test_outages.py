@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -70,22 +71,41 @@ def nothing_lost(url: str, run: RunHandle, result: dict[str, Any], n_trials: int
         (result["n_trials"], result["n_complete"], result["n_failed"])
 
 
-def stop_workers(processes: list[subprocess.Popen]) -> None:
+def drain(process: subprocess.Popen) -> tuple[threading.Thread, list[str]]:
+    """Read the worker's output as it comes, on a thread: during an outage a worker logs
+    for as long as the database is away, and one whose pipe fills blocks on its next log
+    line (its heartbeat and its trial with it)."""
+    lines: list[str] = []
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
+    reader.start()
+    return reader, lines
+
+
+def stop_workers(processes: list[subprocess.Popen],
+                 readers: list[tuple[threading.Thread, list[str]]]) -> None:
     alive = [process.poll() is None for process in processes]
     for process in processes:
         process.terminate()
-    outputs = [process.communicate(timeout=60)[0] for process in processes]
+    for process, (reader, _) in zip(processes, readers, strict=True):
+        process.wait(timeout=60)
+        reader.join(timeout=60)
+    outputs = ["".join(lines)[-6000:] for _, lines in readers]
     assert all(alive), outputs  # every worker survived the outage
 
 
 @contextlib.contextmanager
 def two_workers(url: str) -> Iterator[list[subprocess.Popen]]:
-    """Two ``automl worker`` processes on the short lease, each checked alive at the end."""
+    """Two ``automl worker`` processes on the short lease, started (imports done) and
+    their output drained; each checked alive at the end."""
     workers = [worker(url, *LEASE) for _ in range(2)]
+    for process in workers:
+        started(process)
+    readers = [drain(process) for process in workers]
     try:
         yield workers
     finally:
-        stop_workers(workers)
+        stop_workers(workers, readers)
 
 
 def run_through_outage(pg_server: PostgresServer, url: str, frame: pd.DataFrame,
@@ -102,9 +122,7 @@ def run_through_outage(pg_server: PostgresServer, url: str, frame: pd.DataFrame,
 
 def test_an_outage_while_workers_wait_to_claim(pg_server: PostgresServer, pg_url: str,
                                                digits_frame: pd.DataFrame) -> None:
-    with two_workers(pg_url) as workers:
-        for process in workers:
-            started(process)
+    with two_workers(pg_url):
         outage(pg_server)  # every claim fails for longer than the lease and the retries
         run = Client(pg_url).submit(digits_frame, "target", space=FAST, n_trials=3,
                                     n_seeds=1, pruner="none")

@@ -3,10 +3,12 @@ an error that is not the database's is raised at once."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from automl.study.storage.retry import wait_through_outages
+from automl.study.storage.retry import wait_through_outages, with_retry
 
 
 def flaky(failures: int, error: Exception):  # type: ignore[no-untyped-def]
@@ -33,3 +35,24 @@ def test_an_error_of_its_own_is_raised_at_once() -> None:
     with pytest.raises(ValueError, match="bad option"):
         wait_through_outages(start, "the worker starts", poll_s=0.0)
     assert calls[0] == 1
+
+
+def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+        caplog: pytest.LogCaptureFixture) -> None:
+    away = OperationalError("SELECT 1", {}, Exception(
+        "connection refused\n\tIs the server running on that host?"))
+    start, calls = flaky(3, away)
+    with caplog.at_level(logging.WARNING, logger="automl.study.storage.retry"):
+        assert with_retry(start, budget_s=60) == "started"
+    assert calls[0] == 4
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("database unavailable (OperationalError: ")
+    assert "\n" not in messages[0] and "connection refused" in messages[0]
+    assert messages[1].startswith("database answered again after ")
+
+
+def test_a_call_that_never_failed_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="automl.study.storage.retry"):
+        assert with_retry(lambda: "started") == "started"
+    assert not caplog.records

@@ -62,18 +62,34 @@ def _proxy_unavailable(exc: BaseException) -> bool:
 def with_retry(action: Callable[[], T], budget_s: float | None = None) -> T:
     """Run ``action``; on a transient database error wait and try again, within budget
     (the process's, :func:`set_budget`, unless given)."""
-    deadline = time.monotonic() + (_budget_s if budget_s is None else budget_s)
-    delay = 0.05
+    started = time.monotonic()
+    deadline = started + (_budget_s if budget_s is None else budget_s)
+    delay, failures = 0.05, 0
     while True:
         try:
-            return action()
+            result = action()
         except Exception as exc:
             if not is_transient(exc) or time.monotonic() + delay > deadline:
                 raise
-            logger.warning("database unavailable (%s); retrying in %.1f s",
-                           type(exc).__name__, delay)
+            failures += 1
+            # One line when the database goes away and one when it answers: a log read
+            # after an outage says how long it lasted, not every backoff step.
+            log = logger.warning if failures == 1 else logger.debug
+            log("database unavailable (%s); retrying for up to %.0f s",
+                one_line(exc), deadline - started)
             time.sleep(delay)
             delay = min(2 * delay, 2.0)
+            continue
+        if failures:
+            logger.warning("database answered again after %.1f s", time.monotonic() - started)
+        return result
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's type and the first line of its message (a driver's message runs
+    over several lines, SQLAlchemy's adds a background link)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def wait_through_outages(action: Callable[[], T], what: str, poll_s: float = 1.0) -> T:
