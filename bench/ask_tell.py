@@ -16,7 +16,8 @@ pruner every epoch, tell. Each step is timed; the mean per trial is printed and 
 ``--cohort K`` asks them K at a time as a cohort does (``workers.trial_cohorts``): the
 first from the whole space, the next K - 1 with its structure pinned and drawn from one
 TPE fit (``automl.study.storage.draw_ahead``); then every member reports each epoch,
-their pruning checks of one epoch sharing one read of the study (``reading_once``).
+their pruning checks of one epoch sharing one read of the study and the members that
+end at it written in one transaction (``workers.trial_cohorts.cohort_epoch``).
 
 The cohort trainer's GPU rate (issue 20: 1,000 trials a minute and up on one GPU) leaves
 60 ms of wall time per trial; time outside training under 10 % means under 6 ms per
@@ -53,11 +54,11 @@ from automl.run.plan import settings_of
 from automl.space import SearchSpace
 from automl.space.suggest import structure_params, suggest_trial_config
 from automl.study.settings import make_pruner, make_sampler
-from automl.study.storage.completed_curves import reading_once
 from automl.study.storage.draw_ahead import drawing_ahead
 from automl.study.storage.history_window import HISTORY_WINDOW
 from automl.study.storage.tpe_numerics import optuna_log_ndtr
 from automl.study.studies import make_storage
+from workers.trial_cohorts import cohort_epoch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -111,13 +112,16 @@ def run_trials(study: optuna.Study, space: SearchSpace, n: int, epochs: int,
         trials = ask_cohort(study, space, start, min(cohort, n - start), clock)
         curves = [curve(0.2 + ((start + j) % 5) / 20, epochs) for j in range(len(trials))]
         for epoch in range(epochs):
-            with reading_once(study.pruner) if cohort > 1 else nullcontext():
+            scope = cohort_epoch(study) if cohort > 1 else nullcontext()
+            timed(clock, "prune", scope.__enter__)
+            for trial, values in zip(trials, curves, strict=True):
+                timed(clock, "report",
+                      lambda t=trial, v=values[epoch], e=epoch: t.report(v, e))
+                timed(clock, "prune", trial.should_prune)
+            if epoch == epochs - 1:  # every member ends at its last epoch, told in its scope
                 for trial, values in zip(trials, curves, strict=True):
-                    timed(clock, "report",
-                          lambda t=trial, v=values[epoch], e=epoch: t.report(v, e))
-                    timed(clock, "prune", trial.should_prune)
-        for trial, values in zip(trials, curves, strict=True):
-            timed(clock, "tell", lambda t=trial, v=values: study.tell(t, min(v)))
+                    timed(clock, "tell", lambda t=trial, v=values: study.tell(t, min(v)))
+            timed(clock, "tell", lambda s=scope: s.__exit__(None, None, None))  # the ends' write
     per_step = {name: 1000 * seconds / n for name, seconds in clock.items()}
     return {**per_step, "total": sum(per_step.values())}
 

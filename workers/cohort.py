@@ -227,7 +227,9 @@ def train_cohort(members: Sequence[Member], data: TensorSplits, on_done: Done,
     share of the cohort's time, each epoch's time over the members). After every epoch,
     ``refill(n)`` may add up to ``n`` new members of the same structure (``capacity``, by
     default the starting size, bounds the cohort). The members' ``on_epoch`` calls of one
-    epoch run inside one ``epoch_scope()`` (the caller's: one read of the study for all)."""
+    epoch, and the ``on_done`` calls of those that stop at it, run inside one
+    ``epoch_scope()`` (the caller's: one read of the study for all, their ends written
+    together)."""
     cohort = Cohort(members, data)
     capacity = capacity or len(members)
     while cohort.size:
@@ -239,16 +241,17 @@ def train_cohort(members: Sequence[Member], data: TensorSplits, on_done: Done,
         with epoch_scope():
             decisions = [_after_epoch(progress, train_losses[i], val_losses[i])
                          for i, progress in enumerate(cohort.progress)]
-        cohort.remember_best([improved for _, improved in decisions])
+            cohort.remember_best([improved for _, improved in decisions])
+            for index, (reason, _) in enumerate(decisions):
+                if reason is not None:
+                    progress = cohort.progress[index]
+                    detail = f"non_finite_loss@epoch{progress.epoch}" \
+                        if reason == "diverged" else ""
+                    on_done(progress.member, cohort.best_model(index),
+                            progress.outcome(reason, detail))
         cohort.settings["epoch_factor"] = torch.tensor(
             [p.schedule.factor for p in cohort.progress], device=data.device)
         staying = [i for i, (reason, _) in enumerate(decisions) if reason is None]
-        for index, (reason, _) in enumerate(decisions):
-            if reason is not None:
-                progress = cohort.progress[index]
-                detail = f"non_finite_loss@epoch{progress.epoch}" if reason == "diverged" else ""
-                on_done(progress.member, cohort.best_model(index),
-                        progress.outcome(reason, detail))
         if len(staying) < cohort.size:
             cohort.keep(staying)
         if refill is not None and cohort.size < capacity:

@@ -13,7 +13,8 @@ is too wide for this device to gain.
 While the sampler is in its random start-up, cohorts are pairs and nothing is asked ahead.
 Past it, the trials one refill of a cohort asks come from one TPE fit (at most
 ``MEMBERS_PER_FIT``, :mod:`automl.study.storage.draw_ahead`), not one fit each, and
-the members' pruning checks of one epoch share one read of the study (``reading_once``).
+the members' pruning checks of one epoch share one read of the study (``reading_once``)
+and the members that end at one epoch are written in one transaction (``cohort_epoch``).
 
 Each trial keeps everything the ordinary path gives it: its own seed, epoch callbacks
 (the fault hook, its ticket's interruption, its reports and the pruner), its user
@@ -46,7 +47,7 @@ from automl.study.pruning import ASK_EVERY_EPOCH, PruningPolicy
 from automl.study.storage.completed_curves import reading_once
 from automl.study.storage.draw_ahead import drawing_ahead
 from automl.study.storage.retry import is_transient
-from automl.study.storage.write_behind import RETRY_ATTR
+from automl.study.storage.write_behind import RETRY_ATTR, finishing_together
 from workers.cohort import CohortKey, Member, Refill, cohort_key, train_cohort
 from workers.cohort_size import cohort_capacity, multiply_adds, widths_pay
 from workers.data import TensorSplits
@@ -233,7 +234,7 @@ class _TrialBatch:
         try:
             train_cohort(members, self.data, self.on_done, refill=refill,
                          capacity=self.capacity(list(self.training.values())),
-                         epoch_scope=lambda: reading_once(self.study.pruner))
+                         epoch_scope=lambda: cohort_epoch(self.study))
         except Exception as exc:  # the stacked training itself: its members fail with it
             _raise_if_outage(exc)
             for asked in list(self.training.values()):
@@ -303,6 +304,15 @@ def _raise_if_outage(exc: Exception) -> None:
     """Raise ``exc`` again when it is the storage's (transient), not the trial's."""
     if is_transient(exc):
         raise exc
+
+
+@contextmanager
+def cohort_epoch(study: optuna.Study) -> Iterator[None]:
+    """The scope of one cohort epoch's checks and ends: the members' pruning checks share
+    one read of the study (``reading_once``), and the trials that end are written in one
+    transaction when it closes (``finishing_together``), not one each."""
+    with reading_once(study.pruner), finishing_together(study):
+        yield
 
 
 @contextmanager

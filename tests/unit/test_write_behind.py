@@ -142,15 +142,15 @@ def test_a_batch_that_fails_to_write_is_kept_for_the_retry(tmp_path: Path,
     wb = _write_behind(study._storage)
     trial = study.ask()
     trial.report(0.5, 0)
-    real_write, calls = rows.write_batch, []
+    real_write, calls = rows.write_batches, []
 
-    def flaky_write(*args: object) -> bool:
+    def flaky_write(*args: object) -> set[int]:
         calls.append(1)
         if len(calls) == 1:  # the database restarted mid-flush
             raise OperationalError("INSERT", {}, Exception("server closed the connection"))
         return real_write(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(rows, "write_batch", flaky_write)
+    monkeypatch.setattr(rows, "write_batches", flaky_write)
     with pytest.raises(OperationalError):
         wb.flush()
     trial.report(0.4, 1)  # reported while the database was away

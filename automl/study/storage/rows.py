@@ -66,37 +66,81 @@ class Batch:
         return merged
 
 
-def write_batch(rdb: RDBStorage, trial_id: int, batch: Batch, known: FrozenTrial | None,
-                final: Final | None) -> None:
-    """One transaction: check the trial is still running (its row locked, as ``tell``
-    does), write the batch, and with ``final`` its values and state as Optuna's
-    ``set_trial_state_values`` would. ``known`` is what this process last wrote to the
-    trial: rows it does not have are inserted (in one statement per table) without first
-    reading which exist."""
+@dataclass
+class Write:
+    """One trial's share of a transaction: its buffered rows, what this process last wrote
+    to it (``known``: None when unknown) and, when it ends, its last state and values."""
+
+    trial_id: int
+    batch: Batch
+    known: FrozenTrial | None
+    final: Final | None = None
+    completed_at: datetime | None = None
+
+
+def write_batches(rdb: RDBStorage, writes: Sequence[Write]) -> set[int]:
+    """One transaction for every write: lock the trials' rows (in id order, as ``tell``
+    locks one, so two workers never wait on each other in a cycle), drop the writes of
+    trials that are no longer running, then write the others' rows, one INSERT per table
+    for all of them, and each final state as Optuna's ``set_trial_state_values`` would.
+    Rows a trial's ``known`` does not have are inserted without first reading which exist.
+    Returns the ids of the trials whose writes were dropped (ended elsewhere, or gone)."""
+    ids = sorted({write.trial_id for write in writes})
+    model = models.TrialModel
     with _create_scoped_session(rdb.scoped_session) as session:
-        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-        rdb.check_trial_is_updatable(trial_id, cast(TrialState, trial.state))
-        _insert(session, models.TrialParamModel, [
-            {"trial_id": trial_id, "param_name": name, "param_value": value,
-             "distribution_json": distribution_to_json(dist)}
-            for name, (value, dist) in batch.params.items()])
-        _upsert_attrs(session, models.TrialSystemAttributeModel, trial_id,
-                      batch.system_attrs, None if known is None else known.system_attrs)
-        _upsert_values(session, trial_id, batch.values,
-                       None if known is None else known.intermediate_values)
-        _upsert_attrs(session, models.TrialUserAttributeModel, trial_id,
-                      batch.user_attrs, None if known is None else known.user_attrs)
-        if final is not None:
-            state, values = final
-            if known is not None and not known.values:  # ours, and it has none yet
-                _insert(session, models.TrialValueModel, [
-                    _value_row(trial_id, objective, value)
-                    for objective, value in enumerate(values or ())])
-            else:
-                for objective, value in enumerate(values or ()):
-                    rdb._set_trial_value_without_commit(session, trial, objective, value)
-            trial.state = state
-            trial.datetime_complete = datetime.now()
+        locked = {trial.trial_id: trial for trial in session.query(model).filter(
+            model.trial_id.in_(ids)).order_by(model.trial_id).with_for_update()}
+        running = {i for i, trial in locked.items()
+                   if not TrialState(trial.state).is_finished()}
+        kept = [write for write in writes if write.trial_id in running]
+        tables: dict[Any, list[dict[str, Any]]] = {}
+        for write in kept:
+            _collect_rows(session, write, tables)
+        for table, new_rows in tables.items():
+            _insert(session, table, new_rows)
+        for write in kept:
+            if write.final is not None:
+                _finish(rdb, session, locked[write.trial_id], write)
+    return set(ids) - running
+
+
+def _collect_rows(session: Any, write: Write, tables: dict[Any, list[dict[str, Any]]]) -> None:
+    """The rows ``write`` adds, by table; the rows it changes are updated in place."""
+    trial_id, batch, known = write.trial_id, write.batch, write.known
+    tables.setdefault(models.TrialParamModel, []).extend(
+        {"trial_id": trial_id, "param_name": name, "param_value": value,
+         "distribution_json": distribution_to_json(dist)}
+        for name, (value, dist) in batch.params.items())
+    tables.setdefault(models.TrialSystemAttributeModel, []).extend(_upsert_attrs(
+        session, models.TrialSystemAttributeModel, trial_id, batch.system_attrs,
+        None if known is None else known.system_attrs))
+    tables.setdefault(models.TrialIntermediateValueModel, []).extend(_upsert_values(
+        session, trial_id, batch.values, None if known is None else known.intermediate_values))
+    tables.setdefault(models.TrialUserAttributeModel, []).extend(_upsert_attrs(
+        session, models.TrialUserAttributeModel, trial_id, batch.user_attrs,
+        None if known is None else known.user_attrs))
+    if write.final is not None and known is not None and not known.values:
+        tables.setdefault(models.TrialValueModel, []).extend(  # ours, and it has none yet
+            _value_row(trial_id, objective, value)
+            for objective, value in enumerate(write.final[1] or ()))
+
+
+def _finish(rdb: RDBStorage, session: Any, trial: Any, write: Write) -> None:
+    assert write.final is not None
+    state, values = write.final
+    if write.known is None or write.known.values:  # values of unknown rows: Optuna's upsert
+        for objective, value in enumerate(values or ()):
+            rdb._set_trial_value_without_commit(session, trial, objective, value)
+    trial.state = state
+    trial.datetime_complete = write.completed_at or datetime.now()
+
+
+def as_read_back(completed_at: datetime) -> datetime | None:
+    """``completed_at`` as ``get_trial`` reads it back once stored (Optuna 5 stores UTC and
+    reads local time; Optuna 4 stores it as it is)."""
+    stored = models.TrialModel()
+    stored.datetime_complete = completed_at
+    return cast(datetime | None, stored.datetime_complete)
 
 
 def claim_waiting(rdb: RDBStorage, trial_id: int) -> bool:
@@ -166,9 +210,9 @@ def cached_copy(storage: BaseStorage, trial_id: int) -> FrozenTrial | None:
 
 
 def _upsert_values(session: Any, trial_id: int, values: dict[int, float],
-                   known: dict[int, float] | None) -> None:
-    """Insert or update intermediate values; ``known``: the steps this process knows are
-    stored (None: read which are)."""
+                   known: dict[int, float] | None) -> list[dict[str, Any]]:
+    """Update stored intermediate values in place and return the rows to insert;
+    ``known``: the steps this process knows are stored (None: read which are)."""
     model = models.TrialIntermediateValueModel
     existing = list(values) if known is None else [s for s in values if s in known]
     stored = {row.step: row for row in
@@ -183,11 +227,12 @@ def _upsert_values(session: Any, trial_id: int, values: dict[int, float],
                         "intermediate_value_type": kind})
         else:
             row.intermediate_value, row.intermediate_value_type = number, kind
-    _insert(session, model, new)
+    return new
 
 
 def _upsert_attrs(session: Any, model: Any, trial_id: int, attrs: dict[str, Any],
-                  known: dict[str, Any] | None) -> None:
+                  known: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Update stored attributes in place and return the rows to insert (as above)."""
     existing = list(attrs) if known is None else [k for k in attrs if k in known]
     stored = {row.key: row for row in
               session.query(model).filter(model.trial_id == trial_id,
@@ -199,7 +244,7 @@ def _upsert_attrs(session: Any, model: Any, trial_id: int, attrs: dict[str, Any]
             new.append({"trial_id": trial_id, "key": key, "value_json": json.dumps(value)})
         else:
             row.value_json = json.dumps(value)
-    _insert(session, model, new)
+    return new
 
 
 def _value_row(trial_id: int, objective: int, value: float) -> dict[str, Any]:

@@ -10,6 +10,14 @@ one transaction:
 * and whenever ``flush_s`` seconds have passed since the trial's last write, so that
   optuna-dashboard's learning curves stay live (at most ``flush_s`` plus one epoch behind).
 
+A write carries everything this process has buffered, for all its running trials, in
+one transaction (one INSERT per table): a cohort's members, which report together, are
+written together. Inside :meth:`WriteBehindStorage.finishing_together` (a cohort epoch's
+ends, ``workers.trial_cohorts.cohort_epoch``) the trials that end are written together
+when the scope closes, not one transaction each; this process reads them back as ended
+at once. A trial this process ended is served from memory afterwards (Optuna reads it
+right after ``tell``).
+
 Other processes see a running trial's curve up to ``flush_s`` late; pruning is
 unaffected, because the median rule compares against *completed* trials, whose values
 are always written before their state. If the worker dies, its unwritten epochs go with
@@ -39,9 +47,13 @@ writes to a finished trial (with the trial's row locked, as ``tell`` does).
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import time
-from collections.abc import Container, Sequence
+from collections import OrderedDict
+from collections.abc import Container, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from optuna.distributions import (
@@ -49,17 +61,21 @@ from optuna.distributions import (
     check_distribution_compatibility,
     distribution_to_json,
 )
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.study.storage import rows
-from automl.study.storage.retry import is_transient
+from automl.study.storage.retry import is_transient, with_retry
 from automl.study.storage.rows import Batch
+
+logger = logging.getLogger(__name__)
 
 # An enqueued trial with this user attribute (a lost trial's retry) is popped before any
 # other WAITING trial (warm starts), so it runs with its own parameters at any load.
 RETRY_ATTR = "retry_of_lost_trial"
+# Trials this process finished, kept as they read back (Optuna reads one right after tell).
+FINISHED_KEPT = 256
+_Final = tuple[TrialState, Sequence[float] | None, datetime]  # state, values, completed at
 
 
 class WriteBehindStorage(BaseStorage):
@@ -76,6 +92,9 @@ class WriteBehindStorage(BaseStorage):
         self._running: dict[int, int] = {}  # trial id -> study id, created and run here
         self._mirror: dict[int, FrozenTrial] = {}  # those trials as last written
         self._known_distributions: dict[tuple[int, str], str] = {}
+        self._finals: dict[int, _Final] = {}  # ended here, not yet written
+        self._deferring = 0  # open finishing_together scopes
+        self._finished: OrderedDict[int, FrozenTrial] = OrderedDict()
         # study id -> (writes counter, monotonic time, all trials) of the last full read
         self._snapshots: dict[int, tuple[int, float, list[FrozenTrial]]] = {}
         self._writes = 0
@@ -97,12 +116,6 @@ class WriteBehindStorage(BaseStorage):
                 if created is not None:
                     self._mirror[trial_id] = created
         return trial_id
-
-    def _forget(self, trial_id: int) -> None:
-        with self._lock:
-            self._writes += 1
-            self._running.pop(trial_id, None)
-            self._mirror.pop(trial_id, None)
 
     # ---- buffered writes ------------------------------------------------------------
     def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
@@ -144,13 +157,43 @@ class WriteBehindStorage(BaseStorage):
                 changed = self.inner.set_trial_state_values(trial_id, state, values)
             self._wrote()
             return changed
-        with self._lock:  # the last batch and the final state: one transaction
-            pending = self._pending.pop(trial_id, None) or Batch()
-        try:
-            self._write_batch(trial_id, pending, (state, values))
-        finally:
-            self._forget(trial_id)
+        completed_at = datetime.now()
+        with self._lock:
+            self._finals[trial_id] = (state, values, completed_at)
+            # (a trial this process does not mirror, e.g. a popped enqueued one, is
+            # written at once: it could not be read back as ended from memory)
+            deferred = self._deferring > 0 and trial_id in self._mirror
+            if deferred:  # read back as finished at once; written when the scope ends
+                self._remember_finished(trial_id, self._pending.get(trial_id))
+        if not deferred:  # the last batch and the final state: one transaction
+            try:
+                self._write_all(raise_for=trial_id)
+            except Exception:  # its end is written by a retry of this call, or never
+                self._drop_finals()
+                raise
         return True
+
+    @contextmanager
+    def finishing_together(self) -> Iterator[None]:
+        """Trials that end inside this scope are written when it ends, in one transaction
+        with every batch still buffered (a cohort's members that stop at one epoch). Until
+        then this process reads them back as finished; others see them running, as they
+        would until a plain ``tell``. A trial that ended elsewhere meanwhile (failed by a
+        sweeper after a lost lease) keeps that end; its late result is dropped and logged."""
+        with self._lock:
+            self._deferring += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._deferring -= 1
+                last = self._deferring == 0
+            if last:
+                try:
+                    with_retry(lambda: self._write_all(only_with_ends=True))
+                except Exception:  # past the retry budget: the trials stay running, as
+                    self._drop_finals()  # after a tell that failed, for their leases
+                    raise
 
     def _check_distribution(self, study_id: int, name: str,
                             distribution: BaseDistribution) -> None:
@@ -164,44 +207,100 @@ class WriteBehindStorage(BaseStorage):
             check_distribution_compatibility(first, distribution)
         self._known_distributions[(study_id, name)] = as_json
 
-    def flush(self, trial_id: int | None = None) -> None:
-        """Write the buffered rows of one trial (or of all) in one transaction each.
+    def flush(self) -> None:
+        """Write everything buffered (every trial's rows, and the trials ended inside a
+        ``finishing_together`` scope) in one transaction.
 
         A trial that has already finished (failed by the sweeper after a lost lease)
-        rejects them with ``UpdateFinishedTrialError`` and its buffer is dropped; after a
-        transient error (a database restart) the batch is kept for the retry.
+        rejects its rows, which are dropped; after a transient error (a database restart)
+        everything is kept for the retry.
         """
-        with self._lock:
-            ids = [trial_id] if trial_id is not None else list(self._pending)
-            batches = [(i, self._pending.pop(i)) for i in ids if i in self._pending]
-        for tid, pending in batches:
-            if not pending.is_empty():
-                self._write_batch(tid, pending, None)
+        self._write_all()
 
-    def _write_batch(self, trial_id: int, pending: Batch, final: rows.Final | None) -> None:
+    def _write_all(self, raise_for: int | None = None, only_with_ends: bool = False) -> None:
+        """:meth:`flush`; raises ``UpdateFinishedTrialError`` if ``raise_for`` (the trial
+        whose call this is) was one that rejected its rows. ``only_with_ends``: nothing
+        unless some trial's end is to be written (the rows alone can wait)."""
         with self._lock:
-            known = self._mirror.get(trial_id)
+            if only_with_ends and not self._finals:
+                return
+            pending, self._pending = self._pending, {}
+            finals, self._finals = self._finals, {}
+            writes = [rows.Write(trial_id, pending.get(trial_id) or Batch(),
+                                 self._mirror.get(trial_id), *self._final_of(finals, trial_id))
+                      for trial_id in {**pending, **finals}]
+        if not writes:
+            return
         try:
-            rows.write_batch(self._rdb, trial_id, pending, known, final)
-        except UpdateFinishedTrialError:
-            self._forget(trial_id)
-            raise  # nobody may write to that trial any more: drop its batch
+            rejected = rows.write_batches(self._rdb, writes)
         except Exception as exc:
-            if is_transient(exc):
-                self._restore(trial_id, pending)  # the database restarted: retry later
+            if is_transient(exc):  # the database restarted: everything waits for the retry
+                self._restore(pending, finals)
             raise
+        self._written(writes, rejected)
+        for trial_id in rejected - {raise_for}:
+            logger.info("late rows of trial id %d dropped: it had already finished", trial_id)
+        if raise_for in rejected:  # Optuna's own error, as its tell would raise
+            self._rdb.check_trial_is_updatable(raise_for, TrialState.FAIL)
+
+    @staticmethod
+    def _final_of(finals: dict[int, _Final], trial_id: int
+                  ) -> tuple[rows.Final | None, datetime | None]:
+        final = finals.get(trial_id)
+        return (None, None) if final is None else ((final[0], final[1]), final[2])
+
+    def _written(self, writes: list[rows.Write], rejected: set[int]) -> None:
         with self._lock:
             self._writes += 1
-            if known is not None and final is None:
-                self._mirror[trial_id] = pending.apply_to(known)
+            for write in writes:
+                trial_id = write.trial_id
+                if trial_id in rejected:
+                    self._finished.pop(trial_id, None)
+                elif write.final is not None:
+                    self._remember_finished(trial_id, write.batch, write.final,
+                                            write.completed_at)
+                elif write.known is not None:
+                    self._mirror[trial_id] = write.batch.apply_to(write.known)
+                    continue
+                self._running.pop(trial_id, None)
+                self._mirror.pop(trial_id, None)
 
-    def _restore(self, trial_id: int, batch: Batch) -> None:
-        """Put a batch that failed to write back under what was buffered since."""
+    def _remember_finished(self, trial_id: int, batch: Batch | None,
+                           final: rows.Final | None = None,
+                           completed_at: datetime | None = None) -> None:
+        """Keep the trial as it reads back once its end is stored (under the lock): Optuna
+        reads it right after ``tell``. Only the last ``FINISHED_KEPT`` are kept."""
+        known = self._mirror.get(trial_id)
+        if final is None:
+            state, values, completed_at = self._finals[trial_id]
+        else:
+            state, values = final
+        if known is None or completed_at is None:
+            return
+        finished = (batch or Batch()).apply_to(known)
+        finished.state, finished.values = state, None if values is None else list(values)
+        finished.datetime_complete = rows.as_read_back(completed_at)
+        self._finished[trial_id] = finished
+        while len(self._finished) > FINISHED_KEPT:
+            self._finished.popitem(last=False)
+
+    def _drop_finals(self) -> None:
+        """Forget the ends that could not be written (their rows stay buffered)."""
         with self._lock:
-            newer = self._pending.get(trial_id)
-            if newer is not None:
-                batch.absorb(newer)
-            self._pending[trial_id] = batch
+            for trial_id in self._finals:
+                self._finished.pop(trial_id, None)
+            self._finals = {}
+
+    def _restore(self, pending: dict[int, Batch], finals: dict[int, _Final]) -> None:
+        """Put batches and final states that failed to write back under what was
+        buffered since."""
+        with self._lock:
+            for trial_id, batch in pending.items():
+                newer = self._pending.get(trial_id)
+                if newer is not None:
+                    batch.absorb(newer)
+                self._pending[trial_id] = batch
+            self._finals = {**finals, **self._finals}
 
     def _buffer(self, trial_id: int) -> Batch:
         return self._pending.setdefault(trial_id, Batch())
@@ -212,12 +311,15 @@ class WriteBehindStorage(BaseStorage):
             due = pending is not None and (
                 pending.is_urgent() or time.monotonic() - pending.since >= self.flush_s)
         if due:
-            self.flush(trial_id)
+            self._write_all(raise_for=trial_id)
 
     # ---- reads see the buffer ---------------------------------------------------------
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:
+            finished = self._finished.get(trial_id)
             mirrored = self._mirror.get(trial_id)
+        if finished is not None:
+            return copy.deepcopy(finished)
         if mirrored is not None:
             return self._merged(copy.deepcopy(mirrored))
         trial = self.inner.get_trial(trial_id)
@@ -231,6 +333,10 @@ class WriteBehindStorage(BaseStorage):
         if rows.only_waiting(states) and not rows.any_waiting(self._rdb, study_id):
             return []  # Optuna asks at every ask(); most studies never enqueue a trial
         trials = list(self._snapshot(study_id))  # callers may reorder their list
+        if self._finals:  # ended inside a finishing_together scope: as they will read back
+            with self._lock:
+                trials = [self._finished.get(t._trial_id, t) if t._trial_id in self._finals
+                          else t for t in trials]
         if states is not None:
             trials = [t for t in trials if t.state in states]
         if rows.only_waiting(states):  # Optuna pops the first WAITING trial it is given
@@ -279,3 +385,17 @@ for _name in [n for n in dir(BaseStorage) if not n.startswith("_")
               and n not in WriteBehindStorage.__dict__]:
     setattr(WriteBehindStorage, _name, _forward(_name))
 WriteBehindStorage.__abstractmethods__ = frozenset()
+
+
+@contextmanager
+def finishing_together(study: Any) -> Iterator[None]:
+    """``WriteBehindStorage.finishing_together`` on ``study``'s storage, wherever it sits
+    among the wrappers; nothing for a storage without one (in memory, a gRPC proxy)."""
+    storage = getattr(study, "_storage", None)
+    while storage is not None and not isinstance(storage, WriteBehindStorage):
+        storage = vars(storage).get("inner")
+    if storage is None:
+        yield
+        return
+    with storage.finishing_together():
+        yield
