@@ -57,6 +57,7 @@ from automl.study.settings import make_pruner, make_sampler
 from automl.study.storage.draw_ahead import drawing_ahead
 from automl.study.storage.history_window import HISTORY_WINDOW
 from automl.study.storage.tpe_numerics import optuna_log_ndtr
+from automl.study.storage.write_behind import writing_together
 from automl.study.studies import make_storage
 from workers.trial_cohorts import cohort_epoch
 
@@ -129,7 +130,8 @@ def run_trials(study: optuna.Study, space: SearchSpace, n: int, epochs: int,
 def ask_cohort(study: optuna.Study, space: SearchSpace, start: int, size: int,
                clock: dict[str, float]) -> list[optuna.Trial]:
     """Ask ``size`` trials as a cohort does (``workers.trial_cohorts``): the first from the
-    whole space, the others with its structure pinned, drawn ahead from one TPE fit."""
+    whole space, the others with its structure pinned, drawn ahead from one TPE fit and
+    their parameters written together."""
 
     def ask_one(i: int) -> optuna.Trial:
         trial = timed(clock, "ask", study.ask)
@@ -141,9 +143,13 @@ def ask_cohort(study: optuna.Study, space: SearchSpace, start: int, size: int,
         return [first]
     sampler = study.sampler
     study.sampler = optuna.samplers.PartialFixedSampler(structure_params(first.params), sampler)
+    scope = writing_together(study)  # the members' parameters: one write, timed at the end
     try:
+        timed(clock, "suggest", scope.__enter__)
         with drawing_ahead(sampler, size - 1):
-            return [first, *(ask_one(i) for i in range(1, size))]
+            members = [first, *(ask_one(i) for i in range(1, size))]
+        timed(clock, "suggest", lambda: scope.__exit__(None, None, None))
+        return members
     finally:
         study.sampler = sampler
 

@@ -47,7 +47,7 @@ from automl.study.pruning import ASK_EVERY_EPOCH, PruningPolicy
 from automl.study.storage.completed_curves import reading_once
 from automl.study.storage.draw_ahead import drawing_ahead
 from automl.study.storage.retry import is_transient
-from automl.study.storage.write_behind import RETRY_ATTR, finishing_together
+from automl.study.storage.write_behind import RETRY_ATTR, writing_together
 from workers.cohort import CohortKey, Member, Refill, cohort_key, train_cohort
 from workers.cohort_size import cohort_capacity, multiply_adds, widths_pay
 from workers.data import TensorSplits
@@ -202,9 +202,10 @@ class _TrialBatch:
         def refill(free: int) -> list[Member]:
             joining: list[_Asked] = []
             # The trials asked now come from one TPE fit that has seen every trial told
-            # so far (draw_ahead); a later refill fits again.
-            with drawing_ahead(self.study.sampler,
-                               max(1, min(free, len(self.queue), MEMBERS_PER_FIT))):
+            # so far (draw_ahead; a later refill fits again), and their parameters are
+            # written in one transaction when the refill ends (writing_together).
+            with writing_together(self.study), drawing_ahead(
+                    self.study.sampler, max(1, min(free, len(self.queue), MEMBERS_PER_FIT))):
                 while len(joining) < free and self.queue and not waiting:
                     asked = self.ask(self.queue.popleft(), fixed)
                     if asked is None:
@@ -310,8 +311,8 @@ def _raise_if_outage(exc: Exception) -> None:
 def cohort_epoch(study: optuna.Study) -> Iterator[None]:
     """The scope of one cohort epoch's checks and ends: the members' pruning checks share
     one read of the study (``reading_once``), and the trials that end are written in one
-    transaction when it closes (``finishing_together``), not one each."""
-    with reading_once(study.pruner), finishing_together(study):
+    transaction when it closes (``writing_together``), not one each."""
+    with reading_once(study.pruner), writing_together(study):
         yield
 
 

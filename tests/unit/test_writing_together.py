@@ -1,6 +1,7 @@
 """A process's buffered rows go to the database together: one transaction carries every
-running trial's batch, and the trials that end inside ``finishing_together`` (a cohort's
-members stopping at one epoch) are written in one transaction when it closes."""
+running trial's batch, and the writes that fall due inside ``writing_together`` (a
+cohort's refill asking its members, the members stopping at one epoch) go in one
+transaction when it closes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from study_settings import study_settings
 
 from automl.study.storage import retry, rows
-from automl.study.storage.write_behind import WriteBehindStorage, finishing_together
+from automl.study.storage.write_behind import WriteBehindStorage, writing_together
 from automl.study.studies import create_study, make_storage
 
 
@@ -62,6 +63,19 @@ def test_one_trials_parameters_take_every_running_trials_along(tmp_path: Path) -
     assert not commits and not storage._pending[trials[1]._trial_id].is_urgent()
 
 
+def test_a_refills_parameters_are_one_write_when_it_ends(tmp_path: Path) -> None:
+    url, study, storage = _study(tmp_path)
+    commits = _commits(storage)
+    with writing_together(study):
+        trials = _asked(study, 4)
+        for trial in trials:
+            trial.set_user_attr("config", {"units": 8})  # due now, but the scope holds it
+        asked = len(commits)  # (each new trial's row is a commit of its own)
+        assert [t.params for t in _on_disk(url)] == [{}] * 4
+    assert len(commits) == asked + 1
+    assert [set(t.params) for t in _on_disk(url)] == [{"lr", "units"}] * 4
+
+
 def test_members_that_end_together_are_one_transaction(tmp_path: Path) -> None:
     url, study, storage = _study(tmp_path)
     trials = _asked(study, 4)
@@ -69,7 +83,7 @@ def test_members_that_end_together_are_one_transaction(tmp_path: Path) -> None:
         for i, trial in enumerate(trials):
             trial.report(1.0 / (epoch + i + 1), epoch)
     commits = _commits(storage)
-    with finishing_together(study):
+    with writing_together(study):
         told = [study.tell(trials[0], 0.25), study.tell(trials[1], state=TrialState.PRUNED),
                 study.tell(trials[2], state=TrialState.FAIL)]
         assert not commits  # nothing written yet: others see them running
@@ -113,7 +127,7 @@ def test_a_member_failed_elsewhere_keeps_that_end_and_the_others_are_written(
     lost, kept = _asked(study, 2)
     lost.report(0.4, 0)
     kept.report(0.3, 0)
-    with finishing_together(study):
+    with writing_together(study):
         # another worker's sweeper fails ``lost`` (its lease lapsed) while it trains
         optuna.storages.RDBStorage(url).set_trial_state_values(lost._trial_id, TrialState.FAIL)
         study.tell(lost, 0.4)
@@ -127,7 +141,7 @@ def test_a_member_failed_elsewhere_keeps_that_end_and_the_others_are_written(
 def test_a_storage_without_a_buffer_finishes_as_usual() -> None:
     study = optuna.create_study()
     trial = study.ask()
-    with finishing_together(study):
+    with writing_together(study):
         study.tell(trial, 1.0)
         assert study.trials[0].state == TrialState.COMPLETE
 
@@ -151,7 +165,7 @@ def test_ends_that_meet_a_restarting_database_are_written_by_the_retry(
     url, study, _storage = _study(tmp_path)
     trials = _asked(study, 2)
     calls = _flaky_writes(monkeypatch, failures=1)
-    with finishing_together(study):
+    with writing_together(study):
         for trial in trials:
             study.tell(trial, 0.5)
     assert len(calls) == 2
@@ -164,7 +178,7 @@ def test_ends_lost_with_the_database_leave_the_trials_running_for_their_leases(
     trials = _asked(study, 2)
     monkeypatch.setattr(retry, "_budget_s", 0.2)
     _flaky_writes(monkeypatch, failures=10**6)
-    with pytest.raises(OperationalError), finishing_together(study):
+    with pytest.raises(OperationalError), writing_together(study):
         for trial in trials:
             study.tell(trial, 0.5)
     # as after a tell that failed: running here and on disk, its rows still buffered
@@ -180,7 +194,7 @@ def test_an_enqueued_trial_ended_together_with_others_reads_back_ended(
     study.enqueue_trial({"lr": 0.01})
     retried, fresh = study.ask(), study.ask()
     retried.suggest_float("lr", 1e-4, 1e-1, log=True)
-    with finishing_together(study):
+    with writing_together(study):
         told = study.tell(retried, state=TrialState.FAIL)
         assert told.state == TrialState.FAIL
         study.tell(fresh, 0.1)

@@ -12,11 +12,12 @@ one transaction:
 
 A write carries everything this process has buffered, for all its running trials, in
 one transaction (one INSERT per table): a cohort's members, which report together, are
-written together. Inside :meth:`WriteBehindStorage.finishing_together` (a cohort epoch's
-ends, ``workers.trial_cohorts.cohort_epoch``) the trials that end are written together
-when the scope closes, not one transaction each; this process reads them back as ended
-at once. A trial this process ended is served from memory afterwards (Optuna reads it
-right after ``tell``).
+written together. Inside :meth:`WriteBehindStorage.writing_together` the writes that
+fall due wait for the scope's end and go in one transaction: a cohort epoch's ends
+(``workers.trial_cohorts.cohort_epoch``) and the parameters of a cohort's refill, not one
+transaction per trial; this process reads the ended trials back as ended at once. A
+trial this process ended is served from memory afterwards (Optuna reads it right after
+``tell``).
 
 Other processes see a running trial's curve up to ``flush_s`` late; pruning is
 unaffected, because the median rule compares against *completed* trials, whose values
@@ -93,7 +94,7 @@ class WriteBehindStorage(BaseStorage):
         self._mirror: dict[int, FrozenTrial] = {}  # those trials as last written
         self._known_distributions: dict[tuple[int, str], str] = {}
         self._finals: dict[int, _Final] = {}  # ended here, not yet written
-        self._deferring = 0  # open finishing_together scopes
+        self._deferring = 0  # open writing_together scopes
         self._finished: OrderedDict[int, FrozenTrial] = OrderedDict()
         # study id -> (writes counter, monotonic time, all trials) of the last full read
         self._snapshots: dict[int, tuple[int, float, list[FrozenTrial]]] = {}
@@ -174,12 +175,15 @@ class WriteBehindStorage(BaseStorage):
         return True
 
     @contextmanager
-    def finishing_together(self) -> Iterator[None]:
-        """Trials that end inside this scope are written when it ends, in one transaction
-        with every batch still buffered (a cohort's members that stop at one epoch). Until
-        then this process reads them back as finished; others see them running, as they
-        would until a plain ``tell``. A trial that ended elsewhere meanwhile (failed by a
-        sweeper after a lost lease) keeps that end; its late result is dropped and logged."""
+    def writing_together(self) -> Iterator[None]:
+        """Writes that fall due inside this scope wait for its end and go in one
+        transaction: the trials that end (a cohort's members that stop at one epoch) and
+        the parameters of the trials asked (a cohort's refill). Until then this process
+        reads the ended trials back as ended; others see them running, as they would
+        until a plain ``tell``. A trial that ended elsewhere meanwhile (failed by a sweeper
+        after a lost lease) keeps that end; its late result is dropped and logged. Ends
+        that cannot be written within the retry budget are dropped, leaving their trials
+        running for their leases, as after a failed ``tell``."""
         with self._lock:
             self._deferring += 1
         try:
@@ -190,9 +194,9 @@ class WriteBehindStorage(BaseStorage):
                 last = self._deferring == 0
             if last:
                 try:
-                    with_retry(lambda: self._write_all(only_with_ends=True))
-                except Exception:  # past the retry budget: the trials stay running, as
-                    self._drop_finals()  # after a tell that failed, for their leases
+                    with_retry(lambda: self._write_all(only_if_due=True))
+                except Exception:
+                    self._drop_finals()
                     raise
 
     def _check_distribution(self, study_id: int, name: str,
@@ -209,7 +213,7 @@ class WriteBehindStorage(BaseStorage):
 
     def flush(self) -> None:
         """Write everything buffered (every trial's rows, and the trials ended inside a
-        ``finishing_together`` scope) in one transaction.
+        ``writing_together`` scope) in one transaction.
 
         A trial that has already finished (failed by the sweeper after a lost lease)
         rejects its rows, which are dropped; after a transient error (a database restart)
@@ -217,12 +221,13 @@ class WriteBehindStorage(BaseStorage):
         """
         self._write_all()
 
-    def _write_all(self, raise_for: int | None = None, only_with_ends: bool = False) -> None:
+    def _write_all(self, raise_for: int | None = None, only_if_due: bool = False) -> None:
         """:meth:`flush`; raises ``UpdateFinishedTrialError`` if ``raise_for`` (the trial
-        whose call this is) was one that rejected its rows. ``only_with_ends``: nothing
-        unless some trial's end is to be written (the rows alone can wait)."""
+        whose call this is) was one that rejected its rows. ``only_if_due``: nothing
+        unless a trial's end or a batch is due (reports alone can wait)."""
         with self._lock:
-            if only_with_ends and not self._finals:
+            if only_if_due and not (self._finals or any(
+                    self._is_due(batch) for batch in self._pending.values())):
                 return
             pending, self._pending = self._pending, {}
             finals, self._finals = self._finals, {}
@@ -305,11 +310,14 @@ class WriteBehindStorage(BaseStorage):
     def _buffer(self, trial_id: int) -> Batch:
         return self._pending.setdefault(trial_id, Batch())
 
+    def _is_due(self, batch: Batch) -> bool:
+        return batch.is_urgent() or time.monotonic() - batch.since >= self.flush_s
+
     def _flush_if_due(self, trial_id: int) -> None:
         with self._lock:
             pending = self._pending.get(trial_id)
-            due = pending is not None and (
-                pending.is_urgent() or time.monotonic() - pending.since >= self.flush_s)
+            # inside writing_together, due writes wait for the scope's end
+            due = pending is not None and not self._deferring and self._is_due(pending)
         if due:
             self._write_all(raise_for=trial_id)
 
@@ -333,7 +341,7 @@ class WriteBehindStorage(BaseStorage):
         if rows.only_waiting(states) and not rows.any_waiting(self._rdb, study_id):
             return []  # Optuna asks at every ask(); most studies never enqueue a trial
         trials = list(self._snapshot(study_id))  # callers may reorder their list
-        if self._finals:  # ended inside a finishing_together scope: as they will read back
+        if self._finals:  # ended inside a writing_together scope: as they will read back
             with self._lock:
                 trials = [self._finished.get(t._trial_id, t) if t._trial_id in self._finals
                           else t for t in trials]
@@ -388,8 +396,8 @@ WriteBehindStorage.__abstractmethods__ = frozenset()
 
 
 @contextmanager
-def finishing_together(study: Any) -> Iterator[None]:
-    """``WriteBehindStorage.finishing_together`` on ``study``'s storage, wherever it sits
+def writing_together(study: Any) -> Iterator[None]:
+    """:meth:`WriteBehindStorage.writing_together` on ``study``'s storage, wherever it sits
     among the wrappers; nothing for a storage without one (in memory, a gRPC proxy)."""
     storage = getattr(study, "_storage", None)
     while storage is not None and not isinstance(storage, WriteBehindStorage):
@@ -397,5 +405,5 @@ def finishing_together(study: Any) -> Iterator[None]:
     if storage is None:
         yield
         return
-    with storage.finishing_together():
+    with storage.writing_together():
         yield
