@@ -349,8 +349,11 @@ class WriteBehindStorage(BaseStorage):
             trials = [t for t in trials if t.state in states]
         if rows.only_waiting(states):  # Optuna pops the first WAITING trial it is given
             trials.sort(key=lambda t: (not t.user_attrs.get(RETRY_ATTR), t.number))
-        if self._pending:
-            trials = [self._merged(t) for t in trials]
+        if self._pending:  # (a cohort's members nearly always have rows buffered)
+            with self._lock:
+                pending = dict(self._pending)
+            trials = [pending[t._trial_id].apply_to(t) if t._trial_id in pending else t
+                      for t in trials]
         return copy.deepcopy(trials) if deepcopy else trials
 
     def _snapshot(self, study_id: int) -> list[FrozenTrial]:
