@@ -1,8 +1,9 @@
 """The storages Optuna uses, and the one door to its internals.
 
-- :mod:`.write_behind`: a storage wrapper that batches a running trial's writes; it relies
-  on ``RDBStorage`` internals through :mod:`.rows`, which writes Optuna's own tables with
-  Optuna's ORM models and value encodings (``optuna.storages._rdb``).
+- :mod:`.write_behind`: a storage wrapper that batches the process's trials' writes (a
+  cohort's reports, parameters and ends in a few transactions for all its members); it
+  relies on ``RDBStorage`` internals through :mod:`.rows`, which writes Optuna's own
+  tables with Optuna's ORM models and value encodings (``optuna.storages._rdb``).
 - :mod:`.private`: Optuna's cache of finished trials (``_CachedStorage``) and the study's
   storage (``study._storage``), for reading a trial afresh and for the sweeper's reason
   on a trial whose worker is gone.
