@@ -199,3 +199,20 @@ def test_an_enqueued_trial_ended_together_with_others_reads_back_ended(
         assert told.state == TrialState.FAIL
         study.tell(fresh, 0.1)
     assert [t.state for t in _on_disk(url)] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_an_end_written_at_once_that_meets_an_outage_keeps_the_scopes_other_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a scope, an enqueued retry's end is written at once; when that write is
+    retried through a database restart, the members' ends the scope holds still go."""
+    url, study, _storage = _study(tmp_path)
+    study.enqueue_trial({"lr": 0.01})
+    retried, member = study.ask(), study.ask()
+    retried.suggest_float("lr", 1e-4, 1e-1, log=True)
+    with writing_together(study):
+        study.tell(member, 0.2)  # held by the scope
+        calls = _flaky_writes(monkeypatch, failures=1)
+        study.tell(retried, 0.1)  # written at once: fails, then the retry writes it
+        assert len(calls) == 2
+    assert [t.state for t in _on_disk(url)] == [TrialState.COMPLETE] * 2
+    assert study._storage.get_trial(member._trial_id).state == TrialState.COMPLETE

@@ -25,7 +25,7 @@ from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import insert, update
 
-Final = tuple[TrialState, Sequence[float] | None]  # a trial's last state and values
+Final = tuple[TrialState, Sequence[float] | None, datetime]  # last state, values, end time
 
 
 @dataclass
@@ -69,13 +69,13 @@ class Batch:
 @dataclass
 class Write:
     """One trial's share of a transaction: its buffered rows, what this process last wrote
-    to it (``known``: None when unknown) and, when it ends, its last state and values."""
+    to it (``known``: None when unknown) and, when it ends, its last state, values and
+    completion time."""
 
     trial_id: int
     batch: Batch
     known: FrozenTrial | None
     final: Final | None = None
-    completed_at: datetime | None = None
 
 
 def write_batches(rdb: RDBStorage, writes: Sequence[Write]) -> set[int]:
@@ -127,12 +127,12 @@ def _collect_rows(session: Any, write: Write, tables: dict[Any, list[dict[str, A
 
 def _finish(rdb: RDBStorage, session: Any, trial: Any, write: Write) -> None:
     assert write.final is not None
-    state, values = write.final
+    state, values, completed_at = write.final
     if write.known is None or write.known.values:  # values of unknown rows: Optuna's upsert
         for objective, value in enumerate(values or ()):
             rdb._set_trial_value_without_commit(session, trial, objective, value)
     trial.state = state
-    trial.datetime_complete = write.completed_at or datetime.now()
+    trial.datetime_complete = completed_at
 
 
 def as_read_back(completed_at: datetime) -> datetime | None:

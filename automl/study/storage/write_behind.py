@@ -76,7 +76,6 @@ logger = logging.getLogger(__name__)
 RETRY_ATTR = "retry_of_lost_trial"
 # Trials this process finished, kept as they read back (Optuna reads one right after tell).
 FINISHED_KEPT = 256
-_Final = tuple[TrialState, Sequence[float] | None, datetime]  # state, values, completed at
 
 
 class WriteBehindStorage(BaseStorage):
@@ -93,7 +92,7 @@ class WriteBehindStorage(BaseStorage):
         self._running: dict[int, int] = {}  # trial id -> study id, created and run here
         self._mirror: dict[int, FrozenTrial] = {}  # those trials as last written
         self._known_distributions: dict[tuple[int, str], str] = {}
-        self._finals: dict[int, _Final] = {}  # ended here, not yet written
+        self._finals: dict[int, rows.Final] = {}  # ended here, not yet written
         self._deferring = 0  # open writing_together scopes
         self._finished: OrderedDict[int, FrozenTrial] = OrderedDict()
         # study id -> (writes counter, monotonic time, all trials) of the last full read
@@ -158,19 +157,19 @@ class WriteBehindStorage(BaseStorage):
                 changed = self.inner.set_trial_state_values(trial_id, state, values)
             self._wrote()
             return changed
-        completed_at = datetime.now()
+        final = (state, values, datetime.now())
         with self._lock:
-            self._finals[trial_id] = (state, values, completed_at)
+            self._finals[trial_id] = final
             # (a trial this process does not mirror, e.g. a popped enqueued one, is
             # written at once: it could not be read back as ended from memory)
             deferred = self._deferring > 0 and trial_id in self._mirror
             if deferred:  # read back as finished at once; written when the scope ends
-                self._remember_finished(trial_id, self._pending.get(trial_id))
+                self._remember_finished(trial_id, self._pending.get(trial_id), final)
         if not deferred:  # the last batch and the final state: one transaction
             try:
                 self._write_all(raise_for=trial_id)
             except Exception:  # its end is written by a retry of this call, or never
-                self._drop_finals()
+                self._drop_finals([trial_id])  # (others', held by a scope, wait for it)
                 raise
         return True
 
@@ -232,7 +231,7 @@ class WriteBehindStorage(BaseStorage):
             pending, self._pending = self._pending, {}
             finals, self._finals = self._finals, {}
             writes = [rows.Write(trial_id, pending.get(trial_id) or Batch(),
-                                 self._mirror.get(trial_id), *self._final_of(finals, trial_id))
+                                 self._mirror.get(trial_id), finals.get(trial_id))
                       for trial_id in {**pending, **finals}]
         if not writes:
             return
@@ -248,12 +247,6 @@ class WriteBehindStorage(BaseStorage):
         if raise_for in rejected:  # Optuna's own error, as its tell would raise
             self._rdb.check_trial_is_updatable(raise_for, TrialState.FAIL)
 
-    @staticmethod
-    def _final_of(finals: dict[int, _Final], trial_id: int
-                  ) -> tuple[rows.Final | None, datetime | None]:
-        final = finals.get(trial_id)
-        return (None, None) if final is None else ((final[0], final[1]), final[2])
-
     def _written(self, writes: list[rows.Write], rejected: set[int]) -> None:
         with self._lock:
             self._writes += 1
@@ -262,8 +255,7 @@ class WriteBehindStorage(BaseStorage):
                 if trial_id in rejected:
                     self._finished.pop(trial_id, None)
                 elif write.final is not None:
-                    self._remember_finished(trial_id, write.batch, write.final,
-                                            write.completed_at)
+                    self._remember_finished(trial_id, write.batch, write.final)
                 elif write.known is not None:
                     self._mirror[trial_id] = write.batch.apply_to(write.known)
                     continue
@@ -271,17 +263,13 @@ class WriteBehindStorage(BaseStorage):
                 self._mirror.pop(trial_id, None)
 
     def _remember_finished(self, trial_id: int, batch: Batch | None,
-                           final: rows.Final | None = None,
-                           completed_at: datetime | None = None) -> None:
+                           final: rows.Final) -> None:
         """Keep the trial as it reads back once its end is stored (under the lock): Optuna
         reads it right after ``tell``. Only the last ``FINISHED_KEPT`` are kept."""
         known = self._mirror.get(trial_id)
-        if final is None:
-            state, values, completed_at = self._finals[trial_id]
-        else:
-            state, values = final
-        if known is None or completed_at is None:
+        if known is None:
             return
+        state, values, completed_at = final
         finished = (batch or Batch()).apply_to(known)
         finished.state, finished.values = state, None if values is None else list(values)
         finished.datetime_complete = rows.as_read_back(completed_at)
@@ -289,14 +277,15 @@ class WriteBehindStorage(BaseStorage):
         while len(self._finished) > FINISHED_KEPT:
             self._finished.popitem(last=False)
 
-    def _drop_finals(self) -> None:
-        """Forget the ends that could not be written (their rows stay buffered)."""
+    def _drop_finals(self, trial_ids: list[int] | None = None) -> None:
+        """Forget the ends of ``trial_ids`` (all by default) that could not be written
+        (their rows stay buffered)."""
         with self._lock:
-            for trial_id in self._finals:
+            for trial_id in list(self._finals) if trial_ids is None else trial_ids:
+                self._finals.pop(trial_id, None)
                 self._finished.pop(trial_id, None)
-            self._finals = {}
 
-    def _restore(self, pending: dict[int, Batch], finals: dict[int, _Final]) -> None:
+    def _restore(self, pending: dict[int, Batch], finals: dict[int, rows.Final]) -> None:
         """Put batches and final states that failed to write back under what was
         buffered since."""
         with self._lock:
