@@ -7,6 +7,8 @@ saying what is wrong and what to do. The CLI prints ``error CODE: message`` and 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class AutoMLError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -91,3 +93,15 @@ class NoModelError(AutoMLError):
     """The run or study has no stored model: it has not finished, or it failed."""
 
     code = "E_NO_MODEL"
+
+
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from or while handling (``__cause__``, else
+    ``__context__``), each once: a chain can loop back on itself (an exception raised
+    ``from`` another that is later re-raised while handling the first), and a walk that
+    follows it blindly never ends."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__

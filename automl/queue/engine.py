@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from automl.errors import ConfigError, PermissionDeniedError
+from automl.errors import ConfigError, PermissionDeniedError, exception_chain
 
 INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for a refused grant or policy
 
@@ -55,12 +55,10 @@ def refusal(exc: BaseException) -> PermissionDeniedError | None:
     """A typed error for a statement the database role may not run (a missing grant, a
     row-level security policy, a read-only role), found anywhere in ``exc``'s chain (Optuna
     wraps SQLAlchemy's errors); None for any other error."""
-    seen: BaseException | None = exc
-    while seen is not None:
+    for seen in exception_chain(exc):
         if getattr(getattr(seen, "orig", None), "pgcode", None) == INSUFFICIENT_PRIVILEGE:
             detail = str(getattr(seen, "orig", seen)).strip().splitlines()[0]
             return PermissionDeniedError(
                 f"the database refused this role: {detail} (docs/service.md, "
                 "'Least-privilege roles', says what each role may do)", field="storage")
-        seen = seen.__cause__ or seen.__context__
     return None

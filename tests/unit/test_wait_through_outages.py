@@ -8,7 +8,8 @@ import logging
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from automl.study.storage.retry import wait_through_outages, with_retry
+from automl.errors import exception_chain
+from automl.study.storage.retry import is_transient, wait_through_outages, with_retry
 
 
 def flaky(failures: int, error: Exception):  # type: ignore[no-untyped-def]
@@ -56,3 +57,16 @@ def test_a_call_that_never_failed_logs_nothing(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.DEBUG, logger="automl.study.storage.retry"):
         assert with_retry(lambda: "started") == "started"
     assert not caplog.records
+
+
+def test_a_chain_that_loops_back_on_itself_is_walked_once() -> None:
+    """Optuna raises StorageInternalError ``from`` SQLAlchemy's error; re-raising that
+    error while handling the first closes a loop, which a worker once walked forever."""
+    outer = RuntimeError("storage internal error")
+    inner = ValueError("integrity")
+    outer.__cause__, inner.__context__ = inner, outer
+    assert [type(e) for e in exception_chain(outer)] == [RuntimeError, ValueError]
+    assert not is_transient(outer)
+    away = OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+    outer.__cause__, inner.__context__, inner.__cause__ = inner, outer, away
+    assert is_transient(outer)

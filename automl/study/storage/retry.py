@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from optuna.storages import BaseStorage
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from automl.errors import ConfigError
+from automl.errors import ConfigError, exception_chain
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,13 +39,9 @@ def is_transient(exc: BaseException | None) -> bool:
     """A lost or refused connection, SQLite's 'database is locked' or an unreachable gRPC
     storage proxy, anywhere in the exception's chain (Optuna wraps SQLAlchemy errors in
     StorageInternalError)."""
-    while exc is not None:
-        if isinstance(exc, (OperationalError, InterfaceError)) or _proxy_unavailable(exc):
-            return True
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return any(isinstance(link, (OperationalError, InterfaceError)) or _proxy_unavailable(link)
+               or (isinstance(link, DBAPIError) and link.connection_invalidated)
+               for link in exception_chain(exc))
 
 
 def _proxy_unavailable(exc: BaseException) -> bool:
