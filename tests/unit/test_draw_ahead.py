@@ -249,3 +249,26 @@ def test_an_error_in_a_draw_leaves_the_sampler_as_it_was() -> None:
     assert not hasattr(sampler._local, "candidates")
     assert sampler._ahead() is None
     suggest(study.ask())  # asks on as Optuna's TPE
+
+
+def test_members_drawn_ahead_are_handed_out_without_reading_the_study(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sampler = DrawAheadTPESampler(**tpe_options())
+    study = study_with_history(sampler)
+    reads: list[int] = []  # full reads per ask (Optuna's narrow look for enqueued trials aside)
+    get_all_trials = study._storage.get_all_trials
+
+    def counting(*args: Any, states: Any = None, **kwargs: Any) -> Any:
+        if states != (TrialState.WAITING,):
+            reads[-1] += 1
+        return get_all_trials(*args, states=states, **kwargs)
+
+    monkeypatch.setattr(study._storage, "get_all_trials", counting)
+    with drawing_ahead(sampler, 4):
+        for _ in range(4):
+            reads.append(0)
+            suggest(study.ask())
+    assert reads[0] >= 1 and reads[1:] == [0, 0, 0]  # through a database: a round trip each
+    reads.append(0)
+    suggest(study.ask())
+    assert reads[-1] >= 1  # outside a block, Optuna's TPE reads the study at every ask

@@ -113,6 +113,19 @@ class DrawAheadTPESampler(WindowedTPESampler):
         space, self._search_space_group = ahead.relative_space[key]
         return dict(space)  # a copy: PartialFixedSampler deletes its fixed names from it
 
+    def _sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        """In a block, a space with members drawn and not yet asked hands out the next
+        without reading the study: the fit that drew them passed TPE's start-up check, and
+        finished trials only accumulate. (Optuna reads every trial here to count them: one
+        read of the database per member through a remote storage.)"""
+        ahead = self._ahead()
+        if ahead is not None and search_space:
+            drawn = ahead.drawn.get(frozenset(search_space.items()))
+            if drawn:
+                return drawn.pop()
+        return super()._sample_relative(study, trial, search_space)
+
     def _sample(self, study: optuna.Study, trial: FrozenTrial,
                 search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         ahead = self._ahead()
