@@ -236,7 +236,7 @@ def test_recent_reads_of_all_trials_are_shared_until_this_process_writes(
         tmp_path: Path) -> None:
     url, study = _study(tmp_path)
     wb = _write_behind(study._storage)
-    wb.snapshot_s = 3600.0  # "recent" whatever the machine's load: no clock in the test
+    wb.reads.snapshot_s = 3600.0  # "recent" whatever the machine's load: no clock in the test
     study.tell(study.ask(), 1.0)
     statements = _statements(wb._rdb.engine)
     first = wb.get_all_trials(study._study_id)
@@ -246,7 +246,7 @@ def test_recent_reads_of_all_trials_are_shared_until_this_process_writes(
     assert len(wb.get_all_trials(study._study_id)) == 2
     other = optuna.load_study(study_name="s", storage=optuna.storages.RDBStorage(url))
     other.tell(other.ask(), 3.0)  # another process: seen once the snapshot is older
-    wb.snapshot_s = 0.0
+    wb.reads.snapshot_s = 0.0
     assert len(wb.get_all_trials(study._study_id)) == 3
 
 
@@ -315,3 +315,26 @@ def test_a_lost_trials_retry_is_popped_before_waiting_warm_starts(tmp_path: Path
     trial = other.ask()
     assert trial.suggest_int("units", 1, 128) == 99
     assert [other.ask().suggest_int("units", 1, 128) for _ in range(3)] == [16, 32, 64]
+
+
+def test_a_study_without_enqueued_trials_is_not_asked_again_at_every_ask(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, study = _study(tmp_path)
+    wb = _write_behind(study._storage)
+    wb.reads.waiting_s = 3600.0  # "within a second" whatever the machine's load
+    queries: list[int] = []
+    any_waiting = rows.any_waiting
+    monkeypatch.setattr(rows, "any_waiting",
+                        lambda *args: queries.append(1) or any_waiting(*args))
+    for _ in range(3):
+        study.tell(study.ask(), 1.0)
+    assert len(queries) == 1  # one narrow query for three asks
+    study.enqueue_trial({"lr": 0.01})  # ours: the next ask looks again and pops it
+    trial = study.ask()
+    assert trial.suggest_float("lr", 1e-4, 1e-1, log=True) == 0.01 and len(queries) == 2
+    study.tell(trial, 0.5)
+    other = optuna.load_study(study_name="s", storage=optuna.storages.RDBStorage(url))
+    other.enqueue_trial({"lr": 0.02})  # another process's: seen once the answer is older
+    wb.reads.waiting_s = 0.0
+    trial = study.ask()
+    assert trial.suggest_float("lr", 1e-4, 1e-1, log=True) == 0.02

@@ -3,7 +3,8 @@
 - :mod:`.write_behind`: a storage wrapper that batches the process's trials' writes (a
   cohort's reports, parameters and ends in a few transactions for all its members); it
   relies on ``RDBStorage`` internals through :mod:`.rows`, which writes Optuna's own
-  tables with Optuna's ORM models and value encodings (``optuna.storages._rdb``).
+  tables with Optuna's ORM models and value encodings (``optuna.storages._rdb``), and
+  serves recent reads again until it writes (:mod:`.recent_reads`).
 - :mod:`.private`: Optuna's cache of finished trials (``_CachedStorage``) and the study's
   storage (``study._storage``), for reading a trial afresh and for the sweeper's reason
   on a trial whose worker is gone.

@@ -35,9 +35,9 @@ Everything this process reads back through the storage (``get_trial``,
 is running are mirrored in memory, so Optuna's reads of the running trial (at the start
 and at ``tell``) cost no round trip; only this process writes them, except a sweeper
 failing a lost trial, after which the next batch or ``tell`` is rejected. Optuna looks
-for enqueued (WAITING) trials at every ``ask``; here that is one narrow query. A read of
-all trials less than ``snapshot_s`` (0.1 s) old is served again unless this process
-wrote since: TPE with constant liar reads the study twice within one ``ask``.
+for enqueued (WAITING) trials at every ``ask``; here that is one narrow query, not
+repeated within a second unless this process enqueues one, and a read of all trials is
+served again for 0.1 s unless this process writes (:mod:`automl.study.storage.recent_reads`).
 
 The rows are written by :mod:`automl.study.storage.rows` through Optuna's own ORM models and
 value encodings, so they are exactly those that ``report``, ``set_user_attr``,
@@ -66,6 +66,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.study.storage import rows
+from automl.study.storage.recent_reads import RecentReads
 from automl.study.storage.retry import is_transient, with_retry
 from automl.study.storage.rows import Batch
 
@@ -82,8 +83,10 @@ class WriteBehindStorage(BaseStorage):
     """Wraps an Optuna storage whose backend is an ``RDBStorage`` (directly, or inside
     Optuna's ``_CachedStorage``); every call not listed here goes straight through."""
 
-    def __init__(self, inner: BaseStorage, flush_s: float = 5.0, snapshot_s: float = 0.1):
-        self.inner, self.flush_s, self.snapshot_s = inner, flush_s, snapshot_s
+    def __init__(self, inner: BaseStorage, flush_s: float = 5.0,
+                 reads: RecentReads | None = None):
+        self.inner, self.flush_s = inner, flush_s
+        self.reads = reads or RecentReads()
         rdb = getattr(inner, "_backend", inner)
         if not isinstance(rdb, RDBStorage):
             raise TypeError(f"WriteBehindStorage needs an RDBStorage, not {type(rdb).__name__}")
@@ -95,9 +98,6 @@ class WriteBehindStorage(BaseStorage):
         self._finals: dict[int, rows.Final] = {}  # ended here, not yet written
         self._deferring = 0  # open writing_together scopes
         self._finished: OrderedDict[int, FrozenTrial] = OrderedDict()
-        # study id -> (writes counter, monotonic time, all trials) of the last full read
-        self._snapshots: dict[int, tuple[int, float, list[FrozenTrial]]] = {}
-        self._writes = 0
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
@@ -109,12 +109,14 @@ class WriteBehindStorage(BaseStorage):
         created = rows.cached_copy(self.inner, trial_id)
         state = created.state if created is not None else (
             TrialState.RUNNING if template_trial is None else template_trial.state)
+        if state != TrialState.RUNNING:  # an enqueued (WAITING) one
+            self.reads.enqueued(study_id)
+            return trial_id
+        self.reads.wrote()
         with self._lock:
-            self._writes += 1
-            if state == TrialState.RUNNING:  # not an enqueued (WAITING) one
-                self._running[trial_id] = study_id
-                if created is not None:
-                    self._mirror[trial_id] = created
+            self._running[trial_id] = study_id
+            if created is not None:
+                self._mirror[trial_id] = created
         return trial_id
 
     # ---- buffered writes ------------------------------------------------------------
@@ -123,7 +125,7 @@ class WriteBehindStorage(BaseStorage):
         study_id = self._running.get(trial_id)
         if study_id is None:
             self.inner.set_trial_param(trial_id, param_name, param_value_internal, distribution)
-            self._wrote()
+            self.reads.wrote()
             return
         self._check_distribution(study_id, param_name, distribution)
         with self._lock:
@@ -132,7 +134,7 @@ class WriteBehindStorage(BaseStorage):
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         if trial_id not in self._running:
             self.inner.set_trial_system_attr(trial_id, key, value)
-            self._wrote()
+            self.reads.wrote()
             return
         with self._lock:
             self._buffer(trial_id).system_attrs[key] = value
@@ -155,7 +157,7 @@ class WriteBehindStorage(BaseStorage):
                 changed = rows.claim_waiting(self._rdb, trial_id)
             else:
                 changed = self.inner.set_trial_state_values(trial_id, state, values)
-            self._wrote()
+            self.reads.wrote()
             return changed
         final = (state, values, datetime.now())
         with self._lock:
@@ -248,8 +250,8 @@ class WriteBehindStorage(BaseStorage):
             self._rdb.check_trial_is_updatable(raise_for, TrialState.FAIL)
 
     def _written(self, writes: list[rows.Write], rejected: set[int]) -> None:
+        self.reads.wrote()
         with self._lock:
-            self._writes += 1
             for write in writes:
                 trial_id = write.trial_id
                 if trial_id in rejected:
@@ -327,9 +329,11 @@ class WriteBehindStorage(BaseStorage):
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True,
                        states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        if rows.only_waiting(states) and not rows.any_waiting(self._rdb, study_id):
+        if rows.only_waiting(states) and not self.reads.any_waiting(
+                study_id, lambda: rows.any_waiting(self._rdb, study_id)):
             return []  # Optuna asks at every ask(); most studies never enqueue a trial
-        trials = list(self._snapshot(study_id))  # callers may reorder their list
+        trials = list(self.reads.all_trials(  # (callers may reorder their list)
+            study_id, lambda: self.inner.get_all_trials(study_id, deepcopy=False)))
         if self._finals:  # ended inside a writing_together scope: as they will read back
             with self._lock:
                 trials = [self._finished.get(t._trial_id, t) if t._trial_id in self._finals
@@ -345,23 +349,6 @@ class WriteBehindStorage(BaseStorage):
                       for t in trials]
         return copy.deepcopy(trials) if deepcopy else trials
 
-    def _snapshot(self, study_id: int) -> list[FrozenTrial]:
-        """All trials, read again unless the last read is recent and nothing was written
-        by this process since (the list is Optuna's cache: read-only)."""
-        with self._lock:
-            writes, now = self._writes, time.monotonic()
-            last = self._snapshots.get(study_id)
-            if last is not None and last[0] == writes and now - last[1] < self.snapshot_s:
-                return last[2]
-        trials = self.inner.get_all_trials(study_id, deepcopy=False)
-        with self._lock:
-            self._snapshots[study_id] = (writes, now, trials)
-        return trials
-
-    def _wrote(self) -> None:
-        with self._lock:
-            self._writes += 1
-
     def _merged(self, trial: FrozenTrial) -> FrozenTrial:
         with self._lock:
             pending = self._pending.get(trial._trial_id)
@@ -374,7 +361,7 @@ def _forward(name: str) -> Any:
     def method(self: WriteBehindStorage, *args: Any, **kwargs: Any) -> Any:
         result = getattr(self.inner, name)(*args, **kwargs)
         if not reads:
-            self._wrote()
+            self.reads.wrote()
         return result
 
     method.__name__ = name
