@@ -10,7 +10,8 @@
   on a trial whose worker is gone.
 - :mod:`.history_window`: TPE on a window of the history, past 1,000 finished trials; it
   hands TPE a study whose trial readers (``Study._get_trials``) serve a snapshot, built
-  from :mod:`.finished_trials` (the trials that changed since the last look);
+  from :mod:`.finished_trials` (the trials that changed since the last look,
+  :mod:`.trial_cursor`);
   :mod:`.space_groups`, TPE's groups of the space (``optuna.search_space``), each finished
   trial added once.
 - :mod:`.draw_ahead`: a cohort's members drawn from one TPE fit (TPE's ``_sample`` and

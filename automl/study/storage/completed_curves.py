@@ -40,6 +40,8 @@ from optuna.pruners._percentile import (
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.study.storage.trial_cursor import TrialCursor
+
 
 class CompletedCurves:
     """The intermediate values of one study's completed trials, by step, kept up to date
@@ -64,8 +66,7 @@ class CompletedCurves:
         # The storage object itself, not its id: a new storage may reuse a freed one's id.
         self._storage = None if study is None else study._storage
         self._study_id = None if study is None else study._study_id
-        self._looked = 0  # trials numbered below this have been looked at
-        self._open: set[int] = set()  # looked at, not finished then
+        self._cursor = TrialCursor()
         self._steps: dict[int, _Growing] = {}
         self._arrays: dict[int, np.ndarray] = {}
         self.n_complete = 0
@@ -88,26 +89,18 @@ class CompletedCurves:
 
     def _update(self, study: optuna.Study) -> None:
         trials = study.get_trials(deepcopy=False)
-        if study._storage is not self._storage or study._study_id != self._study_id \
-                or len(trials) < self._looked:
+        if study._storage is not self._storage or study._study_id != self._study_id:
             self._reset(study)
-        unseen = [*sorted(self._open), *range(self._looked, len(trials))]
-        if any(trials[number].number != number for number in unseen):
-            self._reset(study)  # a storage that lists trials out of order: look at them all
-            unseen = [t.number for t in trials]
+        changed = self._cursor.changed(trials)
+        if changed is None:  # a shorter list, or one out of order: look at them all
+            self._reset(study)
             trials = sorted(trials, key=lambda t: t.number)
-        self._looked = len(trials)
-        for number in unseen:
-            trial = trials[number]
+            changed = self._cursor.changed(trials)
+        for trial in trials if changed is None else changed:
             if trial.state == TrialState.COMPLETE:
                 self._take_in(trial)
-            elif trial.state.is_finished():
-                self._open.discard(number)
-            else:
-                self._open.add(number)
 
     def _take_in(self, trial: FrozenTrial) -> None:
-        self._open.discard(trial.number)
         self.n_complete += 1
         for step, value in trial.intermediate_values.items():
             grown = self._steps.get(step)

@@ -6,8 +6,8 @@ the best completed ones and every trial not finished. Building it from the whole
 list is a few passes over every trial of the study at each snapshot, twice per cohort:
 at 10,000 trials, most of what a member's sampling costs there beyond what it costs at
 1,000 (BENCHMARKS.md, "The window kept up to date"). :class:`FinishedTrials` looks, at
-each call, only at the trials numbered past its last look and those that were not
-finished then (a finished trial stays finished), as the cached pruner's curves do
+each call, only at the trials that changed since its last look
+(:mod:`automl.study.storage.trial_cursor`), as the cached pruner's curves do
 (:mod:`automl.study.storage.completed_curves`).
 """
 
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from automl.study.storage.trial_cursor import TrialCursor
 
 FINISHED = frozenset({TrialState.COMPLETE, TrialState.PRUNED})
 NUMBER = operator.attrgetter("_number")
@@ -86,13 +88,13 @@ class FinishedTrials:
         self.window = window
         self.best = RunningBest(study, window)
         self._lock = threading.Lock()
+        self._cursor = TrialCursor()
         self._reset()
 
     def _reset(self) -> None:
         self._finished: list[FrozenTrial] = []
         self._failed: list[FrozenTrial] = []
-        self._open: set[int] = set()  # looked at, not finished then
-        self._looked = 0  # trials numbered below this have been looked at
+        self._cursor.reset()
 
     def serves(self, study: optuna.Study) -> bool:
         return self.best.serves(study)
@@ -101,26 +103,23 @@ class FinishedTrials:
         """Take in the study's trial list (``trials[n]`` is trial ``n``) where it changed
         since the last look; None where the list is not indexed by number."""
         with self._lock:
-            if len(trials) < self._looked:
+            changed = self._cursor.changed(trials)
+            if changed is None:  # a shorter list (another study): start over
                 self._reset()
-            unseen = [*sorted(self._open), *range(self._looked, len(trials))]
-            if any(trials[number]._number != number for number in unseen):
-                return None
-            self._looked = len(trials)
-            best = self.best.update(self._take_in(trials, unseen))
-            unfinished = [trials[number] for number in sorted(self._open)]
+                changed = self._cursor.changed(trials)
+                if changed is None:
+                    return None
+            best = self.best.update(self._take_in(changed))
+            unfinished = [trials[number] for number in sorted(self._cursor.open)]
             return Look(len(self._finished), self._finished[-self.window:], best,
                         list(heapq.merge(self._failed, unfinished, key=NUMBER)))
 
-    def _take_in(self, trials: list[FrozenTrial], numbers: list[int]) -> list[FrozenTrial]:
-        """File the trials ``numbers`` by state; those newly finished."""
+    def _take_in(self, changed: list[FrozenTrial]) -> list[FrozenTrial]:
+        """File the trials that changed by state; those newly finished."""
         newly: list[FrozenTrial] = []
-        for number in numbers:
-            trial = trials[number]
+        for trial in changed:
             if not trial.state.is_finished():
-                self._open.add(number)
                 continue
-            self._open.discard(number)
             if trial.state in FINISHED:
                 bisect.insort(self._finished, trial, key=NUMBER)
                 newly.append(trial)
