@@ -14,10 +14,11 @@ local Ray on all cores:
 * **solo**: ``cohort_trials=1``, one trial per Ray task, as before issue 20.
 
 Reported per side: the search's wall time (``tuning_seconds``: first trial start to last
-trial end), trials per minute over it, the best trial's validation loss and validation
-score (accuracy or R², the trials' own), the delivered model's test score, how many trials
-trained in a cohort, and the child's wall time (Ray's start, the baselines and the final
-evaluation included).
+trial end), trials and epochs per minute over it (epochs: every trial's reports, the
+work done whether or not trials were pruned), the best trial's validation loss and
+validation score (accuracy or R², the trials' own), the delivered model's test score,
+how many trials trained in a cohort, and the child's wall time (Ray's start, the
+baselines and the final evaluation included).
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ def run_side(dataset: str, side: str, args: argparse.Namespace) -> dict[str, Any
                              cohort_trials=SIDES[side])
         study = optuna.load_study(study_name=result.study_name, storage=url)
         sizes = [int(t.user_attrs.get("cohort_size", 1)) for t in study.trials]
+        epochs = sum(len(t.intermediate_values) for t in study.trials)
     return {"dataset": dataset, "side": side, "trials": result.n_trials,
             "tuning_seconds": result.tuning_seconds,
             "trials_per_min": 60 * result.n_trials / result.tuning_seconds,
+            "epochs": epochs, "epochs_per_min": 60 * epochs / result.tuning_seconds,
             "best_val_loss": result.best.val_loss, "best_val_score": result.best.val_score,
             "test_score": result.best.final_score, "in_cohorts": sum(s > 1 for s in sizes),
             "largest_cohort": max(sizes, default=1),
@@ -74,12 +77,13 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("DATASET", "SIDE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_side(*args.child, args)))
+        dataset, side = args.child
+        print(json.dumps(run_side(dataset, side, args)))
         return
     forwarded = sys.argv[1:]
-    print("| dataset | side | trials/min | x solo | best val loss | best val score | test "
-          "| in cohorts (largest) | search s | child s |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
+    print("| dataset | side | trials/min | x solo | epochs/min | x solo | best val loss "
+          "| best val score | test | in cohorts (largest) | search s | child s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
     for dataset in args.datasets:
         rows = {}
         for side in SIDES:
@@ -88,7 +92,9 @@ def main() -> None:
             rows[side] = json.loads(out.stdout.strip().splitlines()[-1])
         for side, row in rows.items():
             ratio = row["trials_per_min"] / rows["solo"]["trials_per_min"]
+            epoch_ratio = row["epochs_per_min"] / rows["solo"]["epochs_per_min"]
             print(f"| {dataset} | {side} | {row['trials_per_min']:.1f} | {ratio:.2f} | "
+                  f"{row['epochs_per_min']:.0f} | {epoch_ratio:.2f} | "
                   f"{row['best_val_loss']:.4f} | {row['best_val_score']:.4f} | "
                   f"{row['test_score']:.4f} | {row['in_cohorts']} ({row['largest_cohort']}) | "
                   f"{row['tuning_seconds']:.0f} | {row['child_seconds']:.0f} |", flush=True)
