@@ -57,6 +57,7 @@ def run_side(dataset: str, side: str, args: argparse.Namespace) -> dict[str, Any
         study = optuna.load_study(study_name=result.study_name, storage=url)
         sizes = [int(t.user_attrs.get("cohort_size", 1)) for t in study.trials]
         epochs = sum(len(t.intermediate_values) for t in study.trials)
+        trials = [trial_summary(t) for t in study.trials]
     return {"dataset": dataset, "side": side, "trials": result.n_trials,
             "tuning_seconds": result.tuning_seconds,
             "trials_per_min": 60 * result.n_trials / result.tuning_seconds,
@@ -64,7 +65,19 @@ def run_side(dataset: str, side: str, args: argparse.Namespace) -> dict[str, Any
             "best_val_loss": result.best.val_loss, "best_val_score": result.best.val_score,
             "test_score": result.best.final_score, "in_cohorts": sum(s > 1 for s in sizes),
             "largest_cohort": max(sizes, default=1),
-            "child_seconds": time.perf_counter() - started}
+            "child_seconds": time.perf_counter() - started, "trials_detail": trials}
+
+
+def trial_summary(trial: Any) -> dict[str, Any]:
+    """One trial in a record: how long it trained, its structure and size."""
+    model = trial.user_attrs.get("config", {}).get("model", {})
+    return {"number": trial.number, "state": trial.state.name,
+            "epochs": len(trial.intermediate_values),
+            "seconds": trial.user_attrs.get("seconds"),
+            "cohort_size": trial.user_attrs.get("cohort_size", 1),
+            "hidden_units": model.get("hidden_units"), "embedding": model.get("embedding"),
+            "ensemble_k": model.get("ensemble_k"),
+            "n_parameters": trial.user_attrs.get("n_parameters")}
 
 
 def main() -> None:
