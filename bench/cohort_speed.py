@@ -69,15 +69,17 @@ def run_side(dataset: str, side: str, args: argparse.Namespace) -> dict[str, Any
 
 
 def trial_summary(trial: Any) -> dict[str, Any]:
-    """One trial in a record: how long it trained, its structure and size."""
-    model = trial.user_attrs.get("config", {}).get("model", {})
+    """One trial in a record: how long it trained, its structure and size, and its whole
+    configuration (``TrialConfig.from_dict`` reads it back), to train it again."""
+    config = trial.user_attrs.get("config", {})
+    model = config.get("model", {})
     return {"number": trial.number, "state": trial.state.name,
             "epochs": len(trial.intermediate_values),
             "seconds": trial.user_attrs.get("seconds"),
             "cohort_size": trial.user_attrs.get("cohort_size", 1),
             "hidden_units": model.get("hidden_units"), "embedding": model.get("embedding"),
             "ensemble_k": model.get("ensemble_k"),
-            "n_parameters": trial.user_attrs.get("n_parameters")}
+            "n_parameters": trial.user_attrs.get("n_parameters"), "config": config}
 
 
 def main() -> None:
