@@ -58,7 +58,7 @@ def run_side(dataset: str, side: str, args: argparse.Namespace) -> dict[str, Any
         sizes = [int(t.user_attrs.get("cohort_size", 1)) for t in study.trials]
         epochs = sum(len(t.intermediate_values) for t in study.trials)
         trials = [trial_summary(t) for t in study.trials]
-    return {"dataset": dataset, "side": side, "trials": result.n_trials,
+    return {"dataset": dataset, "side": side, "seed": args.seed, "trials": result.n_trials,
             "tuning_seconds": result.tuning_seconds,
             "trials_per_min": 60 * result.n_trials / result.tuning_seconds,
             "epochs": epochs, "epochs_per_min": 60 * epochs / result.tuning_seconds,
