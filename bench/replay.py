@@ -17,8 +17,9 @@ threads (a worker's Ray task has one):
   multiply-adds stay within the CPU's width spread (:func:`workers.cohort_size.widths_pay`)
   train as stacked cohorts, at most :func:`workers.cohort_size.cohort_capacity` at once,
   each member that stops replaced by the next (:func:`workers.cohort.train_in_turn`);
-  the others alone. This is the trainer's best case on the run's mix: every trial of a
-  key is at hand, where a worker stacks only the trials it claimed together.
+  the others alone. This is nearer the trainer's best case on the run's mix than a
+  worker's claims: every trial of a key is at hand, where a worker stacks only the
+  trials it claimed together.
 
 The data is prepared as ``tune`` prepares it (``automl.run.submit.validate_submission``
 with the record's split seed). Reported: seconds each way, their ratio, and the trials in
