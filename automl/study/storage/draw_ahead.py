@@ -120,10 +120,8 @@ class DrawAheadTPESampler(WindowedTPESampler):
         finished trials only accumulate. (Optuna reads every trial here to count them: one
         read of the database per member through a remote storage.)"""
         ahead = self._ahead()
-        if ahead is not None and search_space:
-            drawn = ahead.drawn.get(frozenset(search_space.items()))
-            if drawn:
-                return drawn.pop()
+        if ahead is not None and search_space and ahead.drawn.get(_key(search_space)):
+            return ahead.drawn[_key(search_space)].pop()
         return super()._sample_relative(study, trial, search_space)
 
     def _sample(self, study: optuna.Study, trial: FrozenTrial,
@@ -131,7 +129,7 @@ class DrawAheadTPESampler(WindowedTPESampler):
         ahead = self._ahead()
         if ahead is None:
             return super()._sample(study, trial, search_space)
-        key: SpaceKey = frozenset(search_space.items())
+        key = _key(search_space)
         if not ahead.drawn.get(key):
             ahead.drawn[key] = self._draw(study, trial, search_space, ahead.n)[::-1]
         return ahead.drawn[key].pop()
@@ -163,6 +161,11 @@ class DrawAheadTPESampler(WindowedTPESampler):
         values = parzen_log_pdf(mpe_below, samples) - parzen_log_pdf(mpe_above, samples)
         self._local.candidates = (samples, values)
         return values
+
+
+def _key(search_space: dict[str, BaseDistribution]) -> SpaceKey:
+    """A search space as the block files its members drawn ahead."""
+    return frozenset(search_space.items())
 
 
 @contextmanager

@@ -83,10 +83,9 @@ class WriteBehindStorage(BaseStorage):
     """Wraps an Optuna storage whose backend is an ``RDBStorage`` (directly, or inside
     Optuna's ``_CachedStorage``); every call not listed here goes straight through."""
 
-    def __init__(self, inner: BaseStorage, flush_s: float = 5.0,
-                 reads: RecentReads | None = None):
+    def __init__(self, inner: BaseStorage, flush_s: float = 5.0):
         self.inner, self.flush_s = inner, flush_s
-        self.reads = reads or RecentReads()
+        self.reads = RecentReads()
         rdb = getattr(inner, "_backend", inner)
         if not isinstance(rdb, RDBStorage):
             raise TypeError(f"WriteBehindStorage needs an RDBStorage, not {type(rdb).__name__}")
