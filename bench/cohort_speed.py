@@ -89,6 +89,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-rows", type=int, default=10_000)
     parser.add_argument("--json", type=Path, help="append each record as one JSON line")
+    parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES,
+                        help="one side only compares code versions, not cohorts with solo")
     parser.add_argument("--child", nargs=2, metavar=("DATASET", "SIDE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -101,13 +103,14 @@ def main() -> None:
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
     for dataset in args.datasets:
         rows = {}
-        for side in SIDES:
+        for side in args.sides:
             out = subprocess.run([sys.executable, __file__, *forwarded, "--child", dataset, side],
                                  capture_output=True, text=True, check=True)
             rows[side] = json.loads(out.stdout.strip().splitlines()[-1])
         for side, row in rows.items():
-            ratio = row["trials_per_min"] / rows["solo"]["trials_per_min"]
-            epoch_ratio = row["epochs_per_min"] / rows["solo"]["epochs_per_min"]
+            solo = rows.get("solo", row)
+            ratio = row["trials_per_min"] / solo["trials_per_min"]
+            epoch_ratio = row["epochs_per_min"] / solo["epochs_per_min"]
             print(f"| {dataset} | {side} | {row['trials_per_min']:.1f} | {ratio:.2f} | "
                   f"{row['epochs_per_min']:.0f} | {epoch_ratio:.2f} | "
                   f"{row['best_val_loss']:.4f} | {row['best_val_score']:.4f} | "

@@ -14,6 +14,7 @@ trains the ordinary way.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -59,6 +60,16 @@ def cohort_capacity(model: ModelConfig, n_inputs: int, n_outputs: int, batch_siz
 def default_cohort_trials(device: str | torch.device) -> int:
     """How many trial tickets one worker or Ray task claims at once on ``device``."""
     return GPU_COHORT_TRIALS if torch.device(device).type == "cuda" else CPU_COHORT_TRIALS
+
+
+def layer_width_spread(depth: int, device: torch.device) -> float:
+    """How far apart (widest over narrowest) one layer's widths may be across a CPU
+    cohort's members for their multiply-adds to stay within ``MAX_CPU_WIDTH_SPREAD``: a
+    one-layer MLP's multiply-adds grow as its width, a deeper one's as the product of
+    two widths. Unbounded on a GPU."""
+    if device.type == "cuda":
+        return math.inf
+    return MAX_CPU_WIDTH_SPREAD ** (1 / min(2, max(1, depth)))
 
 
 def widths_pay(member_macs: Sequence[int], device: torch.device) -> bool:

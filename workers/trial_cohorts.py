@@ -12,9 +12,11 @@ does a trial whose configuration has no cohort (``cohort_key`` is None) or whose
 is too wide for this device to gain.
 While the sampler is in its random start-up, cohorts are pairs and nothing is asked ahead.
 Past it, the trials one refill of a cohort asks come from one TPE fit (at most
-``MEMBERS_PER_FIT``, :mod:`automl.study.storage.draw_ahead`), not one fit each, and
-the members' pruning checks of one epoch share one read of the study (``reading_once``)
-and the members that end at one epoch are written in one transaction (``cohort_epoch``).
+``MEMBERS_PER_FIT``, :mod:`automl.study.storage.draw_ahead`), not one fit each, on a
+CPU each the best of its TPE candidates whose widths stack with the cohort's
+(:func:`prefer_stackable`); the members' pruning checks of one epoch share one read of
+the study (``reading_once``) and the members that end at one epoch are written in one
+transaction (``cohort_epoch``).
 
 Each trial keeps everything the ordinary path gives it: its own seed, epoch callbacks
 (the fault hook, its ticket's interruption, its reports and the pruner), its user
@@ -29,27 +31,35 @@ lease, after which a sweeper fails them as ``lost_worker`` and runs them again.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from automl.configs import TrialConfig
 from automl.space import SearchSpace
-from automl.space.suggest import structure_params
+from automl.space.suggest import structure_params, units_param
 from automl.study.pruning import ASK_EVERY_EPOCH, PruningPolicy
 from automl.study.storage.completed_curves import reading_once
-from automl.study.storage.draw_ahead import drawing_ahead
+from automl.study.storage.draw_ahead import Preference, drawing_ahead
 from automl.study.storage.retry import is_transient
 from automl.study.storage.write_behind import RETRY_ATTR, writing_together
 from workers.cohort import CohortKey, Member, Refill, cohort_key, train_cohort
-from workers.cohort_size import cohort_capacity, multiply_adds, widths_pay
+from workers.cohort_size import (
+    cohort_capacity,
+    layer_width_spread,
+    multiply_adds,
+    widths_pay,
+)
 from workers.data import TensorSplits
 from workers.evaluate import fit
 from workers.objective import (
@@ -201,11 +211,20 @@ class _TrialBatch:
 
         def refill(free: int) -> list[Member]:
             joining: list[_Asked] = []
+
+            def widths() -> list[tuple[int, ...]]:  # the cohort's, as TPE draws for it
+                return [a.config.model.hidden_units
+                        for a in (*self.training.values(), *joining)]
+
             # The trials asked now come from one TPE fit that has seen every trial told
-            # so far (draw_ahead; a later refill fits again), and their parameters are
-            # written in one transaction when the refill ends (writing_together).
+            # so far (draw_ahead; a later refill fits again), each the best of its
+            # candidates whose widths stack with the cohort's on a CPU (prefer_stackable),
+            # and their parameters are written in one transaction when the refill ends
+            # (writing_together).
+            n = max(1, min(free, len(self.queue), MEMBERS_PER_FIT))
             with writing_together(self.study), drawing_ahead(
-                    self.study.sampler, max(1, min(free, len(self.queue), MEMBERS_PER_FIT))):
+                    self.study.sampler, n,
+                    prefer_stackable(widths, first.config.model.depth, self.data.device)):
                 while len(joining) < free and self.queue and not waiting:
                     asked = self.ask(self.queue.popleft(), fixed)
                     if asked is None:
@@ -299,6 +318,30 @@ class _TrialBatch:
             logger.info("late result ignored, trial %d was already finished: %s",
                         trial.number, exc)
             return None
+
+
+def prefer_stackable(members: Callable[[], list[tuple[int, ...]]], depth: int,
+                     device: torch.device) -> Preference | None:
+    """What a refill's TPE draw prefers on a CPU (None on a GPU): candidates whose every
+    hidden layer keeps that layer's widths across the cohort (``members()``: the widths of
+    those training and joining when TPE draws) within ``layer_width_spread``, so that
+    they stack. Without it most refills past the start-up stopped at their first trial,
+    too wide to join (BENCHMARKS.md, "Refills drawn to stack")."""
+    spread = layer_width_spread(depth, device)
+    if math.isinf(spread):
+        return None
+
+    def prefer(samples: dict[str, np.ndarray]) -> np.ndarray:
+        widths = members()
+        kept = np.ones(len(next(iter(samples.values()))), dtype=bool)
+        for layer in range(depth):
+            values = samples.get(units_param(layer))
+            if values is not None and widths:
+                low, high = min(w[layer] for w in widths), max(w[layer] for w in widths)
+                kept &= np.maximum(values, high) <= spread * np.minimum(values, low)
+        return kept
+
+    return prefer
 
 
 def _raise_if_outage(exc: Exception) -> None:

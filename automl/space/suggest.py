@@ -26,6 +26,11 @@ STRUCTURE_PARAMS = ("n_layers", "activation", "batch_norm", "optimizer", "batch_
                     "ensemble_k", "class_weight")
 
 
+def units_param(layer: int) -> str:
+    """The name of hidden layer ``layer``'s width (from 0) among a trial's params."""
+    return f"n_units_l{layer}"
+
+
 def structure_params(params: dict[str, Any]) -> dict[str, Any]:
     """The structural part of a trial's ``params``: what a cohort's members share."""
     return {name: params[name] for name in STRUCTURE_PARAMS if name in params}
@@ -53,7 +58,7 @@ def suggest_trial_config(trial: optuna.Trial, space: SearchSpace, seed: int) -> 
         return suggest_value(trial, name, space[name])
 
     n_layers = get("n_layers")
-    units = tuple(suggest_value(trial, f"n_units_l{i}", space["units"]) for i in range(n_layers))
+    units = tuple(suggest_value(trial, units_param(i), space["units"]) for i in range(n_layers))
     embedding = get("embedding")
     model = ModelConfig(
         units, get("activation"), get("batch_norm"), float(get("dropout")),

@@ -126,6 +126,35 @@ def test_each_member_is_the_best_of_its_own_candidates() -> None:
         assert member["kind"] == ["a", "b"][int(samples["kind"][best])]  # an index inside
 
 
+def test_a_preference_chooses_among_each_members_own_candidates() -> None:
+    """Each member is the best of its own candidates that the block prefers (here x < 0,
+    away from the optimum at 1), and the best of all of them where it prefers none."""
+    def draw(prefer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], np.ndarray]:
+        sampler = CountingSampler(**tpe_options())
+        study = study_with_history(sampler)
+        sampler.acquisitions.clear()
+        with drawing_ahead(sampler, 3, prefer):
+            members = [suggest(study.ask()) for _ in range(3)]
+        samples, values = next((s, v) for s, v in sampler.acquisitions if "x" in s)
+        return members, samples, values
+
+    def negative_x(samples: dict[str, np.ndarray]) -> np.ndarray:  # called for every group
+        size = len(next(iter(samples.values())))
+        return samples["x"] < 0 if "x" in samples else np.ones(size, dtype=bool)
+
+    members, samples, values = draw(negative_x)
+    moved = 0  # members whose best candidate overall was not preferred
+    for member, chunk in zip(members, np.split(np.arange(values.size), 3), strict=True):
+        kept = chunk[samples["x"][chunk] < 0]
+        best = kept[np.argmax(values[kept])] if kept.size else chunk[np.argmax(values[chunk])]
+        assert member["x"] == pytest.approx(float(samples["x"][best]))
+        assert member["lr"] == pytest.approx(float(samples["lr"][best]))
+        moved += best != chunk[np.argmax(values[chunk])]
+    assert moved >= 1
+    none = draw(lambda s: np.zeros(len(next(iter(s.values()))), dtype=bool))[0]
+    assert none == draw(None)[0]
+
+
 def test_a_pinned_cohort_draws_ahead_through_the_partial_fixed_sampler() -> None:
     sampler = CountingSampler(**tpe_options())
     study = study_with_history(sampler)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -22,7 +23,7 @@ from workers.data import to_tensors
 from workers.evaluate import fit
 from workers.faults import install
 from workers.objective import TrialHooks
-from workers.trial_cohorts import TrialSlot, run_trial_cohorts
+from workers.trial_cohorts import TrialSlot, prefer_stackable, run_trial_cohorts
 
 torch.set_num_threads(1)
 # Widths within 2x in multiply-adds, so that members of one structure always stack on a CPU.
@@ -144,9 +145,9 @@ def test_each_refill_draws_from_a_fit_that_saw_the_trials_told_before_it(
     real = trial_cohorts.drawing_ahead
 
     @contextmanager
-    def recording(sampler, n):  # type: ignore[no-untyped-def]
+    def recording(sampler, n, prefer=None):  # type: ignore[no-untyped-def]
         blocks.append((n, sum(t.state.is_finished() for t in study.trials)))
-        with real(sampler, n):
+        with real(sampler, n, prefer):
             yield
 
     monkeypatch.setattr(trial_cohorts, "drawing_ahead", recording)
@@ -155,6 +156,55 @@ def test_each_refill_draws_from_a_fit_that_saw_the_trials_told_before_it(
     assert blocks[0] == (2, 0)
     assert blocks[1][0] >= 1 and blocks[1][1] >= 1  # after a member was told
     assert sum(n for n, _ in blocks) >= 5
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_on_a_cpu_refills_prefer_widths_within_the_spread_of_the_cohorts() -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    members = [(64, 32), (80, 40)]
+    prefer = prefer_stackable(lambda: members, 2, cpu)
+    assert prefer is not None
+    # two layers: each layer's widths within sqrt(2), so multiply-adds within 2x
+    kept = prefer({"n_units_l0": np.array([64.0, 90.0, 91.0, 57.0, 56.0, 64.0]),
+                   "n_units_l1": np.array([32.0, 32.0, 32.0, 32.0, 32.0, 100.0]),
+                   "lr": np.full(6, 1e-3)})
+    assert kept.tolist() == [True, True, False, True, False, False]
+    only_lr = prefer({"lr": np.full(3, 1e-3)})  # a group without widths: no preference
+    assert only_lr.tolist() == [True] * 3
+    one_layer = prefer_stackable(lambda: [(64,)], 1, cpu)
+    assert one_layer is not None  # one layer: widths within 2x
+    assert one_layer({"n_units_l0": np.array([128.0, 129.0, 32.0, 31.0])}).tolist() == \
+        [True, False, True, False]
+    assert prefer_stackable(lambda: members, 2, gpu) is None  # a GPU has width to spare
+
+
+def test_a_refills_draw_prefers_the_widths_of_the_cohort_it_joins(
+        tmp_path: Path, blobs: PreparedData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the start-up, a refill hands TPE a preference for the cohort's widths: at the
+    first refill, a member as wide as the cohort's first is preferred, one ten times wider
+    is not."""
+    from contextlib import contextmanager
+
+    from workers import trial_cohorts
+
+    study = new_study(tmp_path)
+    data = to_tensors(blobs)
+    wide = space(n_layers=Fixed(1), units=IntRange(8, 512, log=True))
+    run_trial_cohorts(study, [TrialSlot() for _ in range(3)], wide, data, seed=0)
+    judged: list[list[bool]] = []
+    real = trial_cohorts.drawing_ahead
+
+    @contextmanager
+    def recording(sampler, n, prefer=None):  # type: ignore[no-untyped-def]
+        first = study.trials[3].params["n_units_l0"]  # the first cohort's leader
+        judged.append(prefer({"n_units_l0": np.array([first, 10.0 * first])}).tolist())
+        with real(sampler, n, prefer):
+            yield
+
+    monkeypatch.setattr(trial_cohorts, "drawing_ahead", recording)
+    run_trial_cohorts(study, [TrialSlot() for _ in range(4)], wide, data, seed=0,
+                      startup_trials=2)
+    assert judged[0] == [True, False]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
 
 

@@ -14,12 +14,17 @@ products").
 What changes against one fit per ask: the members drawn together do not see each other as
 constant liars, nor trials that finish while they wait. With ``n`` = 1, or outside the
 block, it is Optuna's TPE exactly (a unit test compares the suggestions one by one).
+
+A block may also say which candidates it prefers (``prefer``: on a CPU, widths the
+cohort can stack with): each member is then the best of its own candidates that the
+block prefers, and the best of all of them only where it prefers none. Every candidate
+is still a draw from TPE's "good" density; the preference chooses among them.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +39,9 @@ from automl.study.storage.history_window import WindowedTPESampler
 from automl.study.storage.tpe_log_pdf import parzen_log_pdf
 
 SpaceKey = frozenset[tuple[str, BaseDistribution]]
+# Which of a fit's candidates a block prefers: their values by name (Optuna's internal
+# representation, only the names of the space drawn) -> one bool per candidate.
+Preference = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 @dataclass
@@ -41,6 +49,7 @@ class _Ahead:
     """The block's state: members per fit, and each space's members drawn, not yet asked."""
 
     n: int
+    prefer: Preference | None = None
     drawn: dict[SpaceKey, list[dict[str, Any]]] = field(default_factory=dict)
     window: Any = None  # the study as the last fit saw it (history_window)
     relative_space: dict[tuple[int, int], tuple[dict[str, BaseDistribution], Any]] = \
@@ -72,14 +81,15 @@ class DrawAheadTPESampler(WindowedTPESampler):
         self._candidates_per_ask = value
 
     @contextmanager
-    def drawing_ahead(self, n: int) -> Iterator[None]:
+    def drawing_ahead(self, n: int, prefer: Preference | None = None) -> Iterator[None]:
         """Within the block, each TPE fit draws ``n`` trials' samples, handed out to the
         block's next asks of the same space (refitted once they are used up); members drawn
-        and never asked are dropped when the block ends."""
+        and never asked are dropped when the block ends. With ``prefer``, each member is
+        the best of its candidates that ``prefer`` keeps, where it keeps any."""
         if n < 1:
             raise ValueError(f"draw ahead at least 1 trial, got {n}")
         outer = getattr(self._local, "ahead", None)
-        self._local.ahead = _Ahead(n)
+        self._local.ahead = _Ahead(n, prefer)
         try:
             yield
         finally:
@@ -131,13 +141,14 @@ class DrawAheadTPESampler(WindowedTPESampler):
             return super()._sample(study, trial, search_space)
         key = _key(search_space)
         if not ahead.drawn.get(key):
-            ahead.drawn[key] = self._draw(study, trial, search_space, ahead.n)[::-1]
+            ahead.drawn[key] = self._draw(study, trial, search_space, ahead)[::-1]
         return ahead.drawn[key].pop()
 
     def _draw(self, study: optuna.Study, trial: FrozenTrial,
-              search_space: dict[str, BaseDistribution], n: int) -> list[dict[str, Any]]:
-        """``n`` members from one fit: Optuna's own sampling with ``n`` times the
-        candidates, each member the best of its own share."""
+              search_space: dict[str, BaseDistribution], ahead: _Ahead) -> list[dict[str, Any]]:
+        """``ahead.n`` members from one fit: Optuna's own sampling with ``n`` times the
+        candidates, each member the best of its own share (of those the block prefers)."""
+        n = ahead.n
         per_member = self._candidates_per_ask
         self._local.n_candidates = per_member * n  # this thread's asks only
         self._local.candidates = None  # waiting for _compute_acquisition_func
@@ -147,8 +158,12 @@ class DrawAheadTPESampler(WindowedTPESampler):
         finally:
             self._local.n_candidates = None
             del self._local.candidates
-        best = acquisition.reshape(n, per_member).argmax(axis=1) \
-            + np.arange(n) * per_member
+        scores = acquisition.reshape(n, per_member)
+        if ahead.prefer is not None:
+            kept = np.asarray(ahead.prefer(samples), dtype=bool).reshape(n, per_member)
+            usable = kept | ~kept.any(axis=1, keepdims=True)  # none kept: all of them
+            scores = np.where(usable, scores, -np.inf)
+        best = scores.argmax(axis=1) + np.arange(n) * per_member
         return [{name: search_space[name].to_external_repr(values[i].item())
                  for name, values in samples.items()} for i in best]
 
@@ -169,12 +184,13 @@ def _key(search_space: dict[str, BaseDistribution]) -> SpaceKey:
 
 
 @contextmanager
-def drawing_ahead(sampler: optuna.samplers.BaseSampler, n: int) -> Iterator[None]:
+def drawing_ahead(sampler: optuna.samplers.BaseSampler, n: int,
+                  prefer: Preference | None = None) -> Iterator[None]:
     """:meth:`DrawAheadTPESampler.drawing_ahead` for a sampler that has it (also behind a
     ``PartialFixedSampler``); any other sampler asks as usual."""
     base = getattr(sampler, "_base_sampler", sampler)
     if isinstance(base, DrawAheadTPESampler):
-        with base.drawing_ahead(n):
+        with base.drawing_ahead(n, prefer):
             yield
     else:
         yield
