@@ -53,6 +53,7 @@ from automl.study.storage.completed_curves import reading_once
 from automl.study.storage.draw_ahead import Preference, drawing_ahead
 from automl.study.storage.retry import is_transient
 from automl.study.storage.write_behind import RETRY_ATTR, writing_together
+from automl.study.studies import WARM_START_ATTR
 from workers.cohort import CohortKey, Member, Refill, cohort_key, train_cohort
 from workers.cohort_size import (
     cohort_capacity,
@@ -206,7 +207,11 @@ class _TrialBatch:
         starting_up = self.starting_up()
         size = min(self.capacity([first]), 1 + len(self.queue))
         if starting_up:
-            size = min(size, STARTUP_COHORT)
+            # A warm start (a rule of thumb) leads no pair: its partner would be a random
+            # draw pinned to the rules' one structure, and the start-up would try 1-2
+            # structures where one trial at a time tries 3-6 (bench/trial_batches.py).
+            leads = not first.trial.user_attrs.get(WARM_START_ATTR)
+            size = min(size, STARTUP_COHORT if leads else 1)
         waiting: list[_Asked] = []
 
         def refill(free: int) -> list[Member]:

@@ -23,6 +23,8 @@ from automl.study.storage.write_behind import WriteBehindStorage
 SETTINGS_ATTR = "automl_settings"
 OBJECTIVE_NAME = "validation loss"  # the objective, as the dashboard names it
 
+WARM_START_ATTR = "warm_start"  # the user attribute of a trial enqueued as a warm start
+
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An RDB storage that retries through database restarts (see
@@ -92,7 +94,7 @@ def create_study(url: str, name: str, settings: StudySettings, attrs: dict[str, 
     for key, value in attrs.items():
         study.set_user_attr(key, value)
     for params in first_trials:
-        study.enqueue_trial(params, user_attrs={"warm_start": True})
+        study.enqueue_trial(params, user_attrs={WARM_START_ATTR: True})
     return study
 
 

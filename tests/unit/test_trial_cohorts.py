@@ -84,6 +84,23 @@ def test_in_the_random_start_up_cohorts_are_pairs_asked_as_they_start(
     assert all(t.state == TrialState.COMPLETE for t in trials)
 
 
+def test_in_the_start_up_a_warm_start_trains_alone_and_pins_no_random_trial(
+        tmp_path: Path, blobs: PreparedData) -> None:
+    """The rules of thumb share one structure: pairing each with a random draw would pin
+    the start-up's random trials to it. The random trials pair among themselves."""
+    warm = {"n_layers": 1, "n_units_l0": 16, "activation": "relu", "optimizer": "adam",
+            "lr": 1e-3}
+    study = create_study(f"sqlite:///{tmp_path / 'study.db'}", "s",
+                         study_settings(tpe_startup_trials=2), {},
+                         first_trials=[warm, {**warm, "n_units_l0": 20}])
+    run_trial_cohorts(study, [TrialSlot() for _ in range(6)], space(), to_tensors(blobs),
+                      seed=0, startup_trials=100)
+    trials = study.trials
+    assert [t.user_attrs.get("warm_start", False) for t in trials] == [True, True] + [False] * 4
+    assert [t.user_attrs["cohort_size"] for t in trials] == [1, 1, 2, 2, 2, 2]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
 def test_a_cohort_stops_pinning_trials_at_the_first_that_does_not_fit(
         tmp_path: Path, blobs: PreparedData, monkeypatch: pytest.MonkeyPatch) -> None:
     """Room for three on its own, but every pinned trial comes out too wide to join: one
