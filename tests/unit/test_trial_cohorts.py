@@ -84,20 +84,34 @@ def test_in_the_random_start_up_cohorts_are_pairs_asked_as_they_start(
     assert all(t.state == TrialState.COMPLETE for t in trials)
 
 
-def test_in_the_start_up_a_warm_start_trains_alone_and_pins_no_random_trial(
-        tmp_path: Path, blobs: PreparedData) -> None:
-    """The rules of thumb share one structure: pairing each with a random draw would pin
-    the start-up's random trials to it. The random trials pair among themselves."""
+def test_in_the_start_up_warm_starts_stack_together_and_pin_no_random_trial(
+        tmp_path: Path, blobs: PreparedData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rules of thumb share one structure: they train as one cohort, and the trials
+    asked for it are not pinned to that structure (the random start-up keeps its draws);
+    the random trials pair among themselves."""
+    from workers import trial_cohorts
+
+    pins: list[dict | None] = []  # the structure each ask was pinned to, in ask order
+    real = trial_cohorts._pinned
+
+    def recording(study: optuna.Study, fixed: dict | None):  # type: ignore[no-untyped-def]
+        pins.append(fixed or None)
+        return real(study, fixed)
+
+    monkeypatch.setattr(trial_cohorts, "_pinned", recording)
     warm = {"n_layers": 1, "n_units_l0": 16, "activation": "relu", "optimizer": "adam",
             "lr": 1e-3}
     study = create_study(f"sqlite:///{tmp_path / 'study.db'}", "s",
                          study_settings(tpe_startup_trials=2), {},
-                         first_trials=[warm, {**warm, "n_units_l0": 20}])
-    run_trial_cohorts(study, [TrialSlot() for _ in range(6)], space(), to_tensors(blobs),
+                         first_trials=[warm, {**warm, "n_units_l0": 18},
+                                       {**warm, "n_units_l0": 20}])
+    run_trial_cohorts(study, [TrialSlot() for _ in range(7)], space(), to_tensors(blobs),
                       seed=0, startup_trials=100)
     trials = study.trials
-    assert [t.user_attrs.get("warm_start", False) for t in trials] == [True, True] + [False] * 4
-    assert [t.user_attrs["cohort_size"] for t in trials] == [1, 1, 2, 2, 2, 2]
+    assert [t.user_attrs.get("warm_start", False) for t in trials[:4]] == [True] * 3 + [False]
+    assert [t.user_attrs["cohort_size"] for t in trials[:3]] == [3, 3, 3]
+    assert pins[:4] == [None] * 4  # the warm starts and the random trial asked after them
+    assert any(pin is not None for pin in pins[4:])  # random trials still pair up
     assert all(t.state == TrialState.COMPLETE for t in trials)
 
 
