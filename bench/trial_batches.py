@@ -2,7 +2,8 @@
 cohorts compared on searches that differ only by them.
 
     python bench/trial_batches.py --dataset digits --trials 40 --seeds 0 1 2
-                                  [--ways solo cohorts unpreferred] [--space FILE] [--json FILE]
+                                  [--ways solo cohorts unpreferred] [--space FILE]
+                                  [--budget fast] [--json FILE]
 
 ``bench/cohort_speed.py`` runs the whole service twice, and two runs of one split moved
 2.5x in trials a minute with nothing changed (BENCHMARKS.md, "Refills drawn to stack"):
@@ -45,7 +46,7 @@ from compare_quality import DATASETS, cap_rows, read_frame  # bench/ is on sys.p
 from optuna.trial import FrozenTrial
 
 from automl.configs import TrialConfig
-from automl.options import TuneOptions
+from automl.options import BUDGETS, TuneOptions
 from automl.run.plan import baselines_for, first_trials, settings_of
 from automl.run.submit import validate_submission
 from automl.study.settings import pruning_policy
@@ -59,10 +60,10 @@ WAYS = {"solo": 1, "cohorts": CPU_COHORT_TRIALS, "unpreferred": CPU_COHORT_TRIAL
 
 
 def run_way(way: str, frame: Any, spec: Any, seed: int, n_trials: int,
-            space: Path | None = None) -> dict[str, Any]:
+            space: Path | None = None, budget: str = "default") -> dict[str, Any]:
     """One search of ``n_trials`` trials (``space``: a user space file, None: the
-    default), formed the ``way`` way."""
-    options = TuneOptions(task=spec.task, seed=seed, n_trials=n_trials)
+    default space of ``budget``), formed the ``way`` way."""
+    options = TuneOptions(task=spec.task, seed=seed, n_trials=n_trials, budget=budget)
     sub = validate_submission(frame, spec.target, space, options)
     data = to_tensors(sub.prepared)
     settings = settings_of(options, sub.space)
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--ways", nargs="+", default=list(WAYS), choices=WAYS)
     parser.add_argument("--max-rows", type=int, default=10_000)
     parser.add_argument("--space", type=Path, help="a search space file (default: the default)")
+    parser.add_argument("--budget", default="default", choices=BUDGETS)
     parser.add_argument("--json", type=Path, help="append each record as one JSON line")
     args = parser.parse_args()
     torch.set_num_threads(1)  # a Ray task's one CPU
@@ -139,14 +141,15 @@ def main() -> None:
     print("| ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for seed in args.seeds:
         for way in args.ways:
-            row = run_way(way, frame, spec, seed, args.trials, args.space)
+            row = run_way(way, frame, spec, seed, args.trials, args.space, args.budget)
             print(f"| {seed} | {way} | {row['trials_per_min']:.1f} | {row['epochs_per_min']:.0f}"
                   f" | {row['in_cohorts']} ({row['largest_cohort']}) | "
                   f"{row['cannot_stack_share']:.0%} | {row['startup_structures']} | "
                   f"{row['best_val_loss']:.4f} | "
                   f"{row['best_val_score']:.4f} | {row['seconds']:.0f} |", flush=True)
             if args.json:
-                record = {"dataset": args.dataset, "space": str(args.space or "default"), **row,
+                record = {"dataset": args.dataset, "space": str(args.space or "default"),
+                          "budget": args.budget, **row,
                           "command": "python bench/trial_batches.py "
                                      + " ".join(sys.argv[1:]),
                           "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
