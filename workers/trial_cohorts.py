@@ -202,19 +202,19 @@ class _TrialBatch:
 
         In the sampler's random start-up a cohort is a pair and is not refilled: more
         members would spend the start-up on few structures, and every trial asked ahead
-        while it lasts is drawn at random, however late it trains. A warm start's cohort
-        pins nothing: the trials asked for it join only if they share its structure
-        (the other warm starts)."""
+        while it lasts is drawn at random, however late it trains. A warm start's pair
+        pins nothing: the trial asked for it joins only if it shares its structure (the
+        next warm start does)."""
         fixed = structure_params(first.trial.params)
         starting_up = self.starting_up()
         size = min(self.capacity([first]), 1 + len(self.queue))
-        if starting_up and first.trial.user_attrs.get(WARM_START_ATTR):
-            # The rules of thumb share one structure and stack with each other, but pin no
-            # trial to it: a random draw pinned to it would leave the start-up with 4
-            # structures where one trial at a time tries 7 (bench/trial_batches.py).
-            fixed = {}
-        elif starting_up:
+        if starting_up:
             size = min(size, STARTUP_COHORT)
+            if first.trial.user_attrs.get(WARM_START_ATTR):
+                # The rules of thumb share one structure and stack with each other, but pin
+                # no trial to it: a random draw pinned to it would leave the start-up with
+                # 4 structures where one trial at a time tries 7 (bench/trial_batches.py).
+                fixed = {}
         waiting: list[_Asked] = []
 
         def refill(free: int) -> list[Member]:
