@@ -10,7 +10,8 @@ members' widest layers: a narrow member computes at the widest member's width), 
 waits and leads a later group, or trains alone, and the cohort pins no more trials; so
 does a trial whose configuration has no cohort (``cohort_key`` is None) or whose model
 is too wide for this device to gain.
-While the sampler is in its random start-up, cohorts are pairs and nothing is asked ahead.
+While the sampler is in its random start-up, cohorts are pairs and nothing is asked ahead;
+a warm start's pair pins nothing (its partner joins only if it shares the structure).
 Past it, the trials one refill of a cohort asks come from one TPE fit (at most
 ``MEMBERS_PER_FIT``, :mod:`automl.study.storage.draw_ahead`), not one fit each, on a
 CPU each the best of its TPE candidates whose widths stack with the cohort's
