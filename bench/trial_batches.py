@@ -5,11 +5,12 @@ cohorts compared on searches that differ only by them.
                                   [--ways solo cohorts unpreferred] [--space FILE]
                                   [--budget fast] [--json FILE]
 
-``bench/cohort_speed.py`` runs the whole service twice, and two runs of one split moved
-2.5x in trials a minute with nothing changed (BENCHMARKS.md, "Refills drawn to stack"):
-two Ray workers ask and tell in whatever order their trials end, so each run's search
-takes its own path. Here one process runs the trials the way one worker's Ray task runs
-its claimed tickets (:func:`workers.trial_cohorts.run_trial_cohorts`, one torch thread),
+``bench/cohort_speed.py`` runs the whole service twice, and one trial per task alone
+moved 2x in trials a minute from run to run on one split (BENCHMARKS.md, "After three
+fixes to how cohorts ask"): two Ray workers ask and tell in whatever order their trials
+end, so each run's search takes its own path. Here one process runs the trials the way
+one worker's Ray task runs its claimed tickets
+(:func:`workers.trial_cohorts.run_trial_cohorts`, one torch thread),
 batch after batch, on a SQLite study made as ``tune`` makes it (settings, rule-of-thumb
 warm starts, the default space for the data). One process and seeded samplers make each
 way's search repeatable, so the ways differ only by how they form cohorts:
@@ -82,8 +83,9 @@ def run_way(way: str, frame: Any, spec: Any, seed: int, n_trials: int,
                                                 pruning_policy(settings),
                                                 settings.tpe_startup_trials)
         seconds = time.perf_counter() - started
-        row = summary(way, seed, study.trials, seconds, data)
-        startup = sorted(_finished(study), key=lambda t: t.number)[:settings.tpe_startup_trials]
+        finished = sorted(_finished(study), key=lambda t: t.number)
+        row = summary(way, seed, finished, seconds, data)
+        startup = finished[:settings.tpe_startup_trials]
         row["startup_structures"] = len({structure(t) for t in startup})
         return row
 
@@ -92,9 +94,8 @@ def _finished(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
 
 
-def summary(way: str, seed: int, trials: list[FrozenTrial], seconds: float,
+def summary(way: str, seed: int, finished: list[FrozenTrial], seconds: float,
             data: TensorSplits) -> dict[str, Any]:
-    finished = [t for t in trials if t.state.is_finished()]
     sizes = [int(t.user_attrs.get("cohort_size", 1)) for t in finished]
     epochs = sum(len(t.intermediate_values) for t in finished)
     train_s = sum(float(t.user_attrs.get("seconds", 0.0)) for t in finished)
@@ -109,15 +110,18 @@ def summary(way: str, seed: int, trials: list[FrozenTrial], seconds: float,
             "best_val_loss": best.value, "best_val_score": best.user_attrs.get("val_score")}
 
 
+def config_of(trial: FrozenTrial) -> TrialConfig:
+    return TrialConfig.from_dict(trial.user_attrs.get("config", {}))
+
+
 def structure(trial: FrozenTrial) -> Any:
     """What the trial shares with the members of its cohort (its cohort key)."""
-    config = TrialConfig.from_dict(trial.user_attrs.get("config", {}))
-    return cohort_key(config) or ("no cohort", trial.number)
+    return cohort_key(config_of(trial)) or ("no cohort", trial.number)
 
 
 def can_stack(trial: FrozenTrial, data: TensorSplits) -> bool:
     """Whether the trial's model is one a CPU cohort could speed up."""
-    config = TrialConfig.from_dict(trial.user_attrs.get("config", {}))
+    config = config_of(trial)
     macs = multiply_adds(config.model, data.n_inputs, data.n_outputs, data.n_numeric)
     return cohort_key(config) is not None and macs <= CPU_MAX_MACS
 
